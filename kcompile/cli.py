@@ -1,0 +1,49 @@
+"""The `kcompile` command line."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+
+
+def _demo(args):
+    from .demo import run_demo
+    run_demo(epochs=args.epochs, samples=args.samples, seed=args.seed, export=args.export)
+    return 0
+
+
+def _inspect(args):
+    from .inspect_model import inspect_file
+    print(inspect_file(args.model))
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="kcompile", description="Compile Keras models to native code.")
+    parser.add_argument("--version", action="version", version=f"kcompile {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    demo = sub.add_parser("demo", help="build the Keras guide's MLP, compile it to native code, train, "
+                                       "evaluate and predict on a synthetic task")
+    demo.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
+    demo.add_argument("--samples", type=int, default=2000, help="training samples (default 2000)")
+    demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    demo.add_argument("--export", metavar="PATH", default=None,
+                      help="save the trained model to PATH (.keras or .h5) when given")
+    demo.set_defaults(func=_demo)
+    insp = sub.add_parser("inspect", help="summary, IR after passes and unsupported features of a model file")
+    insp.add_argument("model", help="a .keras, .h5 or .json model file")
+    insp.set_defaults(func=_inspect)
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as exc:
+        print(f"kcompile: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""The matmul kernel template: C = op(A) @ op(B) in generated IR, behind one interface.
+
+`define_gemm(module, name, epilogue)` defines
+  void name(i64 M, i64 N, i64 K, ptr A, i64 a_rs, i64 a_cs, ptr B, i64 b_rs, i64 b_cs,
+            ptr C, i64 ldc, i32 accumulate, ptr scratch, <extra args>)
+computing C[i*ldc + j] (+)= sum_k A[i*a_rs + k*a_cs] * B[k*b_rs + j*b_cs], so transposed
+operands are just other strides. B is packed into `scratch` as K rows of N rounded up to 16
+(zero padded), then a 6x16 register-blocked micro-kernel (12 <8 x float> accumulators carried as
+phis through the k loop, llvm.fma.v8f32, A broadcast from strided loads) sweeps C. Rows are
+processed in panels of ROW_PANEL; after each finished panel `epilogue(builder, row_start,
+row_end, extra_args)` emits the fused elementwise tail for those rows while they are in cache.
+`scratch_floats(K, N)` is the scratch size. A later issue swaps in a BLIS-class version.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from .llvm_util import F32, I32, I64, PTR, VOID, for_range, gep_f, i64
+
+MR, NR, ROW_PANEL = 6, 16, 48
+V8 = ir.VectorType(F32, 8)
+
+
+def scratch_floats(k, n):
+    return k * (-(-n // NR) * NR) + MR * NR + 8
+
+
+def _fma(module):
+    fn = module.globals.get("llvm.fma.v8f32")
+    if fn is None:
+        fn = ir.Function(module, ir.FunctionType(V8, [V8, V8, V8]), "llvm.fma.v8f32")
+    return fn
+
+
+def _splat(b, x):
+    undef = ir.Constant(V8, ir.Undefined)
+    v = b.insert_element(undef, x, ir.Constant(I32, 0))
+    return b.shuffle_vector(v, undef, ir.Constant(ir.VectorType(I32, 8), [0] * 8))
+
+
+def _load_v8(b, ptr, idx):
+    return b.load(gep_f(b, ptr, idx), typ=V8, align=4)
+
+
+def _store_v8(b, value, ptr, idx):
+    b.store(value, gep_f(b, ptr, idx), align=4)
+
+
+def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False):
+    args = [I64, I64, I64, PTR, I64, I64, PTR, I64, I64, PTR, I64, I32, PTR] + list(extra_arg_types)
+    fn = ir.Function(module, ir.FunctionType(VOID, args), name)
+    if not exported:
+        fn.linkage = "internal"
+    M, N, K, A, a_rs, a_cs, B, b_rs, b_cs, C, ldc, accumulate, scratch = fn.args[:13]
+    extra = list(fn.args[13:])
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    np_ = b.mul(b.sdiv(b.add(N, i64(NR - 1)), i64(NR)), i64(NR))     # N rounded up to NR
+
+    # pack B (K x N, strided) into scratch (K x np_, contiguous, zero padded)
+    with for_range(b, 0, K, "pk") as k:
+        with for_range(b, 0, np_, "pj") as j:
+            inside = b.icmp_signed("<", j, N)
+            jj = b.select(inside, j, i64(0))
+            v = b.load(gep_f(b, B, b.add(b.mul(k, b_rs), b.mul(jj, b_cs))), typ=F32)
+            b.store(b.select(inside, v, ir.Constant(F32, 0.0)), gep_f(b, scratch, b.add(b.mul(k, np_), j)))
+
+    acc_flag = b.icmp_signed("!=", accumulate, ir.Constant(I32, 0))
+    tile = gep_f(b, scratch, b.mul(K, np_))   # staging for partial column tiles, after the panel
+    ctx = dict(A=A, a_rs=a_rs, a_cs=a_cs, K=K, np_=np_, N=N, C=C, ldc=ldc, acc=acc_flag, scratch=scratch,
+               tile=tile, module=module)
+
+    n_panels = b.sdiv(b.add(M, i64(ROW_PANEL - 1)), i64(ROW_PANEL))
+    with for_range(b, 0, n_panels, "panel") as p:
+        r0 = b.mul(p, i64(ROW_PANEL))
+        r1 = b.add(r0, i64(ROW_PANEL))
+        r1 = b.select(b.icmp_signed("<", r1, M), r1, M)
+        full_blocks = b.sdiv(b.sub(r1, r0), i64(MR))
+        with for_range(b, 0, b.sdiv(np_, i64(NR)), "jb") as jb:
+            j0 = b.mul(jb, i64(NR))
+            with for_range(b, 0, full_blocks, "rb") as rb:
+                _micro_kernel(b, ctx, b.add(r0, b.mul(rb, i64(MR))), j0, MR)
+            with for_range(b, b.add(r0, b.mul(full_blocks, i64(MR))), r1, "rr") as r:
+                _micro_kernel(b, ctx, r, j0, 1)
+        if epilogue is not None:
+            epilogue(b, r0, r1, extra)
+    b.ret_void()
+    return fn
+
+
+def _micro_kernel(b, ctx, row, j0, rows):
+    """C[row:row+rows, j0:j0+16] (+)= A[row:row+rows, :] @ Bpacked[:, j0:j0+16]."""
+    fma = _fma(ctx["module"])
+    zero = ir.Constant(V8, [ir.Constant(F32, 0.0)] * 8)
+    pre = b.block
+    head = b.append_basic_block("uk.head")
+    body = b.append_basic_block("uk.body")
+    done = b.append_basic_block("uk.done")
+    a_rows = [b.mul(b.add(row, i64(r)), ctx["a_rs"]) for r in range(rows)]
+    b.branch(head)
+    b.position_at_end(head)
+    k = b.phi(I64, "k")
+    k.add_incoming(i64(0), pre)
+    accs = []
+    for r in range(rows):
+        for h in range(2):
+            phi = b.phi(V8, f"acc{r}_{h}")
+            phi.add_incoming(zero, pre)
+            accs.append(phi)
+    b.cbranch(b.icmp_signed("<", k, ctx["K"]), body, done)
+    b.position_at_end(body)
+    boff = b.add(b.mul(k, ctx["np_"]), j0)
+    bv = [_load_v8(b, ctx["scratch"], boff), _load_v8(b, ctx["scratch"], b.add(boff, i64(8)))]
+    koff = b.mul(k, ctx["a_cs"])
+    new = []
+    for r in range(rows):
+        a = _splat(b, b.load(gep_f(b, ctx["A"], b.add(a_rows[r], koff)), typ=F32))
+        for h in range(2):
+            new.append(b.call(fma, [a, bv[h], accs[2 * r + h]]))
+    for phi, v in zip(accs, new):
+        phi.add_incoming(v, body)
+    k.add_incoming(b.add(k, i64(1)), body)
+    b.branch(head)
+    b.position_at_end(done)
+
+    # write back: whole 16-wide tiles directly, the ragged last tile through the staging buffer
+    full = b.icmp_signed("<=", b.add(j0, i64(NR)), ctx["N"])
+    with b.if_else(full) as (then, otherwise):
+        with then:
+            for r in range(rows):
+                for h in range(2):
+                    idx = b.add(b.add(b.mul(b.add(row, i64(r)), ctx["ldc"]), j0), i64(8 * h))
+                    v = accs[2 * r + h]
+                    old = _load_v8(b, ctx["C"], idx)
+                    _store_v8(b, b.select(ctx["acc"], b.fadd(old, v), v), ctx["C"], idx)
+        with otherwise:
+            tile = ctx["tile"]
+            for r in range(rows):
+                for h in range(2):
+                    _store_v8(b, accs[2 * r + h], tile, i64(NR * r + 8 * h))
+            with for_range(b, 0, b.sub(ctx["N"], j0), "tail") as j:
+                for r in range(rows):
+                    v = b.load(gep_f(b, tile, b.add(i64(NR * r), j)), typ=F32)
+                    cp = gep_f(b, ctx["C"], b.add(b.add(b.mul(b.add(row, i64(r)), ctx["ldc"]), j0), j))
+                    old = b.load(cp, typ=F32)
+                    b.store(b.select(ctx["acc"], b.fadd(old, v), v), cp)

@@ -1,0 +1,77 @@
+"""LLVM target machines, the optimization pipeline and an MCJIT wrapper (see llvm_codegen.md)."""
+from __future__ import annotations
+
+import threading
+
+import llvmlite.binding as llvm
+
+_init_lock = threading.Lock()
+_initialized = False
+
+
+def ensure_llvm():
+    """One-time target initialization (llvm.initialize() itself is deprecated and raises)."""
+    global _initialized
+    with _init_lock:
+        if not _initialized:
+            llvm.initialize_native_target()
+            llvm.initialize_native_asmprinter()
+            _initialized = True
+
+
+def host_target_machine(aot=False):
+    ensure_llvm()
+    target = llvm.Target.from_default_triple()
+    kwargs = dict(cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3)
+    if aot:
+        kwargs.update(reloc="pic", codemodel="default")
+    else:
+        kwargs.update(codemodel="jitdefault")
+    return target.create_target_machine(**kwargs)
+
+
+def optimize(module, tm, level=3):
+    """Run the O3 pipeline with both vectorizers; a fresh pass builder each time (never reused)."""
+    pto = llvm.create_pipeline_tuning_options(speed_level=level)
+    pto.loop_vectorization = True
+    pto.slp_vectorization = True
+    pb = llvm.create_pass_builder(tm, pto)
+    pb.getModulePassManager().run(module, pb)
+
+
+class JitModule:
+    """Parse, verify, optimize and JIT one llvmlite module; close() frees the machine code."""
+
+    def __init__(self, ir_module):
+        ensure_llvm()
+        tm = host_target_machine()
+        ir_module.triple = llvm.get_process_triple()
+        ir_module.data_layout = str(tm.target_data)
+        self._mod = llvm.parse_assembly(str(ir_module))
+        self._mod.verify()          # malformed IR would crash the optimizer instead of raising
+        optimize(self._mod, tm)
+        self._asm_tm = tm
+        # MCJIT takes ownership of the module and of its own target machine
+        self._engine = llvm.create_mcjit_compiler(self._mod, host_target_machine())
+        self._engine.finalize_object()
+
+    def address(self, name):
+        addr = self._engine.get_function_address(name)
+        if not addr:
+            raise KeyError(f"no function {name!r} in the native module")
+        return addr
+
+    @property
+    def assembly(self):
+        return self._asm_tm.emit_assembly(self._mod)
+
+    def close(self):
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass

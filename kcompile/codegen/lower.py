@@ -1,0 +1,361 @@
+"""Lower a kernel program (ir/passes) to LLVM IR: one internal function per kernel and one
+exported entry point that computes every buffer's address and calls the kernels in order.
+
+Entry ABI: void NAME(i64 n, ptr inputs[], ptr outputs[], ptr state, ptr workspace)
+  n          run-time batch size
+  inputs     array of pointers to the graph inputs (row-major float32/int32)
+  outputs    array of pointers to the graph outputs
+  state      the state pool (weights, optimizer slots, counters) — slots at fixed byte offsets
+  workspace  scratch memory of `MemoryPlan.workspace_bytes(n)` bytes, 64-byte aligned
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from ..ir.graph import BATCH
+from ..ir.passes.memory import base_of, buffer_of
+from . import gemm
+from .elementwise import EMITTERS
+from .llvm_util import F32, FP_FLAGS, I32, I64, PTR, REDUCE_FLAGS, VOID, byte_offset, for_range, gep_f, i64, llvm_type
+from .loops import ONE, Access, Mono, broadcast_strides, collapse, contiguous_strides, dim, emit_nest, prod
+
+_SCALAR_LEAVES = ("batch_size",)
+
+
+class EmitContext:
+    """What an elementwise emitter may use: the builder, the module and the element's flat index."""
+
+    def __init__(self, builder, module, flat_index=None):
+        self.builder, self.module, self.flat_index = builder, module, flat_index
+
+
+def lower_program(module, program, entry_name, slot_offsets):
+    """Define the entry point; returns `scratch_bytes(n)`, the gemm scratch its calls need."""
+    entry = ir.Function(module, ir.FunctionType(VOID, [I64, PTR, PTR, PTR, PTR]), entry_name)
+    n, ins, outs, state, ws = entry.args
+    b = ir.IRBuilder(entry.append_basic_block("entry"))
+    plan = program.memory
+    # the gemm scratch sits after the planned workspace
+    batch_region = byte_offset(b, ws, i64(plan.static_bytes))
+    gemm_scratch = byte_offset(b, batch_region, b.add(b.mul(n, i64(plan.row_bytes)), i64(64)))
+
+    def address(buf):
+        if buf.kind == "input":
+            return b.load(b.gep(ins, [i64(buf.index)], source_etype=PTR), typ=PTR)
+        if buf.kind == "output":
+            return b.load(b.gep(outs, [i64(buf.index)], source_etype=PTR), typ=PTR)
+        if buf.kind == "state":
+            return byte_offset(b, state, i64(slot_offsets[buf.slot]))
+        if buf.batched:
+            return byte_offset(b, batch_region, b.mul(n, i64(buf.row_offset)))
+        return byte_offset(b, ws, i64(buf.static_offset))
+
+    gemm_dims = []
+    for t, kernel in enumerate(program.kernels):
+        emitter = _KernelEmitter(module, f"{entry_name}.k{t}", kernel, plan)
+        fn, arg_buffers = emitter.emit()
+        gemm_dims += emitter.gemm_dims
+        b.call(fn, [n] + [gemm_scratch if buf == "gemm_scratch" else address(buf) for buf in arg_buffers])
+    b.ret_void()
+
+    def scratch_bytes(batch):
+        return 4 * max([gemm.scratch_floats(_eval(k, batch), _eval(nn, batch)) for k, nn in gemm_dims] or [0])
+    return scratch_bytes
+
+
+def _eval(mono, batch):
+    return mono.c * batch ** mono.k
+
+
+class _KernelEmitter:
+    def __init__(self, module, name, kernel, plan):
+        self.module, self.name, self.kernel, self.plan = module, name, kernel, plan
+        self.consts = {}
+        self.gemm_dims = []
+
+    # --- arguments: one pointer per distinct buffer the kernel touches
+    def _collect_buffers(self):
+        order, index = [], {}
+        nodes = [i for i in self.kernel.external_inputs() if base_of(i).op not in ("const",) + _SCALAR_LEAVES]
+        nodes += self.kernel.outputs
+        for node in nodes:
+            buf = buffer_of(self.plan, node) if node not in self.kernel.outputs else self.plan.buffers[node.id]
+            if buf not in index:
+                index[buf] = len(order)
+                order.append(buf)
+        if self.kernel.kind == "matmul":
+            index["gemm_scratch"] = len(order)
+            order.append("gemm_scratch")
+        return order, index
+
+    def emit(self):
+        buffers, self.buf_index = self._collect_buffers()
+        fnty = ir.FunctionType(VOID, [I64] + [PTR] * len(buffers))
+        fn = ir.Function(self.module, fnty, self.name)
+        fn.linkage = "internal"
+        for a in fn.args[1:]:
+            a.add_attribute("noalias")
+        self.fn = fn
+        self.n, self.args = fn.args[0], list(fn.args[1:])
+        self.b = ir.IRBuilder(fn.append_basic_block("entry"))
+        getattr(self, "_emit_" + self.kernel.kind)()
+        self.b.ret_void()
+        return fn, buffers
+
+    def ptr(self, node):
+        if node in self.kernel.outputs:
+            return self.args[self.buf_index[self.plan.buffers[node.id]]]
+        base = base_of(node)
+        if base.op == "const":
+            return self._const_global(base)
+        return self.args[self.buf_index[buffer_of(self.plan, node)]]
+
+    def _const_global(self, node):
+        arr = node.attrs["value"]
+        if node.id not in self.consts:
+            ty = ir.ArrayType(ir.IntType(8), arr.nbytes)
+            g = ir.GlobalVariable(self.module, ty, f"{self.name}.c{node.id}")
+            g.initializer = ir.Constant(ty, bytearray(arr.astype(arr.dtype.newbyteorder("<")).tobytes()))
+            g.global_constant, g.linkage, g.align = True, "private", 32
+            self.consts[node.id] = g
+        return self.consts[node.id]
+
+    # --- elementwise bodies shared by every kernel kind
+    def _operand_accesses(self, members, iter_shape):
+        """External operands of `members` that are read from memory, with broadcast strides."""
+        inside = {m.id for m in members}
+        reads = []
+        for m in members:
+            for i in m.inputs:
+                if i.id in inside or any(r is i for r in reads):
+                    continue
+                if base_of(i).op == "batch_size" or _is_scalar_const(i):
+                    continue
+                reads.append(i)
+        return reads, [Access(self.ptr(r), broadcast_strides(r.shape, iter_shape)) for r in reads]
+
+    def _eval_members(self, members, loaded, flat_index):
+        """Compute member values in order; `loaded` maps node id -> already-available value."""
+        b = self.b
+        ctx = EmitContext(b, self.module, flat_index)
+        values = dict(loaded)
+        for m in members:
+            args = [values[i.id] if i.id in values else self._leaf_value(i) for i in m.inputs]
+            values[m.id] = EMITTERS[m.op](ctx, m, *args)
+        return values
+
+    def _leaf_value(self, node):
+        base = base_of(node)
+        if base.op == "batch_size":
+            return self.b.sitofp(self.n, F32)
+        if _is_scalar_const(node):
+            v = base.attrs["value"].reshape(())
+            return ir.Constant(llvm_type(node.dtype), int(v) if node.dtype == "int32" else float(v))
+        raise AssertionError(f"operand {node} was not loaded")
+
+    def _emit_elementwise_body(self, members, iter_shape, outer_range=None, keep_last=False,
+                               extra=None):
+        """One fused loop nest: load operands, compute members, store the kernel's outputs.
+
+        extra: optional (accesses, on_element(offsets, values)) for reductions, which add their
+        own accumulator access and update.
+        """
+        stores = [m for m in members if m in self.kernel.outputs]
+        reads, accesses = self._operand_accesses(members, iter_shape)
+        out_strides = contiguous_strides(iter_shape)
+        accesses = accesses + [Access(self.ptr(s), out_strides) for s in stores]
+        accesses.append(Access(None, out_strides))  # the flat element index
+        extra_accesses, on_element = extra if extra else ([], None)
+        accesses += extra_accesses
+        dims, accesses = collapse([dim(d) for d in iter_shape], accesses, keep_last=keep_last)
+        if outer_range is not None and len(dims) != 2:
+            return False
+
+        def body(offsets):
+            b = self.b
+            loaded = {r.id: b.load(gep_f(b, self.ptr(r), offsets[k], r.dtype), typ=llvm_type(r.dtype))
+                      for k, r in enumerate(reads)}
+            flat = offsets[len(reads) + len(stores)]
+            values = self._eval_members(members, loaded, flat)
+            for k, s in enumerate(stores):
+                b.store(values[s.id], gep_f(b, self.ptr(s), offsets[len(reads) + k], s.dtype))
+            if on_element:
+                on_element(offsets[len(reads) + len(stores) + 1:], values)
+        emit_nest(self.b, self.n, dims, accesses, body, outer_range)
+        return True
+
+    # --- kernel kinds
+    def _emit_elementwise(self):
+        self._emit_elementwise_body(self.kernel.members, self.kernel.iter_shape)
+
+    def _emit_reduce(self):
+        root = self.kernel.root
+        if root.op == "argmax":
+            return self._emit_argmax(root)
+        b = self.b
+        x = root.inputs[0]
+        axes = root.attrs["axes"]
+        out = self.ptr(root)
+        kept = [d for j, d in enumerate(x.shape) if j not in axes]
+        if root.dtype == "int32":
+            identity = {"reduce_sum": 0, "reduce_max": -2 ** 31, "reduce_min": 2 ** 31 - 1}[root.op]
+        else:
+            identity = {"reduce_sum": 0.0, "reduce_max": float("-inf"), "reduce_min": float("inf")}[root.op]
+        init = ir.Constant(llvm_type(root.dtype), identity)
+        dims, (acc,) = collapse([dim(d) for d in kept] or [ONE], [Access(out, contiguous_strides(kept) or [ONE])])
+        emit_nest(b, self.n, dims, [acc], lambda offs: b.store(init, gep_f(b, out, offs[0], root.dtype)))
+
+        own = contiguous_strides(kept)
+        out_strides, k = [], 0
+        for j in range(len(x.shape)):
+            if j in axes:
+                out_strides.append(Mono(0))
+            else:
+                out_strides.append(own[k])
+                k += 1
+        members = self.kernel.members
+
+        def accumulate(offsets, values):
+            v = values[x.id]
+            p = gep_f(b, out, offsets[0], root.dtype)
+            a = b.load(p, typ=llvm_type(root.dtype))
+            b.store(self._combine(root, a, v), p)
+
+        if members and x in members:
+            self._emit_elementwise_body(members, x.shape, extra=([Access(out, out_strides)], accumulate))
+        else:
+            # no prologue: read the input directly
+            ax = Access(self.ptr(x), contiguous_strides(x.shape))
+            dims, accesses = collapse([dim(d) for d in x.shape], [ax, Access(out, out_strides)])
+
+            def body(offs):
+                v = b.load(gep_f(b, self.ptr(x), offs[0], x.dtype), typ=llvm_type(x.dtype))
+                p = gep_f(b, out, offs[1], root.dtype)
+                b.store(self._combine(root, b.load(p, typ=llvm_type(root.dtype)), v), p)
+            emit_nest(b, self.n, dims, accesses, body)
+
+    def _combine(self, root, acc, v):
+        b = self.b
+        if root.op == "reduce_sum":
+            return b.add(acc, v) if root.dtype == "int32" else b.fadd(acc, v, flags=REDUCE_FLAGS)
+        return EMITTERS["maximum" if root.op == "reduce_max" else "minimum"](EmitContext(b, self.module), root, acc, v)
+
+    def _emit_argmax(self, root):
+        b = self.b
+        x = root.inputs[0]
+        axis = root.attrs["axis"]
+        outer, size, inner = prod(x.shape[:axis]), dim(x.shape[axis]), prod(x.shape[axis + 1:])
+        xp, out = self.ptr(x), self.ptr(root)
+        inner_v, size_v = inner.value(b, self.n), size.value(b, self.n)
+        with for_range(b, 0, outer.value(b, self.n), "o") as o:
+            with for_range(b, 0, inner_v, "i") as i:
+                start = b.add(b.mul(b.mul(o, size_v), inner_v), i)
+                best_p = b.alloca(F32)
+                best_i = b.alloca(I64)
+                b.store(b.load(gep_f(b, xp, start), typ=F32), best_p)
+                b.store(i64(0), best_i)
+                with for_range(b, 1, size_v, "a") as a:
+                    v = b.load(gep_f(b, xp, b.add(start, b.mul(a, inner_v))), typ=F32)
+                    better = b.fcmp_ordered(">", v, b.load(best_p, typ=F32))
+                    b.store(b.select(better, v, b.load(best_p, typ=F32)), best_p)
+                    b.store(b.select(better, a, b.load(best_i, typ=I64)), best_i)
+                b.store(b.trunc(b.load(best_i, typ=I64), I32),
+                        gep_f(b, out, b.add(b.mul(o, inner_v), i), "int32"))
+
+    def _emit_layout(self):
+        b = self.b
+        node = self.kernel.root
+        out = self.ptr(node)
+        if node.op == "transpose":
+            x = node.inputs[0]
+            src = contiguous_strides(x.shape)
+            self._copy(node.shape, Access(self.ptr(x), [src[p] for p in node.attrs["perm"]]),
+                       Access(out, contiguous_strides(node.shape)), x.dtype)
+        elif node.op == "slice":
+            x = node.inputs[0]
+            src = contiguous_strides(x.shape)
+            base = sum_monos([src[j] * Mono(lo) for j, (lo, hi) in enumerate(node.attrs["bounds"])])
+            self._copy(node.shape, Access(self.ptr(x), src, base), Access(out, contiguous_strides(node.shape)), x.dtype)
+        elif node.op == "pad":
+            x = node.inputs[0]
+            dst = contiguous_strides(node.shape)
+            zero = ir.Constant(llvm_type(node.dtype), 0)
+            dims, (acc,) = collapse([dim(d) for d in node.shape], [Access(out, dst)])
+            emit_nest(b, self.n, dims, [acc], lambda offs: b.store(zero, gep_f(b, out, offs[0], node.dtype)))
+            base = sum_monos([dst[j] * Mono(lo) for j, (lo, hi) in enumerate(node.attrs["pads"])])
+            self._copy(x.shape, Access(self.ptr(x), contiguous_strides(x.shape)), Access(out, dst, base), x.dtype)
+        elif node.op == "concat":
+            dst = contiguous_strides(node.shape)
+            axis, start = node.attrs["axis"], 0
+            for x in node.inputs:
+                self._copy(x.shape, Access(self.ptr(x), contiguous_strides(x.shape)),
+                           Access(out, dst, dst[axis] * Mono(start)), x.dtype)
+                start += x.shape[axis]
+        else:
+            raise NotImplementedError(f"no layout kernel for {node.op!r}")
+
+    def _copy(self, shape, src, dst, dtype):
+        b = self.b
+        dims, (s, d) = collapse([dim(x) for x in shape], [src, dst])
+        ty = llvm_type(dtype)
+        emit_nest(b, self.n, dims, [s, d], lambda offs: b.store(
+            b.load(gep_f(b, s.pointer, offs[0], dtype), typ=ty), gep_f(b, d.pointer, offs[1], dtype)))
+
+    def _emit_matmul(self):
+        b = self.b
+        node = self.kernel.root
+        a, w = node.inputs
+        ta, tb = node.attrs["transpose_a"], node.attrs["transpose_b"]
+        if ta:
+            K, M = prod(a.shape[:-1]), dim(a.shape[-1])
+            a_rs, a_cs = ONE, M
+        else:
+            M, K = prod(a.shape[:-1]), dim(a.shape[-1])
+            a_rs, a_cs = K, ONE
+        if tb:
+            N = prod(w.shape[:-1])
+            b_rs, b_cs = ONE, dim(w.shape[-1])
+        else:
+            N = dim(w.shape[-1])
+            b_rs, b_cs = N, ONE
+        self.gemm_dims.append((K, N))
+        members = self.kernel.members
+        fused = bool(members) and self._epilogue_collapses(members, node.shape)
+
+        def epilogue(builder, row_start, row_end, extra_args):
+            # Runs inside the gemm function: rebind the builder, n and our pointers to its arguments.
+            saved = self.b, self.n, self.args
+            self.b, self.n, self.args = builder, extra_args[0], list(extra_args[1:])
+            self._emit_elementwise_body(members, node.shape, outer_range=(row_start, row_end), keep_last=True)
+            self.b, self.n, self.args = saved
+
+        extra = [self.n] + self.args
+        gemm_fn = gemm.define_gemm(self.module, f"{self.name}.gemm", epilogue=epilogue if fused else None,
+                                   extra_arg_types=[I64] + [PTR] * len(self.args))
+        scratch = self.args[self.buf_index["gemm_scratch"]]
+        v = lambda m: m.value(b, self.n)  # noqa: E731
+        b.call(gemm_fn, [v(M), v(N), v(K), self.ptr(a), v(a_rs), v(a_cs), self.ptr(w), v(b_rs), v(b_cs),
+                         self.ptr(node), v(N), ir.Constant(I32, 0), scratch] + extra)
+        if members and not fused:
+            self._emit_elementwise_body(members, node.shape)
+
+    def _epilogue_collapses(self, members, shape):
+        """True when the epilogue's index space folds into (rows, columns), as the gemm hands it rows."""
+        _, accesses = self._operand_accesses(members, shape)
+        strides = contiguous_strides(shape)
+        accesses += [Access(None, strides), Access(None, strides)]
+        dims, _ = collapse([dim(d) for d in shape], accesses, keep_last=True)
+        return len(dims) == 2
+
+
+def sum_monos(monos):
+    total = Mono(0)
+    for m in monos:
+        assert m.k == 0 or total.c == 0 or m.k == total.k, "mixed batch powers in an offset"
+        total = Mono(total.c + m.c, max(total.k, m.k)) if m.c else total
+    return total
+
+
+def _is_scalar_const(node):
+    base = base_of(node)
+    return base.op == "const" and base.attrs["value"].size == 1

@@ -1,0 +1,139 @@
+"""Math functions as plain float IR (no calls), so loops using them auto-vectorize to AVX2.
+
+All emitters take and return scalar float32 values; LLVM's loop vectorizer widens the loops
+they sit in. Algorithms:
+  exp    Cody-Waite reduction x = n ln2 + r (|r| <= ln2/2), Taylor degree 7 for e^r, 2^n by
+         exponent bits applied in two halves so n = 128 does not overflow; clamps give 0 / inf.
+  log    x = m 2^e with m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(s), s = (m-1)/(m+1), odd series to s^11.
+  expm1  Taylor degree 10 for |x| < 0.5, exp(x) - 1 otherwise.
+  log1p  log(u) * x / (u - 1) with u = 1 + x (exact-compensation trick), x where u == 1.
+  tanh   expm1(2x) / (expm1(2x) + 2), saturated to +-1 beyond |x| = 9.
+  sigmoid 1 / (1 + exp(-x)).   softplus max(x, 0) + log1p(exp(-|x|)).
+  erf    Abramowitz-Stegun 7.1.26 (|error| <= 1.5e-7).
+"""
+from __future__ import annotations
+
+import math
+
+from llvmlite import ir
+
+from .llvm_util import F32, I32, intrinsic
+
+FLAGS = ("contract",)
+
+
+def emit_const(ty, value):
+    return ir.Constant(ty, float(value))
+
+
+def _c(v):
+    return ir.Constant(F32, float(v))
+
+
+def _poly(b, x, coeffs):
+    """Horner: coeffs[0] + x*(coeffs[1] + x*(...))."""
+    acc = _c(coeffs[-1])
+    for c in reversed(coeffs[:-1]):
+        acc = b.fadd(b.fmul(acc, x, flags=FLAGS), _c(c), flags=FLAGS)
+    return acc
+
+
+def _fabs(b, x):
+    return b.call(intrinsic(b.module, "llvm.fabs.f32", F32, [F32]), [x])
+
+
+def _rint(b, x):
+    return b.call(intrinsic(b.module, "llvm.rint.f32", F32, [F32]), [x])
+
+
+def _pow2i(b, n):
+    """2**n for an i32 n in [-126, 127] as float bits."""
+    return b.bitcast(b.shl(b.add(n, ir.Constant(I32, 127)), ir.Constant(I32, 23)), F32)
+
+
+def _isnan(b, x):
+    return b.fcmp_unordered("uno", x, x)
+
+
+def emit_exp(b, x):
+    hi, lo = 88.72283935546875, -87.33654022216797
+    xc = b.select(b.fcmp_ordered(">", x, _c(hi)), _c(hi), x)
+    xc = b.select(b.fcmp_ordered("<", xc, _c(lo)), _c(lo), xc)
+    n = _rint(b, b.fmul(xc, _c(1.4426950408889634)))
+    r = b.fsub(xc, b.fmul(n, _c(0.693359375)))
+    r = b.fsub(r, b.fmul(n, _c(-2.12194440e-4)))
+    p = _poly(b, r, [1.0, 1.0, 1 / 2, 1 / 6, 1 / 24, 1 / 120, 1 / 720, 1 / 5040])
+    ni = b.fptosi(n, I32)
+    n1 = b.ashr(ni, ir.Constant(I32, 1))
+    n2 = b.sub(ni, n1)
+    y = b.fmul(b.fmul(p, _pow2i(b, n1)), _pow2i(b, n2))
+    y = b.select(b.fcmp_ordered(">", x, _c(hi)), _c(math.inf), y)
+    y = b.select(b.fcmp_ordered("<", x, _c(lo)), _c(0.0), y)
+    return b.select(_isnan(b, x), x, y)
+
+
+def emit_log(b, x):
+    tiny = b.fcmp_ordered("<", x, _c(1.1754943508222875e-38))
+    xs = b.select(tiny, b.fmul(x, _c(8388608.0)), x)           # lift subnormals by 2^23
+    bits = b.bitcast(xs, I32)
+    e = b.sub(b.lshr(bits, ir.Constant(I32, 23)), ir.Constant(I32, 127))
+    m = b.bitcast(b.or_(b.and_(bits, ir.Constant(I32, 0x007FFFFF)), ir.Constant(I32, 0x3F800000)), F32)
+    big = b.fcmp_ordered(">", m, _c(1.4142135623730951))
+    m = b.select(big, b.fmul(m, _c(0.5)), m)
+    e = b.select(big, b.add(e, ir.Constant(I32, 1)), e)
+    ef = b.sitofp(e, F32)
+    ef = b.select(tiny, b.fsub(ef, _c(23.0)), ef)
+    s = b.fdiv(b.fsub(m, _c(1.0)), b.fadd(m, _c(1.0)))
+    s2 = b.fmul(s, s)
+    series = _poly(b, s2, [2.0, 2 / 3, 2 / 5, 2 / 7, 2 / 9, 2 / 11])
+    y = b.fadd(b.fmul(s, series, flags=FLAGS), b.fmul(ef, _c(0.6931471805599453)), flags=FLAGS)
+    y = b.select(b.fcmp_ordered("==", x, _c(math.inf)), x, y)
+    y = b.select(b.fcmp_ordered("==", x, _c(0.0)), _c(-math.inf), y)
+    y = b.select(b.fcmp_ordered("<", x, _c(0.0)), _c(math.nan), y)
+    return b.select(_isnan(b, x), x, y)
+
+
+def emit_expm1(b, x):
+    small = b.fcmp_ordered("<", _fabs(b, x), _c(0.5))
+    coeffs = [0.0, 1.0] + [1.0 / math.factorial(k) for k in range(2, 11)]
+    p = _poly(b, x, coeffs)
+    big = b.fsub(emit_exp(b, x), _c(1.0))
+    return b.select(small, p, big)
+
+
+def emit_log1p(b, x):
+    u = b.fadd(x, _c(1.0))
+    d = b.fsub(u, _c(1.0))
+    corrected = b.fdiv(b.fmul(emit_log(b, u), x), d)
+    y = b.select(b.fcmp_ordered("==", d, _c(0.0)), x, corrected)
+    y = b.select(b.fcmp_ordered("==", x, _c(math.inf)), x, y)
+    return y
+
+
+def emit_tanh(b, x):
+    ax = _fabs(b, x)
+    clamped = b.select(b.fcmp_ordered(">", ax, _c(9.0)), _c(9.0), ax)
+    em = emit_expm1(b, b.fmul(clamped, _c(2.0)))
+    t = b.fdiv(em, b.fadd(em, _c(2.0)))
+    t = b.select(b.fcmp_ordered(">", ax, _c(9.0)), _c(1.0), t)
+    y = b.select(b.fcmp_ordered("<", x, _c(0.0)), b.fneg(t), t)
+    return b.select(_isnan(b, x), x, y)
+
+
+def emit_sigmoid(b, x):
+    return b.fdiv(_c(1.0), b.fadd(_c(1.0), emit_exp(b, b.fneg(x))))
+
+
+def emit_softplus(b, x):
+    pos = b.select(b.fcmp_ordered(">", x, _c(0.0)), x, _c(0.0))
+    y = b.fadd(pos, emit_log1p(b, emit_exp(b, b.fneg(_fabs(b, x)))))
+    return b.select(_isnan(b, x), x, y)
+
+
+def emit_erf(b, x):
+    ax = _fabs(b, x)
+    t = b.fdiv(_c(1.0), b.fadd(_c(1.0), b.fmul(ax, _c(0.3275911))))
+    p = _poly(b, t, [0.0, 0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429])
+    y = b.fsub(_c(1.0), b.fmul(p, emit_exp(b, b.fneg(b.fmul(ax, ax)))))
+    y = b.select(b.fcmp_ordered("<", x, _c(0.0)), b.fneg(y), y)
+    return b.select(_isnan(b, x), x, y)

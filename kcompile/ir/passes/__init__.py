@@ -1,0 +1,1 @@
+"""Graph -> Graph passes and the ordered pipeline that runs them (see pipeline.py)."""

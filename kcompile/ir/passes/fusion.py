@@ -1,0 +1,213 @@
+"""Fusion: group primitives into kernels.
+
+Rules (applied walking the graph from outputs to inputs):
+  * an elementwise node joins the kernel of its users when they all sit in one kernel that
+    iterates over the node's shape — chains of elementwise ops become one loop;
+  * an elementwise node whose users are all one reduction (over the node's shape) becomes that
+    reduction's prologue — e.g. exp(x - max) is computed inside the softmax denominator's sum;
+  * an elementwise kernel that reads a matmul result of its own shape becomes the matmul's
+    epilogue (bias + activation run on each finished row panel while it is hot in cache);
+  * layout ops (transpose, slice, pad, concat) are kernels of their own; reshape is a view.
+The result is a list of kernels in an order that respects data dependencies and lets state
+updates be written in place after every read of the old value.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .. import builder as b
+from ..graph import Graph, toposort, users
+from ..primitives import PRIMITIVES
+
+LEAVES = ("input", "param", "const", "batch_size")
+
+
+@dataclass(eq=False)
+class Kernel:
+    kind: str                      # elementwise | reduce | matmul | layout
+    iter_shape: tuple
+    root: object = None            # the reduce / matmul / layout node (None for elementwise)
+    members: list = field(default_factory=list)   # fused elementwise nodes, topological order
+    outputs: list = field(default_factory=list)   # nodes whose values are stored to memory
+
+    def computed(self):
+        return ([self.root] if self.root is not None else []) + self.members
+
+    def external_inputs(self):
+        inside = {n.id for n in self.computed()}
+        seen, result = set(), []
+        for n in self.computed():
+            for i in n.inputs:
+                if i.id not in inside and i.id not in seen:
+                    seen.add(i.id)
+                    result.append(i)
+        return result
+
+    def describe(self):
+        ops = "+".join(n.op for n in self.computed())
+        return f"{self.kind}[{ops}] -> " + ", ".join(f"%{o.id}" for o in self.outputs)
+
+
+def prepare_roots(graph):
+    """Give each output/update its own computed node (copies where a value lands twice or is a leaf)."""
+    claimed = set()
+
+    def own(node):
+        if node.op in LEAVES or node.op == "reshape" or node.id in claimed:
+            node = b.copy(node)
+        claimed.add(node.id)
+        return node
+    outputs = {k: own(v) for k, v in graph.outputs.items()}
+    updates = {}
+    for k, v in graph.updates.items():
+        if v.op == "param" and v.attrs["slot"] == k:
+            continue  # unchanged state: nothing to write
+        updates[k] = own(v)
+    return Graph(graph.inputs, outputs, graph.slots.values(), updates, graph.name)
+
+
+def fuse(graph, enabled=True):
+    """Return (graph with prepared roots, kernels in schedule order); enabled=False: one op per kernel."""
+    graph = prepare_roots(graph)
+    order = graph.nodes()
+    use = users(order)
+    root_ids = {n.id for n in graph.roots()}
+    kernel_of = {}
+    kernels = []
+
+    for node in reversed(order):
+        fusion = PRIMITIVES[node.op].fusion
+        if node.op in LEAVES or node.op == "reshape":
+            continue
+        if fusion == "elementwise":
+            host = _host_kernel(node, use[node.id], kernel_of) if enabled else None
+            if host is None:
+                host = Kernel("elementwise", node.shape)
+                kernels.append(host)
+            host.members.insert(0, node)
+            kernel_of[node.id] = host
+        elif fusion == "reduction":
+            k = Kernel("reduce", node.inputs[0].shape, root=node)
+            kernels.append(k)
+            kernel_of[node.id] = k
+        elif fusion == "contraction":
+            k = Kernel("matmul", node.shape, root=node)
+            kernels.append(k)
+            kernel_of[node.id] = k
+        elif fusion == "layout":
+            k = Kernel("layout", node.shape, root=node)
+            kernels.append(k)
+            kernel_of[node.id] = k
+        else:
+            raise NotImplementedError(f"no kernel for primitive {node.op!r}")
+
+    if enabled:
+        kernels = _fuse_epilogues(kernels, kernel_of, use)
+    for k in kernels:
+        # stored: roots, and values read outside the kernel (a reshape view counts as outside)
+        # (a matmul always writes its result: the epilogue reads it back from C)
+        k.outputs = [n for n in k.computed()
+                     if n.id in root_ids or (n is k.root and k.kind == "matmul")
+                     or any(kernel_of.get(u.id) is not k for u in use.get(n.id, []))]
+    return graph, _schedule(kernels, kernel_of, graph)
+
+
+def _host_kernel(node, node_users, kernel_of):
+    if not node_users:
+        return None
+    hosts = {id(kernel_of.get(u.id)) for u in node_users}
+    host = kernel_of.get(node_users[0].id)
+    if host is None or len(hosts) != 1 or host.kind == "layout" or host.kind == "matmul":
+        return None
+    if host.iter_shape != node.shape:
+        return None
+    if host.kind == "reduce" and not all(u is host.root or u in host.members for u in node_users):
+        return None
+    return host
+
+
+def _fuse_epilogues(kernels, kernel_of, use):
+    """Merge elementwise kernels into the matmul that feeds them (one epilogue per matmul)."""
+    result = list(kernels)
+    ancestors = _ancestor_kernels(kernels, kernel_of)
+    for mm in kernels:
+        if mm.kind != "matmul":
+            continue
+        for u in use.get(mm.root.id, []):
+            ek = kernel_of.get(u.id)
+            if ek is None or ek.kind != "elementwise" or ek.iter_shape != mm.iter_shape or ek not in result:
+                continue
+            # the epilogue must not need anything that itself needs the matmul (that would be a cycle)
+            others = [kernel_of.get(i.id) for i in ek.external_inputs() if i is not mm.root]
+            if any(o is not None and mm in ancestors[id(o)] for o in others):
+                continue
+            mm.members = ek.members
+            for n in ek.members:
+                kernel_of[n.id] = mm
+            result.remove(ek)
+            break
+    return result
+
+
+def _ancestor_kernels(kernels, kernel_of):
+    """id(kernel) -> set of kernels it transitively depends on."""
+    memo = {}
+
+    def visit(k):
+        if id(k) in memo:
+            return memo[id(k)]
+        memo[id(k)] = set()
+        acc = set()
+        for i in k.external_inputs():
+            for src in _producers(i, kernel_of):
+                acc.add(src)
+                acc |= visit(src)
+        memo[id(k)] = acc
+        return acc
+    for k in kernels:
+        visit(k)
+    return memo
+
+
+def _producers(node, kernel_of):
+    """Kernels that produce `node` (through reshape views)."""
+    while node.op == "reshape":
+        node = node.inputs[0]
+    k = kernel_of.get(node.id)
+    return [k] if k is not None else []
+
+
+def _schedule(kernels, kernel_of, graph):
+    """Topological order of kernels; a kernel writing state slot S runs after every reader of S."""
+    deps = {id(k): set() for k in kernels}
+    readers_of_slot = {}
+    for k in kernels:
+        for i in k.external_inputs():
+            for src in _producers(i, kernel_of):
+                if src is not k:
+                    deps[id(k)].add(id(src))
+            base = i
+            while base.op == "reshape":
+                base = base.inputs[0]
+            if base.op == "param":
+                readers_of_slot.setdefault(base.attrs["slot"], set()).add(id(k))
+    for slot, node in graph.updates.items():
+        writer = kernel_of[node.id]
+        deps[id(writer)] |= readers_of_slot.get(slot, set()) - {id(writer)}
+    by_id = {id(k): k for k in kernels}
+    order, state = [], {}
+
+    def visit(kid):
+        if state.get(kid) == 2:
+            return
+        if state.get(kid) == 1:
+            raise RuntimeError("kernel schedule has a cycle (in-place state update conflict)")
+        state[kid] = 1
+        for d in sorted(deps[kid], key=lambda x: kernels.index(by_id[x])):
+            visit(d)
+        state[kid] = 2
+        order.append(by_id[kid])
+    # visit in reverse of the fusion order = forward graph order
+    for k in reversed(kernels):
+        visit(id(k))
+    return order

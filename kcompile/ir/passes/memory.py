@@ -1,0 +1,108 @@
+"""Liveness-based memory planning: where each materialized value lives.
+
+Graph inputs and outputs live in caller arrays, state in the state pool, constants in the
+module, and every other stored value in one workspace. Workspace buffers whose lifetimes do not
+overlap share bytes. Values whose shape has the batch dimension scale with the run-time batch
+size n, so they are planned in "bytes per batch row" in a region placed after the fixed-size
+one: a buffer there starts at `static_bytes + n * row_offset`. One plan serves every n.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..graph import BATCH, format_shape
+
+ALIGN = 64
+
+
+@dataclass(frozen=True)
+class Buffer:
+    kind: str                 # input | output | state | temp | const
+    index: int = 0            # input/output position
+    slot: str = ""            # state slot name
+    static_offset: int = 0    # temp: bytes from the workspace start (fixed region)
+    row_offset: int = 0       # temp: bytes per batch row into the batch region
+    batched: bool = False     # temp: lives in the batch region
+
+
+@dataclass
+class MemoryPlan:
+    buffers: dict             # node id -> Buffer
+    static_bytes: int
+    row_bytes: int
+
+    def workspace_bytes(self, n):
+        return self.static_bytes + n * self.row_bytes + ALIGN
+
+
+def base_of(node):
+    while node.op == "reshape":
+        node = node.inputs[0]
+    return node
+
+
+def _bytes(shape):
+    """(fixed bytes, batched?) for a float32/int32 tensor; batched means bytes per batch row."""
+    if list(shape).count(BATCH) > 1:
+        raise NotImplementedError(f"a tensor of shape {format_shape(shape)} grows with the square of the batch")
+    per = 4 * int(np.prod([d for d in shape if d is not BATCH], dtype=np.int64))
+    return per, BATCH in shape
+
+
+def plan_memory(graph, kernels):
+    buffers = {}
+    for i, node in enumerate(graph.inputs):
+        buffers[node.id] = Buffer("input", index=i)
+    for i, node in enumerate(graph.outputs.values()):
+        buffers[node.id] = Buffer("output", index=i)
+    for slot, node in graph.updates.items():
+        buffers[node.id] = Buffer("state", slot=slot)
+
+    # lifetimes of stored values that need workspace
+    first, last = {}, {}
+    for t, k in enumerate(kernels):
+        for n in k.outputs:
+            if n.id not in buffers:
+                first.setdefault(n.id, (t, n))
+        for i in k.external_inputs():
+            last[base_of(i).id] = t
+
+    static_live, batch_live = [], []   # (start, end, offset, size) of placed buffers
+    static_top = row_top = 0
+    for nid, (start, node) in sorted(first.items(), key=lambda kv: kv[1][0]):
+        end = last.get(nid, start)
+        size, batched = _bytes(node.shape)
+        live = batch_live if batched else static_live
+        align = 4 if batched else ALIGN
+        offset = _first_fit(live, start, end, size, align)
+        live.append((start, end, offset, size))
+        if batched:
+            row_top = max(row_top, offset + size)
+            buffers[nid] = Buffer("temp", row_offset=offset, batched=True)
+        else:
+            static_top = max(static_top, offset + size)
+            buffers[nid] = Buffer("temp", static_offset=offset)
+    static_bytes = -(-static_top // ALIGN) * ALIGN
+    return MemoryPlan(buffers, static_bytes, row_top)
+
+
+def _first_fit(live, start, end, size, align):
+    """Lowest aligned offset whose [offset, offset+size) overlaps no buffer alive at the same time."""
+    busy = sorted((o, o + s) for (a, e, o, s) in live if not (e < start or end < a))
+    offset = 0
+    for lo, hi in busy:
+        if offset + size <= lo:
+            break
+        offset = max(offset, -(-hi // align) * align)
+    return offset
+
+
+def buffer_of(plan, node):
+    node = base_of(node)
+    if node.op == "param":
+        return Buffer("state", slot=node.attrs["slot"])
+    if node.op == "const":
+        return Buffer("const")
+    return plan.buffers[node.id]

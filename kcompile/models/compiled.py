@@ -1,0 +1,236 @@
+"""From a compiled Keras model to native entry points.
+
+`CompiledModel` traces the model into three graphs — predict, train step, eval step — with the
+loss, regularization, autodiff, optimizer update and metric accumulation all inside the graph,
+runs the pass pipeline, and compiles all of them into one native module over one state pool.
+With run_eagerly=True the same graphs run on the numpy reference interpreter instead.
+Variants are cached by input signature (target shapes can differ between datasets).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import builder as irb
+from ..ir.autodiff import grad
+from ..ir.graph import BATCH, Graph, concrete_shape
+from ..ir.interpreter import evaluate as interpret
+from ..ir.passes.pipeline import lower_to_kernels
+from ..layers.base import flatten
+from ..metrics import Mean
+from ..runtime.native import NativeModule
+from ..runtime.state import StatePool
+from ..tracing import KerasTensor, Trace, trace_scope
+from ..variables import Variable
+
+
+def _ir_shape(batch_shape):
+    return (BATCH,) + tuple(int(d) for d in batch_shape[1:])
+
+
+class TrainingSpec:
+    """What compile() resolved: losses/weights/metrics per output (lists aligned with outputs)."""
+
+    def __init__(self, losses, loss_weights, metrics, weighted_metrics, output_names):
+        self.losses, self.loss_weights = losses, loss_weights
+        self.metrics, self.weighted_metrics = metrics, weighted_metrics
+        self.output_names = output_names
+
+
+class CompiledModel:
+    def __init__(self, model, input_specs, spec, run_eagerly=False):
+        self.model, self.input_specs, self.spec = model, input_specs, spec
+        self.run_eagerly = run_eagerly
+        self.pool = StatePool()
+        self.seed_step = Variable(np.int32(0), shape=(), dtype="int32", name="seed_step",
+                                  path=f"{model.name}/seed_generator_state", trainable=False, kind="rng")
+        self.loss_tracker = Mean(name="loss")
+        multi = len(spec.output_names) > 1
+        self.output_loss_trackers = [Mean(name=f"{n}_loss") if (multi and l is not None) else None
+                                     for n, l in zip(spec.output_names, spec.losses)]
+        self._variants = {}
+        self.native = None
+
+    # ------------------------------------------------------------ tracing
+    def _inputs(self):
+        return [KerasTensor(irb.input(name, _ir_shape(shape), dtype, i))
+                for i, (name, shape, dtype) in enumerate(self.input_specs)]
+
+    def _forward(self, training):
+        trace = Trace(training=training, step=self.seed_step.node())
+        xs = self._inputs()
+        with trace_scope(trace):
+            out = self.model(xs if len(xs) > 1 else xs[0], training=training)
+        outs = flatten(out) if not isinstance(out, dict) else \
+            [out[n] for n in self.spec.output_names]
+        return xs, outs, trace
+
+    def predict_graph(self):
+        xs, outs, _ = self._forward(False)
+        return Graph([x.node for x in xs], {f"y{i}": o.node for i, o in enumerate(outs)},
+                     name="predict")
+
+    def _targets(self, y_shapes):
+        ys, sws = [], []
+        for i, shape in enumerate(y_shapes):
+            if shape is None:
+                ys.append(None)
+                sws.append(None)
+                continue
+            ys.append(KerasTensor(irb.input(f"target_{i}", _ir_shape(shape), "float32")))
+            sws.append(KerasTensor(irb.input(f"sample_weight_{i}", (BATCH,), "float32")))
+        return ys, sws
+
+    def _loss_and_metrics(self, outs, ys, sws, trace, training):
+        """Total loss and the metric-state updates (dict Variable -> tensor), inside the trace."""
+        from .. import ops
+        total, updates, per_output = None, {}, []
+        for i, (loss, weight) in enumerate(zip(self.spec.losses, self.spec.loss_weights)):
+            if loss is None or ys[i] is None:
+                per_output.append(None)
+                continue
+            try:
+                value = loss(ys[i], outs[i], sws[i])
+            except ValueError as exc:
+                raise ValueError(f"Loss '{getattr(loss, 'name', loss)}' for output '{self.spec.output_names[i]}' "
+                                 f"cannot be applied: {exc}") from None
+            per_output.append(value)
+            weighted = ops.multiply(value, float(weight)) if weight != 1 else value
+            total = weighted if total is None else ops.add(total, weighted)
+        if total is None:
+            raise ValueError("The model has no loss to optimize: pass `loss` to compile() and targets to fit()")
+        if training:
+            for var, reg in self.model.regularization_losses():
+                if var.trainable:
+                    total = ops.add(total, reg(var))
+        for extra in trace.losses:
+            total = ops.add(total, KerasTensor(extra))
+        batch = KerasTensor(irb.batch_size())
+        updates.update(self.loss_tracker.mean_updates(ops.reshape(total, (1,)), ops.reshape(batch, (1,))))
+        for tracker, value in zip(self.output_loss_trackers, per_output):
+            if tracker is not None:
+                updates.update(tracker.mean_updates(ops.reshape(value, (1,)), ops.reshape(batch, (1,))))
+        for i, out in enumerate(outs):
+            if ys[i] is None:
+                continue
+            for m in self.spec.metrics[i]:
+                updates.update(m.update_nodes(ys[i], out, None))
+            for m in self.spec.weighted_metrics[i]:
+                updates.update(m.update_nodes(ys[i], out, sws[i]))
+        return total, updates
+
+    def train_graph(self, y_shapes):
+        xs, outs, trace = self._forward(True)
+        ys, sws = self._targets(y_shapes)
+        with trace_scope(trace):
+            total, updates = self._loss_and_metrics(outs, ys, sws, trace, training=True)
+            trainable = self.model.trainable_weights
+            if not trainable:
+                raise ValueError(f"Model '{self.model.name}' has no trainable weights to train")
+            grads = grad(total.node, [v.node() for v in trainable])
+            optimizer = self.model.optimizer
+            updates.update(optimizer.update_nodes(trainable, [KerasTensor(g) for g in grads]))
+            from .. import ops
+            updates[self.seed_step] = ops.add(self.seed_step, np.int32(1))
+        return self._graph(xs, ys, sws, {"loss": total.node}, updates, trace, "train")
+
+    def eval_graph(self, y_shapes):
+        xs, outs, trace = self._forward(False)
+        ys, sws = self._targets(y_shapes)
+        with trace_scope(trace):
+            total, updates = self._loss_and_metrics(outs, ys, sws, trace, training=False)
+        return self._graph(xs, ys, sws, {"loss": total.node}, updates, None, "evaluate")
+
+    def _graph(self, xs, ys, sws, outputs, updates, trace, name):
+        inputs = [x.node for x in xs] + [y.node for y in ys if y is not None] + [s.node for s in sws if s is not None]
+        state_updates = {v.slot.name: irb.cast(t.node, v.dtype) for v, t in updates.items()}
+        if trace is not None:
+            state_updates.update(trace.updates)
+        return Graph(inputs, outputs, [], state_updates, name=name)
+
+    # ------------------------------------------------------------ variables and compilation
+    def all_variables(self):
+        vs = list(self.model.weights) + [self.seed_step] + list(self.model.optimizer.variables)
+        vs += self.loss_tracker.variables
+        for t in self.output_loss_trackers:
+            if t is not None:
+                vs += t.variables
+        for ms in self.spec.metrics + self.spec.weighted_metrics:
+            for m in ms:
+                vs += m.variables
+        seen, out = set(), []
+        for v in vs:
+            if id(v) not in seen:
+                seen.add(id(v))
+                out.append(v)
+        return out
+
+    def sync_state(self):
+        """Make sure every variable lives in this model's pool (a shared layer may have moved)."""
+        for v in self._variables:
+            if v._pool is not self.pool:
+                v.adopt_into(self.pool)
+
+    def variant(self, y_shapes):
+        """(train graph/program, eval graph/program) for these target shapes, compiled on first use."""
+        key = tuple(None if s is None else tuple(s[1:]) for s in y_shapes)
+        if key not in self._variants:
+            self._build(y_shapes, key)
+        return self._variants[key]
+
+    def _build(self, y_shapes, key):
+        graphs = {"predict": self.predict_graph()}
+        if any(s is not None for s in y_shapes):
+            if self.model.optimizer is not None:
+                graphs["train"] = self.train_graph(y_shapes)
+            graphs["evaluate"] = self.eval_graph(y_shapes)
+        self._variables = self.all_variables()
+        for v in self._variables:
+            v.adopt_into(self.pool)
+        prefix = f"v{len(self._variants)}_"
+        if self.run_eagerly:
+            self._variants[key] = _Eager(graphs, self.pool)
+        else:
+            programs = {prefix + k: lower_to_kernels(g) for k, g in graphs.items()}
+            module = NativeModule(programs, self.pool, name=self.model.name)
+            self._variants[key] = _Native(module, prefix)
+
+    def close(self):
+        for v in self._variants.values():
+            v.close()
+        self._variants = {}
+
+
+class _Native:
+    def __init__(self, module, prefix):
+        self.module, self.prefix = module, prefix
+
+    def run(self, entry, n, inputs):
+        return self.module.run(self.prefix + entry, n, inputs)
+
+    def has(self, entry):
+        return self.prefix + entry in self.module.entries
+
+    def close(self):
+        self.module.close()
+
+
+class _Eager:
+    """Runs the same graphs on the numpy reference interpreter (run_eagerly=True)."""
+
+    def __init__(self, graphs, pool):
+        self.graphs, self.pool = graphs, pool
+
+    def has(self, entry):
+        return entry in self.graphs
+
+    def run(self, entry, n, inputs):
+        graph = self.graphs[entry]
+        feeds = {node.attrs["name"]: arr for node, arr in zip(graph.inputs, inputs)}
+        state = {name: self.pool.view(name) for name in self.pool.slots}
+        outputs, updates = interpret(graph, feeds, state, batch=n)
+        for name, value in updates.items():
+            self.pool.view(name)[...] = value
+        return [outputs[k] for k in graph.outputs]
+
+    def close(self):
+        pass

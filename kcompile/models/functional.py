@@ -1,0 +1,63 @@
+"""Functional graphs: the calls recorded while a model was defined, replayed on new tensors.
+
+A functional model remembers which recorded calls (layers, ops, nested models) lead from its
+inputs to its outputs. `replay` re-runs them in order inside the active trace, so the same
+definition yields the inference graph, the training graph (Dropout active) and so on.
+"""
+from __future__ import annotations
+
+from ..layers.base import flatten, map_structure
+from ..tracing import KerasTensor
+
+
+def records_between(inputs, outputs):
+    """Recorded calls needed to compute `outputs` from `inputs`, in a valid execution order."""
+    input_ids = {id(t) for t in inputs}
+    order, state = [], {}
+
+    def visit_tensor(t):
+        if id(t) in input_ids:
+            return
+        if t._history is None:
+            raise ValueError(f"Output tensors of a Functional model must be the output of a Keras layer or op; "
+                             f"{t!r} was not created from the model's inputs")
+        record = t._history[0]
+        if not record.args and not record.kwargs:
+            raise ValueError(f"Graph disconnected: cannot obtain value for tensor {t!r} (from input "
+                             f"'{record.fn.name}') from the model's inputs {[i.name for i in inputs]}")
+        visit(record)
+
+    def visit(record):
+        if state.get(id(record)) == 2:
+            return
+        state[id(record)] = 1
+        for a in flatten(list(record.args) + list(record.kwargs.values())):
+            if isinstance(a, KerasTensor):
+                visit_tensor(a)
+        state[id(record)] = 2
+        order.append(record)
+    for t in outputs:
+        visit_tensor(t)
+    return order
+
+
+def replay(records, inputs, new_inputs, outputs, training):
+    """Recompute `outputs` (a structure of KerasTensors) from `new_inputs` in the active trace."""
+    mapping = {id(old): new for old, new in zip(inputs, new_inputs)}
+
+    def sub(x):
+        if isinstance(x, KerasTensor):
+            if id(x) not in mapping:
+                raise ValueError(f"Graph disconnected: tensor {x!r} is not computed from the inputs")
+            return mapping[id(x)]
+        return x
+    for record in records:
+        args = map_structure(sub, record.args)
+        kwargs = map_structure(sub, record.kwargs)
+        if hasattr(record.fn, "call") and hasattr(record.fn, "_inbound"):   # a layer or model
+            kwargs = dict(kwargs, training=training)
+        result = record.fn(*args, **kwargs)
+        new_flat = [t for t in flatten(result) if isinstance(t, KerasTensor)]
+        for old, new in zip(record.outputs, new_flat):
+            mapping[id(old)] = new
+    return map_structure(sub, outputs)

@@ -1,0 +1,563 @@
+"""`kcompile.ops`: the NumPy-like op set for custom layers, losses and metrics.
+
+On symbolic tensors (inside a layer's `call`, a loss, a metric, or while defining a functional
+model) each op emits IR; on concrete values (numpy arrays, Python numbers) it evaluates at once
+with the reference interpreter and returns a numpy array, as Keras ops do eagerly.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .ir import builder as irb
+from .ir.graph import BATCH, Graph
+from .ir.interpreter import evaluate
+from .ir.primitives import ShapeError
+from .tracing import CallRecord, KerasTensor, current_trace, in_definition
+from .variables import Variable
+
+
+# ---------------------------------------------------------------- conversion
+
+def _to_node(x, dtype=None):
+    if isinstance(x, KerasTensor):
+        return x.node
+    if isinstance(x, Variable):
+        return x.node()
+    if isinstance(x, (bool, np.bool_)):
+        return irb.const(float(x))
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"ops expects numeric tensors, got {type(x).__name__} of dtype {arr.dtype}")
+    if dtype is None:
+        dtype = "int32" if arr.dtype.kind in "iu" and arr.ndim > 0 else "float32"
+    return irb.const(arr.astype(dtype), dtype)
+
+
+def _flatten(x):
+    if isinstance(x, (list, tuple)):
+        return [y for v in x for y in _flatten(v)]
+    if isinstance(x, dict):
+        return [y for v in x.values() for y in _flatten(v)]
+    return [x]
+
+
+def _symbolic_inputs(args, kwargs):
+    """Symbolic when a KerasTensor is involved, or a variable while a model is being traced."""
+    flat = _flatten(list(args) + list(kwargs.values()))
+    if any(isinstance(a, KerasTensor) for a in flat):
+        return True
+    return any(isinstance(a, Variable) for a in flat) and not in_definition()
+
+
+def _finish(node, symbolic):
+    if symbolic:
+        return KerasTensor(node)
+    outputs, _ = evaluate(Graph([], {"y": node}, []), {}, {}, batch=1)
+    return outputs["y"]
+
+
+def _concrete(x):
+    if isinstance(x, Variable):
+        return x.numpy()
+    if isinstance(x, list):
+        return [_concrete(v) for v in x]
+    if isinstance(x, tuple):
+        return tuple(_concrete(v) for v in x)
+    return x
+
+
+def keras_op(fn):
+    """Wrap an op: nodes in, KerasTensor or numpy out; record the call while defining a model."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        symbolic = _symbolic_inputs(args, kwargs)
+        if not symbolic:   # eager: variables contribute their current values
+            args = tuple(_concrete(a) for a in args)
+            kwargs = {k: _concrete(v) for k, v in kwargs.items()}
+        try:
+            out = fn(*args, **kwargs)
+        except ShapeError as exc:
+            raise ValueError(f"{fn.__name__}: {exc}") from None
+        if isinstance(out, (list, tuple)):
+            result = type(out)(_finish(o, symbolic) for o in out)
+        else:
+            result = _finish(out, symbolic)
+        if symbolic and in_definition() and any(isinstance(a, KerasTensor) and a._history
+                                                for a in _flatten(list(args) + list(kwargs.values()))):
+            outs = _flatten(result)
+            record = CallRecord(wrapper, args, kwargs, outs)
+            for i, t in enumerate(outs):
+                t._history = (record, i)
+        return result
+    return wrapper
+
+
+def _n(x):
+    return _to_node(x)
+
+
+def _pair(x, y):
+    """Nodes for a binary op; Python scalars take the other operand's dtype."""
+    xs, ys = isinstance(x, (KerasTensor, Variable)), isinstance(y, (KerasTensor, Variable))
+    if xs and not ys and np.ndim(y) == 0:
+        a = _n(x)
+        return a, irb.const(y, a.dtype)
+    if ys and not xs and np.ndim(x) == 0:
+        b = _n(y)
+        return irb.const(x, b.dtype), b
+    a, b = _n(x), _n(y)
+    if a.dtype != b.dtype:
+        a, b = irb.cast(a, "float32"), irb.cast(b, "float32")
+    return a, b
+
+
+# ---------------------------------------------------------------- elementwise
+
+def _binary(builder_fn):
+    @keras_op
+    def op(x, y):
+        return builder_fn(*_pair(x, y))
+    return op
+
+
+add = _binary(irb.add)
+subtract = _binary(irb.sub)
+multiply = _binary(irb.mul)
+maximum = _binary(irb.maximum)
+minimum = _binary(irb.minimum)
+greater = _binary(irb.greater)
+greater_equal = _binary(irb.greater_equal)
+less = _binary(irb.less)
+less_equal = _binary(irb.less_equal)
+equal = _binary(irb.equal)
+not_equal = _binary(irb.not_equal)
+
+
+@keras_op
+def divide(x, y):
+    a, b = _pair(x, y)
+    return irb.div(irb.cast(a, "float32"), irb.cast(b, "float32"))
+
+
+true_divide = divide
+
+
+@keras_op
+def power(x, y):
+    a, b = _pair(x, y)
+    if b.op == "const" and b.attrs["value"].size == 1 and float(b.attrs["value"]) == 2.0:
+        return irb.mul(a, a)
+    return irb.pow(irb.cast(a, "float32"), irb.cast(b, "float32"))
+
+
+def _radd(x, y):
+    return add(y, x)
+
+
+def _rsub(x, y):
+    return subtract(y, x)
+
+
+def _rmul(x, y):
+    return multiply(y, x)
+
+
+def _rdiv(x, y):
+    return divide(y, x)
+
+
+def _rmatmul(x, y):
+    return matmul(y, x)
+
+
+def _unary(builder_fn, float_only=True):
+    @keras_op
+    def op(x):
+        node = _n(x)
+        return builder_fn(irb.cast(node, "float32") if float_only else node)
+    return op
+
+
+negative = _unary(irb.neg, float_only=False)
+exp = _unary(irb.exp)
+log = _unary(irb.log)
+log1p = _unary(irb.log1p)
+expm1 = _unary(irb.expm1)
+sqrt = _unary(irb.sqrt)
+tanh = _unary(irb.tanh)
+sigmoid = _unary(irb.sigmoid)
+softplus = _unary(irb.softplus)
+erf = _unary(irb.erf)
+sign = _unary(irb.sign)
+floor = _unary(irb.floor)
+ceil = _unary(irb.ceil)
+round = _unary(irb.round)
+abs = _unary(irb.abs)
+absolute = abs
+square = _unary(lambda x: irb.mul(x, x), float_only=False)
+relu = _unary(irb.relu)
+
+
+@keras_op
+def rsqrt(x):
+    return irb.div(1.0, irb.sqrt(_n(x)))
+
+
+@keras_op
+def reciprocal(x):
+    return irb.div(1.0, _n(x))
+
+
+@keras_op
+def clip(x, x_min, x_max):
+    return irb.clip(_n(x), x_min, x_max)
+
+
+@keras_op
+def where(condition, x1=None, x2=None):
+    if x1 is None or x2 is None:
+        raise ValueError("kcompile.ops.where needs x1 and x2 (the one-argument form has a data-dependent shape)")
+    a, b = _pair(x1, x2)
+    return irb.where(_n(condition), a, b)
+
+
+@keras_op
+def cast(x, dtype):
+    dtype = str(np.dtype(dtype))
+    if dtype in ("float64", "float16", "bfloat16"):
+        dtype = "float32"
+    elif dtype in ("int64", "int16", "int8", "uint8", "bool"):
+        if dtype == "bool":
+            return irb.not_equal(_n(x), 0.0) if _n(x).dtype == "float32" else irb.cast(_n(x), "float32")
+        dtype = "int32"
+    if dtype not in ("float32", "int32"):
+        raise TypeError(f"kcompile.ops.cast: unsupported dtype {dtype!r} (float32 and int32 are)")
+    return irb.cast(_n(x), dtype)
+
+
+@keras_op
+def logical_and(x, y):
+    return irb.mul(irb.not_equal(_n(x), 0.0), irb.not_equal(_n(y), 0.0))
+
+
+@keras_op
+def logical_or(x, y):
+    return irb.maximum(irb.not_equal(_n(x), 0.0), irb.not_equal(_n(y), 0.0))
+
+
+@keras_op
+def logical_not(x):
+    return irb.equal(_n(x), 0.0)
+
+
+# ---------------------------------------------------------------- activations used by layers
+
+@keras_op
+def softmax(x, axis=-1):
+    return irb.softmax(irb.cast(_n(x), "float32"), axis)
+
+
+@keras_op
+def log_softmax(x, axis=-1):
+    return irb.log_softmax(irb.cast(_n(x), "float32"), axis)
+
+
+@keras_op
+def relu6(x):
+    return irb.clip(_n(x), 0.0, 6.0)
+
+
+@keras_op
+def leaky_relu(x, negative_slope=0.2):
+    x = _n(x)
+    return irb.where(irb.greater(x, 0.0), x, irb.mul(x, float(negative_slope)))
+
+
+@keras_op
+def elu(x, alpha=1.0):
+    x = _n(x)
+    return irb.where(irb.greater(x, 0.0), x, irb.mul(irb.expm1(irb.minimum(x, 0.0)), float(alpha)))
+
+
+@keras_op
+def selu(x):
+    alpha, scale = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+    x = _n(x)
+    return irb.mul(irb.where(irb.greater(x, 0.0), x, irb.mul(irb.expm1(irb.minimum(x, 0.0)), alpha)), scale)
+
+
+@keras_op
+def softsign(x):
+    x = _n(x)
+    return irb.div(x, irb.add(irb.abs(x), 1.0))
+
+
+@keras_op
+def silu(x):
+    x = _n(x)
+    return irb.mul(x, irb.sigmoid(x))
+
+
+swish = silu
+
+
+@keras_op
+def gelu(x, approximate=True):
+    x = _n(x)
+    if approximate:
+        inner = irb.mul(irb.add(x, irb.mul(irb.mul(irb.mul(x, x), x), 0.044715)), 0.7978845608028654)
+        return irb.mul(irb.mul(x, 0.5), irb.add(irb.tanh(inner), 1.0))
+    return irb.mul(irb.mul(x, 0.5), irb.add(irb.erf(irb.mul(x, 0.7071067811865476)), 1.0))
+
+
+@keras_op
+def hard_sigmoid(x):
+    return irb.clip(irb.add(irb.mul(_n(x), 1.0 / 6.0), 0.5), 0.0, 1.0)
+
+
+# ---------------------------------------------------------------- reductions
+
+def _reduction(builder_fn):
+    @keras_op
+    def op(x, axis=None, keepdims=False):
+        return builder_fn(_n(x), axis, keepdims)
+    return op
+
+
+sum = _reduction(irb.reduce_sum)
+mean = _reduction(lambda x, axis, keepdims: irb.reduce_mean(irb.cast(x, "float32"), axis, keepdims))
+max = _reduction(irb.reduce_max)
+min = _reduction(irb.reduce_min)
+amax, amin = max, min
+
+
+@keras_op
+def prod(x, axis=None, keepdims=False):
+    x = _n(x)
+    return irb.exp(irb.reduce_sum(irb.log(x), axis, keepdims))  # positive inputs only
+
+
+@keras_op
+def var(x, axis=None, keepdims=False):
+    x = irb.cast(_n(x), "float32")
+    m = irb.reduce_mean(x, axis, keepdims=True)
+    return irb.reduce_mean(irb.square(irb.sub(x, m)), axis, keepdims)
+
+
+@keras_op
+def std(x, axis=None, keepdims=False):
+    x = irb.cast(_n(x), "float32")
+    m = irb.reduce_mean(x, axis, keepdims=True)
+    return irb.sqrt(irb.reduce_mean(irb.square(irb.sub(x, m)), axis, keepdims))
+
+
+@keras_op
+def argmax(x, axis=-1):
+    return irb.argmax(_n(x), axis)
+
+
+@keras_op
+def argmin(x, axis=-1):
+    return irb.argmax(irb.neg(irb.cast(_n(x), "float32")), axis)
+
+
+@keras_op
+def logsumexp(x, axis=None, keepdims=False):
+    x = _n(x)
+    m = irb.reduce_max(x, axis, keepdims=True)
+    s = irb.log(irb.reduce_sum(irb.exp(irb.sub(x, m)), axis, keepdims=True))
+    out = irb.add(s, m)
+    if not keepdims:
+        axes = irb._axes(x, axis)
+        out = irb.reshape(out, tuple(d for i, d in enumerate(x.shape) if i not in axes))
+    return out
+
+
+# ---------------------------------------------------------------- linear algebra
+
+@keras_op
+def matmul(x1, x2):
+    a, b = _n(x1), _n(x2)
+    if len(b.shape) != 2:
+        raise ValueError(f"kcompile.ops.matmul supports a right operand of rank 2, got shape {b.shape}")
+    return irb.matmul(irb.cast(a, "float32"), irb.cast(b, "float32"))
+
+
+dot = matmul
+
+
+# ---------------------------------------------------------------- shapes
+
+def _shape_arg(shape):
+    return tuple(BATCH if d is None else (-1 if d == -1 else int(d)) for d in shape)
+
+
+@keras_op
+def reshape(x, newshape):
+    x = _n(x)
+    newshape = _shape_arg(newshape)
+    if BATCH in x.shape and BATCH not in newshape and newshape and newshape[0] == -1:
+        newshape = (BATCH,) + newshape[1:]
+    return irb.reshape(x, newshape)
+
+
+@keras_op
+def transpose(x, axes=None):
+    x = _n(x)
+    axes = tuple(reversed(range(len(x.shape)))) if axes is None else tuple(a % len(x.shape) for a in axes)
+    return irb.transpose(x, axes)
+
+
+@keras_op
+def expand_dims(x, axis):
+    x = _n(x)
+    axis = axis % (len(x.shape) + 1)
+    return irb.reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
+
+
+@keras_op
+def squeeze(x, axis=None):
+    x = _n(x)
+    if axis is None:
+        axes = [i for i, d in enumerate(x.shape) if d == 1]
+    else:
+        axes = [a % len(x.shape) for a in ((axis,) if isinstance(axis, int) else axis)]
+        for a in axes:
+            if x.shape[a] != 1:
+                raise ValueError(f"cannot squeeze axis {a} of size {x.shape[a]}")
+    return irb.reshape(x, tuple(d for i, d in enumerate(x.shape) if i not in axes))
+
+
+@keras_op
+def concatenate(xs, axis=0):
+    nodes = [_n(x) for x in xs]
+    if len({n.dtype for n in nodes}) > 1:
+        nodes = [irb.cast(n, "float32") for n in nodes]
+    return irb.concat(nodes, axis)
+
+
+@keras_op
+def stack(xs, axis=0):
+    nodes = [_n(x) for x in xs]
+    axis = axis % (len(nodes[0].shape) + 1)
+    return irb.concat([irb.reshape(n, n.shape[:axis] + (1,) + n.shape[axis:]) for n in nodes], axis)
+
+
+@keras_op
+def split(x, indices_or_sections, axis=0):
+    x = _n(x)
+    axis = axis % len(x.shape)
+    size = x.shape[axis]
+    if isinstance(indices_or_sections, int):
+        if size % indices_or_sections:
+            raise ValueError(f"cannot split an axis of size {size} into {indices_or_sections} equal parts")
+        step = size // indices_or_sections
+        cuts = list(range(step, size, step))
+    else:
+        cuts = list(indices_or_sections)
+    bounds = [0] + cuts + [size]
+    parts = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        b = [(0, None) if d is BATCH else (0, d) for d in x.shape]
+        b[axis] = (lo, hi)
+        parts.append(irb.slice(x, b))
+    return parts
+
+
+@keras_op
+def one_hot(x, num_classes):
+    return irb.one_hot(_n(x), int(num_classes))
+
+
+@keras_op
+def zeros_like(x):
+    return irb.zeros_like(_n(x))
+
+
+@keras_op
+def ones_like(x):
+    n = _n(x)
+    return irb.broadcast_to(irb.const(1.0, n.dtype), n.shape)
+
+
+@keras_op
+def broadcast_to(x, shape):
+    return irb.broadcast_to(_n(x), _shape_arg(shape))
+
+
+@keras_op
+def _getitem(x, key):
+    """Basic slicing: integers, slices with step 1, None and Ellipsis."""
+    x = _n(x)
+    key = key if isinstance(key, tuple) else (key,)
+    if Ellipsis in key:
+        i = key.index(Ellipsis)
+        fill = len(x.shape) - (len(key) - 1 - sum(k is None for k in key))
+        key = key[:i] + (slice(None),) * fill + key[i + 1:]
+    bounds, out_shape, axis = [], [], 0
+    for k in key:
+        if k is None:
+            out_shape.append(("new", 1))
+            continue
+        d = x.shape[axis]
+        if isinstance(k, slice):
+            if k.step not in (None, 1):
+                raise ValueError("kcompile.ops: strided slicing (step != 1) is not supported")
+            if d is BATCH:
+                if (k.start, k.stop) not in ((None, None), (0, None)):
+                    raise ValueError("kcompile.ops: slicing the batch dimension is not supported")
+                bounds.append((0, None))
+                out_shape.append(("keep", axis))
+            else:
+                lo, hi, _ = k.indices(d)
+                bounds.append((lo, max(lo, hi)))
+                out_shape.append(("keep", axis))
+        elif isinstance(k, (int, np.integer)):
+            if d is BATCH:
+                raise ValueError("kcompile.ops: indexing the batch dimension is not supported")
+            k = int(k) % d
+            bounds.append((k, k + 1))
+        else:
+            raise TypeError(f"kcompile.ops: unsupported index {k!r}")
+        axis += 1
+    bounds += [(0, None) if d is BATCH else (0, d) for d in x.shape[axis:]]
+    out_shape += [("keep", a) for a in range(axis, len(x.shape))]
+    sliced = irb.slice(x, bounds)
+    final = tuple(1 if kind == "new" else sliced.shape[a] for kind, a in out_shape)
+    return irb.reshape(sliced, final)
+
+
+@keras_op
+def take(x, indices, axis=None):
+    x, idx = _n(x), _n(indices)
+    if axis is None or (axis % len(x.shape)) != 0 or BATCH in x.shape:
+        raise ValueError("kcompile.ops.take supports gathering rows (axis=0) of a weight-like tensor")
+    # a gather written as one_hot(indices) @ rows
+    rows = irb.reshape(irb.cast(x, "float32"), (x.shape[0], -1))
+    return irb.reshape(irb.matmul(irb.one_hot(idx, x.shape[0]), rows), idx.shape + x.shape[1:])
+
+
+def shape(x):
+    if isinstance(x, (KerasTensor, Variable)):
+        return tuple(x.shape)
+    return np.shape(x)
+
+
+def convert_to_tensor(x, dtype=None):
+    if isinstance(x, (KerasTensor, Variable)):
+        return x if dtype is None else cast(x, dtype)
+    return np.asarray(x, dtype=dtype or (np.float32 if np.asarray(x).dtype.kind == "f" else None))
+
+
+def convert_to_numpy(x):
+    if isinstance(x, Variable):
+        return x.numpy()
+    if isinstance(x, KerasTensor):
+        raise ValueError("cannot convert a symbolic KerasTensor to numpy")
+    return np.asarray(x)
+
+
+def current_step():
+    return current_trace().step_node()

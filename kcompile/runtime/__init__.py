@@ -1,0 +1,1 @@
+"""The Python runtime: owns state and workspace memory and calls compiled entry points."""
