@@ -64,10 +64,12 @@ def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False)
             v = b.load(gep_f(b, B, b.add(b.mul(k, b_rs), b.mul(jj, b_cs))), typ=F32)
             b.store(b.select(inside, v, ir.Constant(F32, 0.0)), gep_f(b, scratch, b.add(b.mul(k, np_), j)))
 
-    acc_flag = b.icmp_signed("!=", accumulate, ir.Constant(I32, 0))
     tile = gep_f(b, scratch, b.mul(K, np_))   # staging for partial column tiles, after the panel
-    ctx = dict(A=A, a_rs=a_rs, a_cs=a_cs, K=K, np_=np_, N=N, C=C, ldc=ldc, acc=acc_flag, scratch=scratch,
-               tile=tile, module=module)
+    kernels = {rows: _micro_kernel_fn(module, rows) for rows in (MR, 1)}
+
+    def call_kernel(rows, row, j0):
+        b.call(kernels[rows], [K, A, b.mul(row, a_rs), a_rs, a_cs, scratch, np_, j0, C, b.mul(row, ldc), ldc, N,
+                               accumulate, tile])
 
     n_panels = b.sdiv(b.add(M, i64(ROW_PANEL - 1)), i64(ROW_PANEL))
     with for_range(b, 0, n_panels, "panel") as p:
@@ -78,24 +80,40 @@ def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False)
         with for_range(b, 0, b.sdiv(np_, i64(NR)), "jb") as jb:
             j0 = b.mul(jb, i64(NR))
             with for_range(b, 0, full_blocks, "rb") as rb:
-                _micro_kernel(b, ctx, b.add(r0, b.mul(rb, i64(MR))), j0, MR)
+                call_kernel(MR, b.add(r0, b.mul(rb, i64(MR))), j0)
             with for_range(b, b.add(r0, b.mul(full_blocks, i64(MR))), r1, "rr") as r:
-                _micro_kernel(b, ctx, r, j0, 1)
+                call_kernel(1, r, j0)
         if epilogue is not None:
             epilogue(b, r0, r1, extra)
     b.ret_void()
     return fn
 
 
-def _micro_kernel(b, ctx, row, j0, rows):
-    """C[row:row+rows, j0:j0+16] (+)= A[row:row+rows, :] @ Bpacked[:, j0:j0+16]."""
-    fma = _fma(ctx["module"])
+def _micro_kernel_fn(module, rows):
+    """The shared micro-kernel for `rows` rows: one definition per module, used by every gemm.
+
+    void uk(K, A, a_off, a_rs, a_cs, Bp, np, j0, C, c_off, ldc, N, accumulate, tile) computes
+    C[c_off + r*ldc + j0 + j] (+)= sum_k A[a_off + r*a_rs + k*a_cs] * Bp[k*np + j0 + j], j < 16.
+    """
+    name = f"kcompile.gemm.uk{rows}"
+    if name in module.globals:
+        return module.globals[name]
+    fn = ir.Function(module, ir.FunctionType(VOID, [I64, PTR, I64, I64, I64, PTR, I64, I64, PTR, I64, I64, I64,
+                                                    I32, PTR]), name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    K, A, a_off, a_rs, a_cs, Bp, np_, j0, C, c_off, ldc, N, accumulate, tile = fn.args
+    for a in (A, Bp, C, tile):
+        a.add_attribute("noalias")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    fma = _fma(module)
     zero = ir.Constant(V8, [ir.Constant(F32, 0.0)] * 8)
+    acc_flag = b.icmp_signed("!=", accumulate, ir.Constant(I32, 0))
     pre = b.block
     head = b.append_basic_block("uk.head")
     body = b.append_basic_block("uk.body")
     done = b.append_basic_block("uk.done")
-    a_rows = [b.mul(b.add(row, i64(r)), ctx["a_rs"]) for r in range(rows)]
+    a_rows = [b.add(a_off, b.mul(i64(r), a_rs)) for r in range(rows)]
     b.branch(head)
     b.position_at_end(head)
     k = b.phi(I64, "k")
@@ -106,14 +124,14 @@ def _micro_kernel(b, ctx, row, j0, rows):
             phi = b.phi(V8, f"acc{r}_{h}")
             phi.add_incoming(zero, pre)
             accs.append(phi)
-    b.cbranch(b.icmp_signed("<", k, ctx["K"]), body, done)
+    b.cbranch(b.icmp_signed("<", k, K), body, done)
     b.position_at_end(body)
-    boff = b.add(b.mul(k, ctx["np_"]), j0)
-    bv = [_load_v8(b, ctx["scratch"], boff), _load_v8(b, ctx["scratch"], b.add(boff, i64(8)))]
-    koff = b.mul(k, ctx["a_cs"])
+    boff = b.add(b.mul(k, np_), j0)
+    bv = [_load_v8(b, Bp, boff), _load_v8(b, Bp, b.add(boff, i64(8)))]
+    koff = b.mul(k, a_cs)
     new = []
     for r in range(rows):
-        a = _splat(b, b.load(gep_f(b, ctx["A"], b.add(a_rows[r], koff)), typ=F32))
+        a = _splat(b, b.load(gep_f(b, A, b.add(a_rows[r], koff)), typ=F32))
         for h in range(2):
             new.append(b.call(fma, [a, bv[h], accs[2 * r + h]]))
     for phi, v in zip(accs, new):
@@ -123,23 +141,24 @@ def _micro_kernel(b, ctx, row, j0, rows):
     b.position_at_end(done)
 
     # write back: whole 16-wide tiles directly, the ragged last tile through the staging buffer
-    full = b.icmp_signed("<=", b.add(j0, i64(NR)), ctx["N"])
+    full = b.icmp_signed("<=", b.add(j0, i64(NR)), N)
     with b.if_else(full) as (then, otherwise):
         with then:
             for r in range(rows):
                 for h in range(2):
-                    idx = b.add(b.add(b.mul(b.add(row, i64(r)), ctx["ldc"]), j0), i64(8 * h))
+                    idx = b.add(b.add(b.add(c_off, b.mul(i64(r), ldc)), j0), i64(8 * h))
                     v = accs[2 * r + h]
-                    old = _load_v8(b, ctx["C"], idx)
-                    _store_v8(b, b.select(ctx["acc"], b.fadd(old, v), v), ctx["C"], idx)
+                    old = _load_v8(b, C, idx)
+                    _store_v8(b, b.select(acc_flag, b.fadd(old, v), v), C, idx)
         with otherwise:
-            tile = ctx["tile"]
             for r in range(rows):
                 for h in range(2):
                     _store_v8(b, accs[2 * r + h], tile, i64(NR * r + 8 * h))
-            with for_range(b, 0, b.sub(ctx["N"], j0), "tail") as j:
+            with for_range(b, 0, b.sub(N, j0), "tail") as j:
                 for r in range(rows):
                     v = b.load(gep_f(b, tile, b.add(i64(NR * r), j)), typ=F32)
-                    cp = gep_f(b, ctx["C"], b.add(b.add(b.mul(b.add(row, i64(r)), ctx["ldc"]), j0), j))
+                    cp = gep_f(b, C, b.add(b.add(b.add(c_off, b.mul(i64(r), ldc)), j0), j))
                     old = b.load(cp, typ=F32)
-                    b.store(b.select(ctx["acc"], b.fadd(old, v), v), cp)
+                    b.store(b.select(acc_flag, b.fadd(old, v), v), cp)
+    b.ret_void()
+    return fn

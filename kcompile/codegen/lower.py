@@ -224,12 +224,16 @@ class _KernelEmitter:
         if members and x in members:
             self._emit_elementwise_body(members, x.shape, extra=([Access(out, out_strides)], accumulate))
         else:
-            # no prologue: read the input directly
-            ax = Access(self.ptr(x), contiguous_strides(x.shape))
+            # no prologue: read the input directly; a scalar leaf (batch size, constant) has no
+            # buffer, every element is its value
+            leaf = base_of(x).op == "batch_size" or _is_scalar_const(x)
+            ax = Access(None if leaf else self.ptr(x),
+                        [Mono(0)] * len(x.shape) if leaf else contiguous_strides(x.shape))
             dims, accesses = collapse([dim(d) for d in x.shape], [ax, Access(out, out_strides)])
 
             def body(offs):
-                v = b.load(gep_f(b, self.ptr(x), offs[0], x.dtype), typ=llvm_type(x.dtype))
+                v = self._leaf_value(x) if leaf else \
+                    b.load(gep_f(b, self.ptr(x), offs[0], x.dtype), typ=llvm_type(x.dtype))
                 p = gep_f(b, out, offs[1], root.dtype)
                 b.store(self._combine(root, b.load(p, typ=llvm_type(root.dtype)), v), p)
             emit_nest(b, self.n, dims, accesses, body)

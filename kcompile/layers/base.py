@@ -286,6 +286,7 @@ class Layer:
         if self.activity_regularizer is not None:
             for out in flatten(outputs):
                 trace.add_loss(_as_node(self.activity_regularizer(out)))
+        self._last_output_shape = map_structure(lambda t: t.shape if isinstance(t, KerasTensor) else None, outputs)
         if trace.recording:
             outputs = self._record(args, kwargs, training, outputs)
         return outputs
@@ -413,6 +414,8 @@ class Layer:
     def output_shape(self):
         if self._inbound:
             return self.get_output_shape_at(0)
+        if getattr(self, "_last_output_shape", None) is not None:
+            return self._last_output_shape
         raise AttributeError(f"The layer {self.name} has never been called and thus has no defined output shape.")
 
     # ------------------------------------------------------------ config

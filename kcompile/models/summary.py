@@ -72,7 +72,7 @@ def print_summary(model, line_length=None, print_fn=None, show_trainable=False):
     opt = 0
     if getattr(model, "optimizer", None) is not None and getattr(model, "_compiled_model", None) is not None:
         opt = sum(int(np.prod(v.shape, dtype=np.int64)) for v in model.optimizer.variables)
-    print_fn(f" Total params: {total + opt:,} ({_fmt_bytes(4 * (total + opt))})")
+    print_fn(f" Total params: {total:,} ({_fmt_bytes(4 * total)})")
     print_fn(f" Trainable params: {trainable:,} ({_fmt_bytes(4 * trainable)})")
     print_fn(f" Non-trainable params: {total - trainable:,} ({_fmt_bytes(4 * (total - trainable))})")
     if opt:
