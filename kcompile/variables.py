@@ -31,11 +31,16 @@ class Variable:
                              f"expected {tuple(shape)}")
         self.shape = tuple(value.shape)
         self.slot = Slot(f"{self.path}#{next(_uids)}", self.shape, self.dtype, kind)
-        self._value = value
+        self._own = value
         self._pool = None
         self._node = None
 
     # ---- value
+    @property
+    def _value(self):
+        # Read through the pool every time: the pool may reallocate when it grows.
+        return self._own if self._pool is None else self._pool.view(self.slot.name)
+
     def numpy(self):
         return np.array(self._value)
 
@@ -58,7 +63,6 @@ class Variable:
         current = np.array(self._value)
         pool.add(self.slot, initial=current)
         self._pool = pool
-        self._value = pool.view(self.slot.name)
 
     # ---- tracing
     def node(self):

@@ -98,10 +98,9 @@ class CompiledModel:
             total = weighted if total is None else ops.add(total, weighted)
         if total is None:
             raise ValueError("The model has no loss to optimize: pass `loss` to compile() and targets to fit()")
-        if training:
-            for var, reg in self.model.regularization_losses():
-                if var.trainable:
-                    total = ops.add(total, reg(var))
+        # Keras 3 adds weight penalties to the loss in training and evaluation alike
+        for var, reg in self.model.regularization_losses():
+            total = ops.add(total, reg(var))
         for extra in trace.losses:
             total = ops.add(total, KerasTensor(extra))
         batch = KerasTensor(irb.batch_size())
