@@ -63,6 +63,37 @@ def lower_program(module, program, entry_name, slot_offsets):
     return scratch_bytes
 
 
+def lower_step_loop(module, program, entry_name):
+    """Define NAME_loop: run the (scalar-output) step entry over consecutive batches of arrays.
+
+    void NAME_loop(i64 batch, i64 rows, ptr bases[], ptr per_step_outputs, ptr state, ptr ws,
+                   ptr pointer_scratch[len(inputs) + 1])
+    Batch s covers rows [s*batch, min((s+1)*batch, rows)) of every input array (so the caller
+    shuffles by permuting the arrays once per epoch); the step's scalar output s is written to
+    per_step_outputs[s]. One native call then trains a whole epoch.
+    """
+    entry = module.globals[entry_name]
+    row_bytes = [4 * int(_eval(prod(node.shape[1:]), 0)) for node in program.graph.inputs]
+    fn = ir.Function(module, ir.FunctionType(VOID, [I64, I64, PTR, PTR, PTR, PTR, PTR]), entry_name + "_loop")
+    batch, rows, bases, per_step, state, ws, scratch = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    k = len(row_bytes)
+    ins = scratch                                          # k input pointers, then the output pointer
+    outs = b.gep(scratch, [i64(k)], source_etype=PTR)
+    steps = b.sdiv(b.add(rows, b.sub(batch, i64(1))), batch)
+    with for_range(b, 0, steps, "step") as st:
+        start = b.mul(st, batch)
+        left = b.sub(rows, start)
+        n = b.select(b.icmp_signed("<", left, batch), left, batch)
+        for i, rb in enumerate(row_bytes):
+            base = b.load(b.gep(bases, [i64(i)], source_etype=PTR), typ=PTR)
+            b.store(byte_offset(b, base, b.mul(start, i64(rb))), b.gep(ins, [i64(i)], source_etype=PTR))
+        b.store(gep_f(b, per_step, st), outs)
+        b.call(entry, [n, ins, outs, state, ws])
+    b.ret_void()
+    return fn
+
+
 def _eval(mono, batch):
     return mono.c * batch ** mono.k
 

@@ -13,7 +13,7 @@ from .. import callbacks as callbacks_module
 from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers
-from ..data.adapters import make_adapter, train_validation_split
+from ..data.adapters import ArrayAdapter, make_adapter, train_validation_split
 from ..layers.base import flatten
 from .compiled import CompiledModel, TrainingSpec
 
@@ -358,18 +358,17 @@ class Trainer:
         for epoch in range(start_epoch, epochs):
             self.reset_metrics()
             cbs.on_epoch_begin(epoch)
-            logs = {}
-            for step, (xb, yb, swb) in enumerate(adapter.epoch_iterator()):
-                cbs.on_train_batch_begin(step)
-                self._run("train", xb, yb, swb)
-                logs = self._logs()
-                cbs.on_train_batch_end(step, logs)
-                if self.stop_training:
-                    break
+            if not self._fast_epoch(adapter, cbs):
+                for step, (xb, yb, swb) in enumerate(adapter.epoch_iterator()):
+                    cbs.on_train_batch_begin(step)
+                    self._run("train", xb, yb, swb)
+                    cbs.on_train_batch_end(step, self._logs())
+                    if self.stop_training:
+                        break
             adapter.on_epoch_end()
             epoch_logs = dict(self._logs()) if self._compiled_model is not None else {}
-            if val_adapter is not None and (epoch + 1) % validation_freq == 0 and not self.stop_training_hard():
-                val_logs = self._evaluate_adapter(val_adapter, cbs if False else None)
+            if val_adapter is not None and (epoch + 1) % validation_freq == 0:
+                val_logs = self._evaluate_adapter(val_adapter, None)
                 epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
             cbs.on_epoch_end(epoch, epoch_logs)
             if self.stop_training:
@@ -377,8 +376,39 @@ class Trainer:
         cbs.on_train_end(epoch_logs)
         return self.history
 
-    def stop_training_hard(self):
-        return False
+    def _fast_epoch(self, adapter, cbs):
+        """Train a whole epoch of array data in one native call when nothing needs per-batch hooks.
+
+        The arrays are permuted once (when shuffling) so batches are consecutive rows; the native
+        loop then runs every step. Returns False when the per-batch path must be used.
+        """
+        cm = self._compiled_model
+        if not isinstance(adapter, ArrayAdapter) or adapter.shuffle == "batch" or cm is None or cm.run_eagerly:
+            return False
+        if any(callbacks_module.uses_batch_hooks(c) for c in cbs.callbacks
+               if not isinstance(c, (callbacks_module.ProgbarLogger, callbacks_module.History))):
+            return False
+        xs = self._check_x(self._x_list(adapter.x))
+        ys = self._y_list(adapter.y)
+        if ys is None or any(v is None for v in ys):
+            return False
+        y_shapes = [(None,) + v.shape[1:] for v in ys]
+        variant = cm.variant(y_shapes)
+        if not hasattr(variant, "module") or not variant.module.has_loop(variant.prefix + "train"):
+            return False
+        n = self._batch_size_of(xs)
+        feeds = self._feeds(xs, ys, adapter.sw, n)
+        idx = adapter.epoch_indices()
+        rows = min(n, adapter.num_batches * adapter.batch_size)
+        if adapter.shuffle:
+            feeds = [np.ascontiguousarray(a[idx[:rows]]) for a in feeds]
+        elif rows < n:
+            feeds = [a[:rows] for a in feeds]
+        cm.sync_state()
+        cbs.on_train_batch_begin(0)
+        variant.module.run_loop(variant.prefix + "train", adapter.batch_size, feeds)
+        cbs.on_train_batch_end(adapter.num_batches - 1, self._logs())
+        return True
 
     def _evaluate_adapter(self, adapter, cbs):
         self.reset_metrics()

@@ -7,11 +7,13 @@ import numpy as np
 from llvmlite import ir
 
 from ..codegen.jit import JitModule
-from ..codegen.lower import lower_program
+from ..codegen.lower import lower_program, lower_step_loop
 from ..ir.graph import concrete_shape
 
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                           ctypes.c_void_p)
+_LOOP = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                         ctypes.c_void_p, ctypes.c_void_p)
 
 
 class NativeModule:
@@ -23,9 +25,13 @@ class NativeModule:
         for entry_name, program in programs.items():
             scratch = lower_program(module, program, entry_name, pool.offsets)
             self.entries[entry_name] = (program, scratch)
+            if all(node.shape == () for node in program.graph.outputs.values()):
+                lower_step_loop(module, program, entry_name)
         self.jit = JitModule(module)
         self.pool = pool
         self._functions = {k: _ENTRY(self.jit.address(k)) for k in self.entries}
+        self._loops = {k: _LOOP(self.jit.address(k + "_loop")) for k, (p, _) in self.entries.items()
+                       if all(node.shape == () for node in p.graph.outputs.values())}
         self._workspace = np.zeros(0, dtype=np.uint8)
 
     def workspace(self, nbytes):
@@ -51,8 +57,25 @@ class NativeModule:
         self._functions[entry](n, ctypes.addressof(ins), ctypes.addressof(outs), self.pool.address, ws)
         return outputs
 
+    def has_loop(self, entry):
+        return entry in self._loops
+
+    def run_loop(self, entry, batch, arrays):
+        """Run `entry` over consecutive batches of the full `arrays`; returns each step's output."""
+        program, scratch = self.entries[entry]
+        rows = arrays[0].shape[0]
+        steps = -(-rows // batch)
+        per_step = np.empty(steps, np.float32)
+        bases = (ctypes.c_void_p * max(len(arrays), 1))(*[a.ctypes.data for a in arrays])
+        ws = self.workspace(program.memory.workspace_bytes(batch) + scratch(batch))
+        pointers = (ctypes.c_void_p * (len(arrays) + 1))()
+        self._loops[entry](batch, rows, ctypes.addressof(bases), per_step.ctypes.data, self.pool.address, ws,
+                           ctypes.addressof(pointers))
+        return per_step
+
     def close(self):
         self._functions = {}
+        self._loops = {}
         if self.jit is not None:
             self.jit.close()
             self.jit = None
