@@ -261,7 +261,11 @@ MIX_MULTIPLIERS = (0x7FEB352D, 0x846CA68B)
 
 def mix32(x):
     """lowbias32 integer hash on uint32 numpy arrays (wrapping arithmetic)."""
-    x = np.asarray(x, dtype=np.uint32)
+    with np.errstate(over="ignore"):
+        return _mix32(np.asarray(x, dtype=np.uint32))
+
+
+def _mix32(x):
     x = x ^ (x >> np.uint32(16))
     x = (x * np.uint32(MIX_MULTIPLIERS[0])).astype(np.uint32)
     x = x ^ (x >> np.uint32(15))

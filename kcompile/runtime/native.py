@@ -33,6 +33,7 @@ class NativeModule:
         self._loops = {k: _LOOP(self.jit.address(k + "_loop")) for k, (p, _) in self.entries.items()
                        if all(node.shape == () for node in p.graph.outputs.values())}
         self._workspace = np.zeros(0, dtype=np.uint8)
+        self._plans = {}
 
     def workspace(self, nbytes):
         if self._workspace.size < nbytes + 64:
@@ -40,21 +41,30 @@ class NativeModule:
             start = (-raw.ctypes.data) % 64
             self._raw_ws = raw
             self._workspace = raw[start:]
-        return self._workspace.ctypes.data
+        return _address(self._workspace)
+
+    def _call_plan(self, entry, n):
+        """(workspace bytes, output shapes and dtypes) for `entry` at batch n, computed once."""
+        key = (entry, n)
+        plan = self._plans.get(key)
+        if plan is None:
+            program, scratch = self.entries[entry]
+            outs = [(concrete_shape(node.shape, n), node.dtype) for node in program.graph.outputs.values()]
+            plan = self._plans[key] = (program.memory.workspace_bytes(n) + scratch(n), outs)
+        return plan
 
     def run(self, entry, n, inputs, outputs=None):
         """Run `entry` on a batch of n rows; inputs are contiguous arrays in graph-input order.
 
         Returns the output arrays (allocated here unless given).
         """
-        program, scratch = self.entries[entry]
+        ws_bytes, out_specs = self._call_plan(entry, n)
         if outputs is None:
-            outputs = [np.empty(concrete_shape(node.shape, n), dtype=node.dtype)
-                       for node in program.graph.outputs.values()]
-        ins = (ctypes.c_void_p * max(len(inputs), 1))(*[a.ctypes.data for a in inputs])
-        outs = (ctypes.c_void_p * max(len(outputs), 1))(*[a.ctypes.data for a in outputs])
-        ws = self.workspace(program.memory.workspace_bytes(n) + scratch(n))
-        self._functions[entry](n, ctypes.addressof(ins), ctypes.addressof(outs), self.pool.address, ws)
+            outputs = [np.empty(shape, dtype) for shape, dtype in out_specs]
+        ins = (ctypes.c_void_p * max(len(inputs), 1))(*[_address(a) for a in inputs])
+        outs = (ctypes.c_void_p * max(len(outputs), 1))(*[_address(a) for a in outputs])
+        ws = self.workspace(ws_bytes)
+        self._functions[entry](n, ctypes.addressof(ins), ctypes.addressof(outs), _address(self.pool.buffer), ws)
         return outputs
 
     def has_loop(self, entry):
@@ -79,3 +89,7 @@ class NativeModule:
         if self.jit is not None:
             self.jit.close()
             self.jit = None
+
+
+def _address(array):
+    return array.__array_interface__["data"][0]

@@ -1,0 +1,132 @@
+"""Benchmark of the Keras guide's MLP: compile time, training samples/s, predict latency.
+
+Dense 64 relu, Dropout 0.5, Dense 64 relu, Dropout 0.5, Dense 10 softmax on 20 inputs; SGD
+lr 0.01 momentum 0.9 nesterov; 1000 samples, batch 128. Baselines run in the same process:
+the numpy reference interpreter (run_eagerly=True) always, PyTorch and Keras when importable.
+Usage: python bench/run.py [--quick] [--write]   (--write updates bench/RESULTS.md)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+SAMPLES, BATCH = 1000, 128
+
+
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((SAMPLES, 20)).astype(np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, SAMPLES)]
+    return x, y
+
+
+def best(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times), statistics.median(times)
+
+
+def bench_kcompile(run_eagerly, epochs, repeat):
+    import kcompile as keras
+    from kcompile import layers
+    x, y = data()
+    model = keras.Sequential([layers.Dense(64, activation="relu", input_shape=(20,)), layers.Dropout(0.5),
+                              layers.Dense(64, activation="relu"), layers.Dropout(0.5),
+                              layers.Dense(10, activation="softmax")])
+    t = time.perf_counter()
+    model.compile(loss="categorical_crossentropy", run_eagerly=run_eagerly,
+                  optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9, nesterov=True))
+    compile_s = time.perf_counter() - t
+    model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0)
+    train_s, _ = best(lambda: model.fit(x, y, epochs=epochs, batch_size=BATCH, verbose=0), repeat)
+    x1 = x[:1]
+    model.predict_on_batch(x1)
+    reps = 2000 if not run_eagerly else 50
+    lat, _ = best(lambda: [model.predict_on_batch(x1) for _ in range(reps)], 3)
+    big, _ = best(lambda: model.predict_on_batch(x), 20 if not run_eagerly else 3)
+    return {"compile_s": compile_s, "train_sps": SAMPLES * epochs / train_s, "predict1_us": lat / reps * 1e6,
+            "predict1000_ms": big * 1e3}
+
+
+def bench_torch(epochs, repeat):
+    import torch
+    torch.set_num_threads(os.cpu_count() or 1)
+    x, y = data()
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y.argmax(1))
+    model = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.ReLU(), torch.nn.Dropout(0.5),
+                                torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Dropout(0.5),
+                                torch.nn.Linear(64, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def train():
+        model.train()
+        for _ in range(epochs):
+            perm = torch.randperm(SAMPLES)
+            for i in range(0, SAMPLES, BATCH):
+                idx = perm[i:i + BATCH]
+                opt.zero_grad()
+                loss_fn(model(xt[idx]), yt[idx]).backward()
+                opt.step()
+    train()
+    train_s, _ = best(train, repeat)
+    model.eval()
+    x1 = xt[:1]
+    with torch.no_grad():
+        lat, _ = best(lambda: [model(x1) for _ in range(2000)], 3)
+        big, _ = best(lambda: model(xt), 20)
+    return {"compile_s": float("nan"), "train_sps": SAMPLES * epochs / train_s, "predict1_us": lat / 2000 * 1e6,
+            "predict1000_ms": big * 1e3}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer epochs and repeats")
+    parser.add_argument("--write", action="store_true", help="write the table to bench/RESULTS.md")
+    args = parser.parse_args()
+    epochs, repeat = (5, 2) if args.quick else (30, 5)
+    rows = {"kcompile (native)": bench_kcompile(False, epochs, repeat),
+            "reference interpreter": bench_kcompile(True, 2, 1)}
+    try:
+        rows["PyTorch eager"] = bench_torch(epochs, repeat)
+    except ImportError:
+        pass
+    try:
+        import keras  # noqa: F401
+        rows["Keras"] = None
+    except ImportError:
+        pass
+    base = rows["kcompile (native)"]
+    lines = ["| system | compile (s) | train samples/s | predict_on_batch(1) µs | predict_on_batch(1000) ms |",
+             "|---|---|---|---|---|"]
+    for name, r in rows.items():
+        if r is None:
+            lines.append(f"| {name} | importable but not benchmarked here | | | |")
+            continue
+        ratio = "" if r is base else f" ({base['train_sps'] / r['train_sps']:.1f}x slower)"
+        lines.append(f"| {name} | {r['compile_s']:.3f} | {r['train_sps']:,.0f}{ratio} | {r['predict1_us']:.1f} | "
+                     f"{r['predict1000_ms']:.3f} |")
+    header = (f"Guide MLP (20-64-64-10, dropout 0.5, SGD nesterov), {SAMPLES} samples, batch {BATCH}; "
+              f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
+    text = header + "\n\n" + "\n".join(lines) + "\n"
+    print(text)
+    if args.write:
+        path = os.path.join(os.path.dirname(__file__), "RESULTS.md")
+        with open(path, "w") as f:
+            f.write("# Benchmark results\n\nWritten by `python bench/run.py --write`. Ratios are against kcompile "
+                    "in the same run.\n\n" + text)
+
+
+if __name__ == "__main__":
+    main()
