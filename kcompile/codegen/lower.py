@@ -145,7 +145,7 @@ class _KernelEmitter:
         arr = node.attrs["value"]
         if node.id not in self.consts:
             ty = ir.ArrayType(ir.IntType(8), arr.nbytes)
-            g = ir.GlobalVariable(self.module, ty, f"{self.name}.c{node.id}")
+            g = ir.GlobalVariable(self.module, ty, f"{self.name}.c{len(self.consts)}")
             g.initializer = ir.Constant(ty, bytearray(arr.astype(arr.dtype.newbyteorder("<")).tobytes()))
             g.global_constant, g.linkage, g.align = True, "private", 32
             self.consts[node.id] = g
