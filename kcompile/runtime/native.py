@@ -20,7 +20,7 @@ class NativeModule:
     """One LLVM module holding every entry point of a compiled model (predict, train, eval...)."""
 
     def __init__(self, programs, pool, name="model"):
-        module = ir.Module(name=name)
+        module = ir.Module(name="kcompile")   # not the model name: identical IR must hash identically
         self.entries = {}
         for entry_name, program in programs.items():
             scratch = lower_program(module, program, entry_name, pool.offsets)
