@@ -68,6 +68,7 @@ class JitModule:
         self._mod = llvm.parse_assembly(text)
         self._mod.verify()          # malformed IR would crash the optimizer instead of raising
         self._asm_tm = tm
+        self._text = text
         cached, path = self._lookup(text)
         if cached is None:
             optimize(self._mod, tm)
@@ -111,7 +112,10 @@ class JitModule:
 
     @property
     def assembly(self):
-        return self._asm_tm.emit_assembly(self._mod)
+        """The optimized machine code as text (recompiled from the IR: a cache hit skipped optimization)."""
+        mod = llvm.parse_assembly(self._text)
+        optimize(mod, self._asm_tm)
+        return self._asm_tm.emit_assembly(mod)
 
     def close(self):
         if self._engine is not None:
