@@ -185,3 +185,35 @@ def test_recompile_frees_native_module_and_memory_stays_bounded():
         model.compile(optimizer="sgd", loss="mse")
     gc.collect()
     assert rss() - start < 64 * 1024   # KB; LLVM's pass pipeline alone leaks ~100 KB a run (llvm_codegen.md)
+
+
+def test_sequential_get_config_is_keras3_shaped():
+    model = small_model()
+    config = model.get_config()
+    assert [l["class_name"] for l in config["layers"]] == ["InputLayer", "Dense", "Dense"]
+    assert config["layers"][0]["config"]["batch_shape"] == [None, 3]
+    assert config["layers"][1]["build_config"] == {"input_shape": [None, 3]}
+
+
+def test_functional_and_subclassed_models_train():
+    inputs = keras.Input(shape=(5,))
+    h = layers.Dense(3, activation="tanh")(inputs)
+    outputs = layers.Dense(1)(h) * 2.0 + 1.0      # raw ops on symbolic tensors are recorded too
+    functional = keras.Model(inputs, outputs)
+
+    class TwoLayer(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = layers.Dense(3, activation="tanh")
+            self.out = layers.Dense(1)
+
+        def call(self, x, training=None):
+            return self.out(self.hidden(x)) * 2.0 + 1.0
+    subclassed = TwoLayer()
+    x = np.random.default_rng(0).standard_normal((16, 5)).astype("f")
+    for model in (functional, subclassed):
+        model.compile(optimizer="adam", loss="mse")
+        model.fit(x, x[:, :1], epochs=1, verbose=0)
+        w = model.get_weights()
+        want = (np.tanh(x @ w[0] + w[1]) @ w[2] + w[3]) * 2 + 1
+        np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=1e-5, atol=1e-5)

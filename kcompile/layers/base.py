@@ -286,6 +286,7 @@ class Layer:
         if self.activity_regularizer is not None:
             for out in flatten(outputs):
                 trace.add_loss(_as_node(self.activity_regularizer(out)))
+        self._last_input_shape = shapes
         self._last_output_shape = map_structure(lambda t: t.shape if isinstance(t, KerasTensor) else None, outputs)
         if trace.recording:
             outputs = self._record(args, kwargs, training, outputs)
@@ -400,6 +401,8 @@ class Layer:
 
     @property
     def input_shape(self):
+        if getattr(self, "_last_input_shape", None) is not None and not self._inbound:
+            return self._last_input_shape
         if self._inbound:
             shapes = {str(self.get_input_shape_at(i)) for i in range(len(self._inbound))}
             if len(shapes) > 1:

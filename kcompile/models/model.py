@@ -118,7 +118,8 @@ class Model(Trainer, Layer):
     def get_config(self):
         if not self._functional:
             return {"name": self.name, "trainable": self.trainable}
-        raise NotImplementedError("functional get_config is provided by kcompile.saving")
+        raise NotImplementedError(f"get_config() of functional model '{self.name}' is not supported yet "
+                                  "(Sequential models and layers are)")
 
 
 def _snake(name):
