@@ -106,7 +106,8 @@ class ProgbarLogger(Callback):
 
     def _reset(self):
         self.seen = 0
-        self.progbar = Progbar(self.params.get("steps"), verbose=self.params.get("verbose", 1))
+        # logs already hold running means over the epoch, so the bar shows them as they are
+        self.progbar = Progbar(self.params.get("steps"), verbose=self.params.get("verbose", 1), all_stateful=True)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._reset()

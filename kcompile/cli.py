@@ -9,13 +9,7 @@ from . import __version__
 
 def _demo(args):
     from .demo import run_demo
-    run_demo(epochs=args.epochs, samples=args.samples, seed=args.seed, export=args.export)
-    return 0
-
-
-def _inspect(args):
-    from .inspect_model import inspect_file
-    print(inspect_file(args.model))
+    run_demo(epochs=args.epochs, samples=args.samples, seed=args.seed)
     return 0
 
 
@@ -28,12 +22,7 @@ def main(argv=None):
     demo.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
     demo.add_argument("--samples", type=int, default=2000, help="training samples (default 2000)")
     demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    demo.add_argument("--export", metavar="PATH", default=None,
-                      help="save the trained model to PATH (.keras or .h5) when given")
     demo.set_defaults(func=_demo)
-    insp = sub.add_parser("inspect", help="summary, IR after passes and unsupported features of a model file")
-    insp.add_argument("model", help="a .keras, .h5 or .json model file")
-    insp.set_defaults(func=_inspect)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

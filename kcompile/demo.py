@@ -15,7 +15,7 @@ def synthetic_task(samples, seed):
     return x, y
 
 
-def run_demo(epochs=20, samples=2000, seed=1, export=None):
+def run_demo(epochs=20, samples=2000, seed=1):
     import kcompile as keras
     from kcompile import layers
 
@@ -44,7 +44,4 @@ def run_demo(epochs=20, samples=2000, seed=1, export=None):
     print(f"test loss {loss:.4f}, test accuracy {acc:.4f}")
     probs = model.predict(x_test[:5], verbose=0)
     print("predicted classes:", np.argmax(probs, axis=1).tolist(), " true:", labels[samples:samples + 5].tolist())
-    if export:
-        model.save(export)
-        print(f"saved the trained model to {export}")
     return model, acc

@@ -24,10 +24,12 @@ def _format_value(v):
 
 
 class Progbar:
-    def __init__(self, target, width=20, verbose=1, interval=0.05, stateful_metrics=None, unit_name="step"):
+    def __init__(self, target, width=20, verbose=1, interval=0.05, stateful_metrics=None, unit_name="step",
+                 all_stateful=False):
         self.target, self.width, self.verbose, self.interval = target, width, verbose, interval
         self.unit_name = unit_name
         self.stateful_metrics = set(stateful_metrics or ())
+        self.all_stateful = all_stateful
         self._dynamic_display = (hasattr(sys.stdout, "isatty") and sys.stdout.isatty()) or \
             "ipykernel" in sys.modules or "posix" == os.environ.get("KCOMPILE_PROGBAR_DYNAMIC")
         self._values = {}
@@ -43,7 +45,7 @@ class Progbar:
         for k, v in values or []:
             if k not in self._order:
                 self._order.append(k)
-            if k in self.stateful_metrics:
+            if self.all_stateful or k in self.stateful_metrics:
                 self._values[k] = [v, 1]
             else:
                 steps = max(current - self._seen_so_far, 1)
