@@ -179,7 +179,7 @@ class CompiledModel:
     def _build(self, y_shapes, key):
         graphs = {"predict": self.predict_graph()}
         if any(s is not None for s in y_shapes):
-            if self.model.optimizer is not None:
+            if self.model.optimizer is not None and self.model.trainable_weights:
                 graphs["train"] = self.train_graph(y_shapes)
             graphs["evaluate"] = self.eval_graph(y_shapes)
         self._variables = self.all_variables()

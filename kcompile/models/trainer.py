@@ -257,6 +257,8 @@ class Trainer:
             [None] * len(self._output_names_list())
         variant = cm.variant(y_shapes)
         if not variant.has(entry):
+            if entry == "train" and ys is not None and not self.trainable_weights:
+                raise ValueError(f"Model '{self.name}' has no trainable weights to train")
             raise ValueError(f"'{entry}' needs a loss and targets (compile the model with a loss and pass y)")
         cm.sync_state()
         return variant.run(entry, n, self._feeds(xs, ys, sample_weight, n))

@@ -1,0 +1,101 @@
+"""Core layers against numpy, fit's weighting arguments, and the IR passes on their own."""
+import os
+
+import numpy as np
+from hypothesis import given, strategies as st
+
+import kcompile as keras
+from kcompile import layers
+from kcompile.ir import builder as b
+from kcompile.ir.graph import BATCH, Graph
+from kcompile.ir.passes import simplify
+from kcompile.ir.passes.pipeline import lower_to_kernels
+
+
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=3), batch=st.integers(1, 4))
+def test_flatten_reshape_activation_layers(shape, batch):
+    x = np.random.default_rng(0).standard_normal([batch] + shape).astype("f")
+    size = int(np.prod(shape))
+    model = keras.Sequential([keras.Input(shape=tuple(shape)), layers.Flatten(), layers.Reshape((size, 1)),
+                              layers.Activation("tanh"), layers.Reshape((-1,))])
+    model.compile(optimizer="sgd", loss="mse")
+    np.testing.assert_allclose(model.predict(x, verbose=0), np.tanh(x.reshape(batch, -1)), rtol=1e-6, atol=1e-7)
+    assert model.output_shape == (None, size)
+
+
+def test_dropout_training_flag_and_scaling():
+    layer = layers.Dropout(0.5, seed=3)
+    x = np.ones((200, 50), "f")
+    np.testing.assert_array_equal(layer(x), x)                  # inference: identity
+    y = layer(x, training=True)
+    assert set(np.unique(y)) <= {0.0, 2.0} and 0.4 < (y == 0).mean() < 0.6
+    model = keras.Sequential([keras.Input(shape=(50,)), layers.Dropout(0.5, seed=3)])
+    assert np.array_equal(model(x), x) and not np.array_equal(model(x, training=True), x)
+
+
+def test_sample_weight_and_class_weight():
+    r = np.random.default_rng(1)
+    x = r.standard_normal((32, 4)).astype("f")
+    y = (r.random((32, 1)) > 0.5).astype("f")
+    sw = r.random(32).astype("f")
+
+    def fitted(**kwargs):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input(shape=(4,)), layers.Dense(1, activation="sigmoid")])
+        model.compile(optimizer="sgd", loss="binary_crossentropy")
+        model.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0, **kwargs)
+        return model.get_weights()
+    plain, weighted = fitted(), fitted(sample_weight=sw)
+    assert not np.allclose(plain[0], weighted[0])
+    cw = {0: 1.0, 1: 3.0}
+    by_class = fitted(class_weight=cw)
+    by_sample = fitted(sample_weight=np.where(y[:, 0] > 0, 3.0, 1.0).astype("f"))
+    for a, c in zip(by_class, by_sample):
+        np.testing.assert_allclose(a, c, rtol=1e-6)
+
+
+def test_initial_epoch_and_steps_per_epoch():
+    model = keras.Sequential([keras.Input(shape=(2,)), layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.zeros((64, 2), "f"), np.zeros((64, 1), "f")
+    history = model.fit(x, y, epochs=5, initial_epoch=3, verbose=0)
+    assert history.epoch == [3, 4]
+    model.fit(x, y, epochs=1, batch_size=8, steps_per_epoch=3, verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 2 * 2 + 3
+
+
+def test_cse_constant_folding_and_algebraic_rules():
+    x = b.input("x", (BATCH, 3))
+    two = b.add(b.const(1.0), b.const(1.0))
+    y = b.add(b.mul(b.exp(x), two), b.mul(b.exp(x), two))
+    z = b.mul(b.add(y, 0.0), 1.0)
+    graph = Graph([x], {"z": z}, [])
+    out = simplify.algebraic(simplify.cse(simplify.fold_constants(graph)))
+    ops = [n.op for n in out.nodes()]
+    assert ops.count("exp") == 1 and ops.count("mul") == 1 and "const" in ops
+    folded = [n for n in out.nodes() if n.op == "const"]
+    assert any(float(n.attrs["value"]) == 2.0 for n in folded)
+
+
+def test_log_softmax_rewrite_and_dump(tmp_path, monkeypatch):
+    monkeypatch.setenv("KCOMPILE_DUMP_IR", str(tmp_path))
+    x = b.input("x", (BATCH, 4))
+    graph = Graph([x], {"y": b.log(b.softmax(x))}, [], name="probe")
+    program = lower_to_kernels(graph)
+    ops = [n.op for k in program.kernels for n in k.computed()]
+    assert "div" not in ops                     # log(softmax) became shifted - log(sum(exp(shifted)))
+    files = sorted(os.listdir(tmp_path))
+    assert "probe.00_input.txt" in files and "probe.99_kernels.txt" in files
+    assert "reduce_max" in (tmp_path / "probe.00_input.txt").read_text()
+
+
+def test_memory_plan_reuses_dead_buffers():
+    x = b.input("x", (BATCH, 64))
+    h = x
+    for _ in range(6):
+        h = b.reduce_sum(b.exp(b.tanh(h)), axis=-1, keepdims=True)
+        h = b.broadcast_to(h, (BATCH, 64))
+        h = b.copy(h)
+    program = lower_to_kernels(Graph([x], {"y": h}, []))
+    stored = sum(4 * 64 for k in program.kernels for n in k.outputs if n.shape == (BATCH, 64))
+    assert program.memory.row_bytes < stored      # lifetimes that do not overlap share bytes
