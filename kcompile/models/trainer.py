@@ -406,16 +406,18 @@ class Trainer:
         if any(callbacks_module.uses_batch_hooks(c) for c in cbs.callbacks
                if not isinstance(c, (callbacks_module.ProgbarLogger, callbacks_module.History))):
             return False
-        xs = self._check_x(self._x_list(adapter.x))
-        ys = self._y_list(adapter.y)
-        if ys is None or any(v is None for v in ys):
-            return False
-        y_shapes = [(None,) + v.shape[1:] for v in ys]
-        variant = cm.variant(y_shapes)
-        if not hasattr(variant, "module") or not variant.module.has_loop(variant.prefix + "train"):
-            return False
-        n = self._batch_size_of(xs)
-        feeds = self._feeds(xs, ys, adapter.sw, n)
+        prepared = getattr(adapter, "_native_feeds", None)
+        if prepared is None:   # checked and converted once per fit, not once per epoch
+            xs = self._check_x(self._x_list(adapter.x))
+            ys = self._y_list(adapter.y)
+            if ys is None or any(v is None for v in ys):
+                return False
+            variant = cm.variant([(None,) + v.shape[1:] for v in ys])
+            if not hasattr(variant, "module") or not variant.module.has_loop(variant.prefix + "train"):
+                return False
+            n = self._batch_size_of(xs)
+            prepared = adapter._native_feeds = (variant, self._feeds(xs, ys, adapter.sw, n), n)
+        variant, feeds, n = prepared
         idx = adapter.epoch_indices()
         rows = min(n, adapter.num_batches * adapter.batch_size)
         if adapter.shuffle:
