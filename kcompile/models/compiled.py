@@ -148,7 +148,9 @@ class CompiledModel:
 
     # ------------------------------------------------------------ variables and compilation
     def all_variables(self):
-        vs = list(self.model.weights) + [self.seed_step] + list(self.model.optimizer.variables)
+        vs = list(self.model.weights) + [self.seed_step]
+        if self.model.optimizer is not None:
+            vs += list(self.model.optimizer.variables)
         vs += self.loss_tracker.variables
         for t in self.output_loss_trackers:
             if t is not None:

@@ -122,7 +122,7 @@ class Trainer:
         return None
 
     def _ensure_compiled_model(self, x_arrays=None, y_shapes=None):
-        if not self.compiled:
+        if self._compile_args is None:
             raise RuntimeError("You must call `compile()` before using the model.")
         if self._compiled_model is None:
             specs = self._known_input_specs()
@@ -225,7 +225,7 @@ class Trainer:
         feeds = list(xs)
         if ys is not None:
             sw_list = sws if isinstance(sws, list) else [sws] * len(ys)
-            feeds += [y.reshape(y.shape if y.ndim > 1 else (y.shape[0], ) ) for y in ys if y is not None]
+            feeds += [y for y in ys if y is not None]
             for y, sw in zip(ys, sw_list):
                 if y is None:
                     continue
@@ -306,6 +306,7 @@ class Trainer:
         return self._return(self._logs(), return_dict)
 
     def predict_on_batch(self, x):
+        self._inference_model()
         fast = self._predict_fast(x)
         if fast is not None:
             return fast
@@ -479,14 +480,12 @@ class Trainer:
         return self._structure_outputs(merged)
 
     def _predict_batch(self, x):
-        if self.compiled:
-            return self._run("predict", x)
         return self._inference_model()._run("predict", x)
 
     def _inference_model(self):
-        """predict() without compile(): a private compile with no loss, for inference only."""
-        if not self.compiled:
-            self.compile(optimizer="sgd", loss=None)
+        """predict() without compile(): native code for inference only (the model stays uncompiled)."""
+        if not self.compiled and self._compile_args is None:
+            self._compile_args = dict(loss=None, loss_weights=None, metrics=None, weighted_metrics=None)
         return self
 
     def __call__(self, *args, **kwargs):
