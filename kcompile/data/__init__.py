@@ -1,4 +1,5 @@
-"""`kcompile.data`: turning user data (arrays, generators, sequences, iterables) into batches."""
+"""`kcompile.data`: the Dataset pipeline and the adapters that feed fit/evaluate/predict."""
 from .adapters import make_adapter
+from .dataset import AUTOTUNE, INFINITE_CARDINALITY, UNKNOWN_CARDINALITY, Dataset
 
-__all__ = ["make_adapter"]
+__all__ = ["Dataset", "AUTOTUNE", "INFINITE_CARDINALITY", "UNKNOWN_CARDINALITY", "make_adapter"]

@@ -116,12 +116,15 @@ class IteratorAdapter:
         self.data, self.steps = data, steps
         self.class_weight = class_weight
         self.sequence = hasattr(data, "__len__") and hasattr(data, "__getitem__") and not isinstance(data, (list, tuple))
+        cardinality = getattr(data, "cardinality", None)
         self.one_shot = hasattr(data, "__next__")
         self._iter = iter(data) if self.one_shot else None
         if steps:
             self.num_batches = steps
         elif self.sequence:
             self.num_batches = len(data)
+        elif callable(cardinality) and cardinality() >= 0:
+            self.num_batches = cardinality()
         else:
             self.num_batches = None
         self.batch_size = None
