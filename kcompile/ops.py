@@ -14,6 +14,7 @@ from .ir import builder as irb
 from .ir.graph import BATCH, Graph
 from .ir.interpreter import evaluate
 from .ir.primitives import ShapeError
+from .tree import flatten as _flatten
 from .tracing import CallRecord, KerasTensor, current_trace, in_definition
 from .variables import Variable
 
@@ -33,14 +34,6 @@ def _to_node(x, dtype=None):
     if dtype is None:
         dtype = "int32" if arr.dtype.kind in "iu" and arr.ndim > 0 else "float32"
     return irb.const(arr.astype(dtype), dtype)
-
-
-def _flatten(x):
-    if isinstance(x, (list, tuple)):
-        return [y for v in x for y in _flatten(v)]
-    if isinstance(x, dict):
-        return [y for v in x.values() for y in _flatten(v)]
-    return [x]
 
 
 def _symbolic_inputs(args, kwargs):

@@ -10,21 +10,15 @@ import warnings
 
 import numpy as np
 
+from ..tree import flatten, map_structure
+
 
 def _map(fn, x):
-    if isinstance(x, dict):
-        return {k: _map(fn, v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_map(fn, v) for v in x]
-    return None if x is None else fn(x)
+    return map_structure(lambda v: None if v is None else fn(v), x)
 
 
 def _leaves(x):
-    if isinstance(x, dict):
-        return [l for v in x.values() for l in _leaves(v)]
-    if isinstance(x, (list, tuple)):
-        return [l for v in x for l in _leaves(v)]
-    return [] if x is None else [x]
+    return [leaf for leaf in flatten(x) if leaf is not None]
 
 
 def _to_numpy(x, what):
@@ -48,7 +42,7 @@ class ArrayAdapter:
         self.x = _map(lambda a: _to_numpy(a, "x"), x)
         self.y = _map(lambda a: _to_numpy(a, "y"), y)
         self.sw = None if sample_weight is None else _to_numpy(sample_weight, "sample_weight")
-        sizes = {a.shape[0] for a in _leaves(self.x) + _leaves(self.y) if a.ndim} 
+        sizes = {a.shape[0] for a in _leaves(self.x) + _leaves(self.y) if a.ndim}
         if self.sw is not None:
             sizes.add(self.sw.shape[0])
         if len(sizes) != 1:
@@ -58,7 +52,7 @@ class ArrayAdapter:
         if class_weight is not None:
             if self.y is None or isinstance(self.y, (list, dict)):
                 raise ValueError("class_weight needs a single target array")
-            cw = _class_weights(self.y, class_weight)
+            cw = class_weights_to_sample_weights(self.y, class_weight)
             self.sw = cw if self.sw is None else self.sw * cw
         self.batch_size = int(batch_size or 32)
         if self.batch_size <= 0:
@@ -87,7 +81,8 @@ class ArrayAdapter:
         pass
 
 
-def _class_weights(y, class_weight):
+def class_weights_to_sample_weights(y, class_weight):
+    """Per-sample weights from a {class: weight} dict (class = argmax of one-hot or the label)."""
     y = np.asarray(y)
     labels = np.argmax(y, axis=-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(-1)
     return np.array([class_weight.get(int(c), 1.0) for c in labels], np.float32)
@@ -135,7 +130,7 @@ class IteratorAdapter:
         x, y = _map(lambda a: _to_numpy(a, "x"), x), _map(lambda a: _to_numpy(a, "y"), y)
         sw = None if sw is None else _to_numpy(sw, "sample_weight")
         if self.class_weight is not None and y is not None:
-            cw = _class_weights(y, self.class_weight)
+            cw = class_weights_to_sample_weights(y, self.class_weight)
             sw = cw if sw is None else sw * cw
         shapes = [a.shape[1:] for a in _leaves(x) + _leaves(y)]
         if self._shapes is None:

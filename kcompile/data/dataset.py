@@ -10,27 +10,12 @@ import threading
 
 import numpy as np
 
+from ..tree import flatten as _leaves
+from ..tree import map_structure as _map_structure
+
 AUTOTUNE = -1
 INFINITE_CARDINALITY = -1
 UNKNOWN_CARDINALITY = -2
-
-
-def _map_structure(fn, x):
-    if isinstance(x, tuple):
-        return tuple(_map_structure(fn, v) for v in x)
-    if isinstance(x, list):
-        return [_map_structure(fn, v) for v in x]
-    if isinstance(x, dict):
-        return {k: _map_structure(fn, v) for k, v in x.items()}
-    return fn(x)
-
-
-def _leaves(x):
-    if isinstance(x, (tuple, list)):
-        return [l for v in x for l in _leaves(v)]
-    if isinstance(x, dict):
-        return [l for v in x.values() for l in _leaves(v)]
-    return [x]
 
 
 def _stack(elements):

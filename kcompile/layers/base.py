@@ -17,6 +17,7 @@ from ..ir import builder as irb
 from ..ir.graph import BATCH, Graph
 from ..ir.interpreter import evaluate
 from ..ir.primitives import ShapeError
+from ..tree import flatten, map_structure  # noqa: F401  (re-exported for layers)
 from ..tracing import CallRecord, KerasTensor, Trace, current_trace, trace_scope
 from ..variables import Variable
 
@@ -36,24 +37,6 @@ def reset_names():
 def to_snake_case(name):
     s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
-
-
-def flatten(x):
-    if isinstance(x, (list, tuple)):
-        return [y for v in x for y in flatten(v)]
-    if isinstance(x, dict):
-        return [y for v in x.values() for y in flatten(v)]
-    return [x]
-
-
-def map_structure(fn, x):
-    if isinstance(x, list):
-        return [map_structure(fn, v) for v in x]
-    if isinstance(x, tuple):
-        return tuple(map_structure(fn, v) for v in x)
-    if isinstance(x, dict):
-        return {k: map_structure(fn, v) for k, v in x.items()}
-    return fn(x)
 
 
 class InputSpec:

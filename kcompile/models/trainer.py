@@ -13,7 +13,7 @@ from .. import callbacks as callbacks_module
 from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers
-from ..data.adapters import ArrayAdapter, make_adapter, train_validation_split
+from ..data.adapters import ArrayAdapter, class_weights_to_sample_weights, make_adapter, train_validation_split
 from ..layers.base import flatten
 from .compiled import CompiledModel, TrainingSpec
 
@@ -294,7 +294,8 @@ class Trainer:
     # ------------------------------------------------------------ batch API
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         if class_weight is not None:
-            sample_weight = _class_weight_to_sample_weight(y, class_weight, sample_weight)
+            cw = class_weights_to_sample_weights(y, class_weight)
+            sample_weight = cw if sample_weight is None else cw * np.asarray(sample_weight, np.float32).reshape(-1)
         self._ensure_trainable_compiled()
         self.reset_metrics()
         self._run("train", x, y, sample_weight)
@@ -551,10 +552,3 @@ def _default_target_shape(loss, out_shape):
     if getattr(loss, "fn", None) is losses_module.sparse_categorical_crossentropy:
         return tuple(out_shape[:-1])
     return tuple(out_shape)
-
-
-def _class_weight_to_sample_weight(y, class_weight, sample_weight):
-    y = np.asarray(y)
-    idx = np.argmax(y, axis=-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(-1).astype(np.int64)
-    sw = np.array([class_weight.get(int(i), 1.0) for i in idx], np.float32)
-    return sw if sample_weight is None else sw * np.asarray(sample_weight, np.float32).reshape(-1)
