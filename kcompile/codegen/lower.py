@@ -50,16 +50,17 @@ def lower_program(module, program, entry_name, slot_offsets):
             return byte_offset(b, batch_region, b.mul(n, i64(buf.row_offset)))
         return byte_offset(b, ws, i64(buf.static_offset))
 
-    gemm_dims = []
+    scratch_needs = []
     for t, kernel in enumerate(program.kernels):
         emitter = _KernelEmitter(module, f"{entry_name}.k{t}", kernel, plan)
         fn, arg_buffers = emitter.emit()
-        gemm_dims += emitter.gemm_dims
+        scratch_needs += emitter.scratch_needs
         b.call(fn, [n] + [gemm_scratch if buf == "gemm_scratch" else address(buf) for buf in arg_buffers])
     b.ret_void()
 
     def scratch_bytes(batch):
-        return 4 * max([gemm.scratch_floats(_eval(k, batch), _eval(nn, batch)) for k, nn in gemm_dims] or [0])
+        # kernels run one after another, so they share one scratch area
+        return max([need(batch) for need in scratch_needs] or [0])
     return scratch_bytes
 
 
@@ -102,7 +103,7 @@ class _KernelEmitter:
     def __init__(self, module, name, kernel, plan):
         self.module, self.name, self.kernel, self.plan = module, name, kernel, plan
         self.consts = {}
-        self.gemm_dims = []
+        self.scratch_needs = []    # functions batch -> scratch bytes this kernel uses
 
     # --- arguments: one pointer per distinct buffer the kernel touches
     def _collect_buffers(self):
@@ -114,7 +115,7 @@ class _KernelEmitter:
             if buf not in index:
                 index[buf] = len(order)
                 order.append(buf)
-        if self.kernel.kind == "matmul":
+        if self.kernel.kind in ("matmul", "scan"):
             index["gemm_scratch"] = len(order)
             order.append("gemm_scratch")
         return order, index
@@ -353,7 +354,7 @@ class _KernelEmitter:
         else:
             N = dim(w.shape[-1])
             b_rs, b_cs = N, ONE
-        self.gemm_dims.append((K, N))
+        self.scratch_needs.append(lambda batch: 4 * gemm.scratch_floats(_eval(K, batch), _eval(N, batch)))
         members = self.kernel.members
         fused = bool(members) and self._epilogue_collapses(members, node.shape)
 
@@ -373,6 +374,40 @@ class _KernelEmitter:
                          self.ptr(node), v(N), ir.Constant(I32, 0), scratch] + extra)
         if members and not fused:
             self._emit_elementwise_body(members, node.shape)
+
+    def _emit_scan(self):
+        """The time loop of a scan (ir/scan.py): the body is a program of its own, called per step."""
+        from ..ir.passes.pipeline import lower_to_kernels
+        b = self.b
+        node = self.kernel.root
+        init, xs = node.inputs[0], node.inputs[1]
+        body_name = f"{self.name}.body"
+        body = lower_to_kernels(node.attrs["body"])
+        body_scratch = lower_program(self.module, body, body_name, {})
+        body_fn = self.module.globals[body_name]
+        count = len(node.inputs)
+        pointer_bytes = -(-8 * (count + 1) // 64) * 64
+        self.scratch_needs.append(
+            lambda batch: pointer_bytes + body.memory.workspace_bytes(batch) + body_scratch(batch))
+        scratch = self.args[self.buf_index["gemm_scratch"]]
+        ins, outs = scratch, b.gep(scratch, [i64(count)], source_etype=PTR)
+        ws = byte_offset(b, scratch, i64(pointer_bytes))
+        for j, c in enumerate(node.inputs[2:], start=2):
+            b.store(self.ptr(c), b.gep(ins, [i64(j)], source_etype=PTR))
+        steps = node.shape[0]
+        row_bytes = b.mul(self.n, i64(4 * int(init.shape[1])))
+        x_bytes = (prod(xs.shape[1:]) * Mono(4)).value(b, self.n)
+        out, first = self.ptr(node), self.ptr(init)
+        with for_range(b, 0, steps, "t") as i:
+            if node.attrs["reverse"]:
+                t, before = b.sub(i64(steps - 1), i), b.sub(i64(steps), i)
+            else:
+                t, before = i, b.sub(i, i64(1))
+            prev = b.select(b.icmp_signed("==", i, i64(0)), first, byte_offset(b, out, b.mul(before, row_bytes)))
+            b.store(prev, ins)
+            b.store(byte_offset(b, self.ptr(xs), b.mul(t, x_bytes)), b.gep(ins, [i64(1)], source_etype=PTR))
+            b.store(byte_offset(b, out, b.mul(t, row_bytes)), outs)
+            b.call(body_fn, [self.n, ins, outs, ir.Constant(PTR, None), ws])
 
     def _epilogue_collapses(self, members, shape):
         """True when the epilogue's index space folds into (rows, columns), as the gemm hands it rows."""

@@ -24,7 +24,7 @@ LEAVES = ("input", "param", "const", "batch_size")
 
 @dataclass(eq=False)
 class Kernel:
-    kind: str                      # elementwise | reduce | matmul | layout
+    kind: str                      # elementwise | reduce | matmul | layout | an opaque primitive (scan)
     iter_shape: tuple
     root: object = None            # the reduce / matmul / layout node (None for elementwise)
     members: list = field(default_factory=list)   # fused elementwise nodes, topological order
@@ -98,6 +98,11 @@ def fuse(graph, enabled=True):
             k = Kernel("layout", node.shape, root=node)
             kernels.append(k)
             kernel_of[node.id] = k
+        elif fusion == "opaque":
+            # one kernel of its own, emitted by a dedicated method named after the primitive
+            k = Kernel(node.op, node.shape, root=node)
+            kernels.append(k)
+            kernel_of[node.id] = k
         else:
             raise NotImplementedError(f"no kernel for primitive {node.op!r}")
 
@@ -117,7 +122,7 @@ def _host_kernel(node, node_users, kernel_of):
         return None
     hosts = {id(kernel_of.get(u.id)) for u in node_users}
     host = kernel_of.get(node_users[0].id)
-    if host is None or len(hosts) != 1 or host.kind == "layout" or host.kind == "matmul":
+    if host is None or len(hosts) != 1 or host.kind not in ("elementwise", "reduce"):
         return None
     if host.iter_shape != node.shape:
         return None
