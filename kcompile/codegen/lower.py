@@ -320,6 +320,12 @@ class _KernelEmitter:
             emit_nest(b, self.n, dims, [acc], lambda offs: b.store(zero, gep_f(b, out, offs[0], node.dtype)))
             base = sum_monos([dst[j] * Mono(lo) for j, (lo, hi) in enumerate(node.attrs["pads"])])
             self._copy(x.shape, Access(self.ptr(x), contiguous_strides(x.shape)), Access(out, dst, base), x.dtype)
+        elif node.op == "reverse":
+            x, axis = node.inputs[0], node.attrs["axis"]
+            src = contiguous_strides(x.shape)
+            flipped = [Mono(-st.c, st.k) if j == axis else st for j, st in enumerate(src)]
+            self._copy(node.shape, Access(self.ptr(x), flipped, src[axis] * Mono(x.shape[axis] - 1)),
+                       Access(out, contiguous_strides(node.shape)), x.dtype)
         elif node.op == "concat":
             dst = contiguous_strides(node.shape)
             axis, start = node.attrs["axis"], 0

@@ -215,6 +215,12 @@ def concat(xs, axis):
     return node("concat", xs, {"axis": axis % len(xs[0].shape)})
 
 
+def reverse(x, axis):
+    """x with the order of `axis` reversed (go_backwards sequences)."""
+    x = as_node(x)
+    return node("reverse", [x], {"axis": axis % len(x.shape)})
+
+
 def matmul(a, b, transpose_a=False, transpose_b=False):
     return node("matmul", [as_node(a), as_node(b)],
                 {"transpose_a": bool(transpose_a), "transpose_b": bool(transpose_b)})

@@ -445,6 +445,18 @@ register("concat", "layout", _concat_rule,
          lambda args, attrs, shape: np.concatenate(args, axis=attrs["axis"]), _concat_vjp)
 
 
+def _reverse_rule(inputs, attrs):
+    (x,) = inputs
+    if x.shape[attrs["axis"]] is BATCH:
+        raise ShapeError("reversing the batch dimension is not supported")
+    return x.shape, x.dtype
+
+
+register("reverse", "layout", _reverse_rule,
+         lambda args, attrs, shape: np.ascontiguousarray(np.flip(args[0], attrs["axis"])),
+         lambda b, node, g: [b.reverse(g, node.attrs["axis"])])
+
+
 # ---------------------------------------------------------------- contraction
 
 def matmul_dims(a_shape, b_shape, ta, tb):

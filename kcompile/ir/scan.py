@@ -44,8 +44,9 @@ def clone(roots, mapping):
 def scan(step, init, xs, consts=(), reverse=False):
     """Build a scan node; `step(prev, x, consts) -> row` builds the body from placeholders.
 
-    Values from outside that `step` uses without passing them in `consts` (weights, masks, other
-    tensors of the enclosing graph) are captured as extra consts automatically.
+    Everything in the body that does not depend on `prev` or `x` is loop-invariant: weights,
+    masks, other tensors of the enclosing graph and expressions of them (a slice of a weight)
+    are computed once outside the loop and become the scan's const operands.
     """
     init, xs = b.as_node(init), b.as_node(xs)
     if len(init.shape) != 2 or init.shape[0] is not BATCH:
@@ -54,44 +55,40 @@ def scan(step, init, xs, consts=(), reverse=False):
         raise ShapeError(f"scan: inputs must be time-major (time, batch, ...), got {format_shape(xs.shape)}")
     prev = b.input("scan_prev", init.shape, init.dtype, index=0)
     x = b.input("scan_x", xs.shape[1:], xs.dtype, index=1)
-    placeholders = [b.input(f"scan_c{i}", c.shape, c.dtype, index=2 + i) for i, c in enumerate(consts)]
+    placeholders = [b.input(f"scan_arg{i}", c.shape, c.dtype) for i, c in enumerate(consts)]
     row = b.as_node(step(prev, x, placeholders))
     if row.shape != init.shape or row.dtype != init.dtype:
         raise ShapeError(f"scan: the step returns {format_shape(row.shape)} {row.dtype}, but the row is "
                          f"{format_shape(init.shape)} {init.dtype}")
-    consts = list(consts)
-    row, captured = _capture_outer_values(row, [prev, x] + placeholders)
-    for outer, inner in captured:
-        consts.append(outer)
-        placeholders.append(inner)
-    body = Graph([prev, x] + placeholders, {"row": row}, name="scan_body")
-    return b.node("scan", [init, xs] + consts, {"body": body, "reverse": bool(reverse)})
+    if placeholders:
+        (row,) = clone([row], {p.id: c for p, c in zip(placeholders, consts)})
+    row, captured = _hoist_invariants(row, prev, x)
+    body = Graph([prev, x] + [inner for _, inner in captured], {"row": row}, name="scan_body")
+    return b.node("scan", [init, xs] + [outer for outer, _ in captured], {"body": body, "reverse": bool(reverse)})
 
 
-def _capture_outer_values(row, placeholders):
-    """Replace values of the enclosing graph used in the body by new placeholders."""
-    inner = {p.id for p in placeholders}
+def _hoist_invariants(row, prev, x):
+    """Replace the body's loop-invariant values by placeholders; returns (row, [(outer, placeholder)])."""
     order = toposort([row])
-    depends = set(inner)
+    per_step = {prev.id, x.id}
     for node in order:
-        if any(i.id in depends for i in node.inputs):
-            depends.add(node.id)
+        if any(i.id in per_step for i in node.inputs):
+            per_step.add(node.id)
     captured, mapping = [], {}
     for node in order:
-        if node.id not in depends:
+        if node.id not in per_step:
             continue
         for i in node.inputs:
-            if i.id in depends or i.id in mapping or i.op in ("const", "batch_size"):
+            if i.id in per_step or i.id in mapping or i.op in ("const", "batch_size"):
                 continue
-            ph = b.input(f"scan_c{len(placeholders) - 2 + len(captured)}", i.shape, i.dtype,
-                         index=len(placeholders) + len(captured))
+            ph = b.input(f"scan_c{len(captured)}", i.shape, i.dtype, index=2 + len(captured))
             captured.append((i, ph))
             mapping[i.id] = ph
-    if row.id not in depends:        # a step that ignores its inputs: copy so the body computes
-        row = b.copy(row)
-    if not captured:
-        return row, []
-    (row,) = clone([row], mapping)
+    if row.id not in per_step:        # a step that ignores its inputs: copy so the body computes
+        row = b.add(b.copy(row), b.mul(b.reduce_sum(prev, keepdims=True), 0.0))
+        return _hoist_invariants(row, prev, x)
+    if captured:
+        (row,) = clone([row], mapping)
     return row, captured
 
 

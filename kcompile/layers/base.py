@@ -250,7 +250,7 @@ class Layer:
         training = kwargs.pop("training", None)
         if training is None:
             training = trace.training
-        kwargs.pop("mask", None)
+        mask = self._input_mask(inputs, kwargs.pop("mask", None))
         shapes = map_structure(lambda t: t.shape if isinstance(t, KerasTensor) else np.shape(t), inputs)
         try:
             self._maybe_build(shapes)
@@ -261,6 +261,8 @@ class Layer:
         call_kwargs = dict(kwargs)
         if self._call_accepts("training"):
             call_kwargs["training"] = training
+        if mask is not None and "mask" in inspect.signature(self.call).parameters:
+            call_kwargs["mask"] = mask
         try:
             outputs = self.call(inputs, *args[1:], **call_kwargs)
         except ShapeError as exc:
@@ -269,14 +271,29 @@ class Layer:
         if self.activity_regularizer is not None:
             for out in flatten(outputs):
                 trace.add_loss(_as_node(self.activity_regularizer(out)))
+        _set_mask(outputs, self.compute_mask(inputs, mask))
         self._last_input_shape = shapes
         self._last_output_shape = map_structure(lambda t: t.shape if isinstance(t, KerasTensor) else None, outputs)
         if trace.recording:
             outputs = self._record(args, kwargs, training, outputs)
         return outputs
 
+    @staticmethod
+    def _input_mask(inputs, explicit):
+        """The mask a call sees: the `mask` argument, else the inputs' `_keras_mask` (Keras's rule)."""
+        if explicit is not None:
+            return explicit
+        masks = [getattr(t, "_keras_mask", None) for t in flatten(inputs)]
+        if all(m is None for m in masks):
+            return None
+        return masks[0] if len(masks) == 1 else masks
+
+    def compute_mask(self, inputs, mask=None):
+        """The output mask: passed through by layers that support masking, dropped otherwise."""
+        return mask if self.supports_masking else None
+
     def _record(self, args, kwargs, training, outputs):
-        fresh = map_structure(lambda t: KerasTensor(t.node) if isinstance(t, KerasTensor) else t, outputs)
+        fresh = map_structure(lambda t: _fresh(t) if isinstance(t, KerasTensor) else t, outputs)
         flat = [t for t in flatten(fresh) if isinstance(t, KerasTensor)]
         record = CallRecord(self, args, dict(kwargs), flat)
         record.structure = fresh
@@ -322,6 +339,9 @@ class Layer:
             feeds[name] = arr.astype(dtype)
             return KerasTensor(node)
         symbolic = map_structure(to_placeholder, inputs)
+        # tensor-valued keyword arguments (mask, initial_state, ...) are batch inputs too
+        kwargs = {k: map_structure(lambda v: to_placeholder(v) if isinstance(v, np.ndarray) and v.ndim else v, v)
+                  for k, v in kwargs.items()}
         trace = Trace(training=training)
         trace.step = irb.const(0, "int32")
         with trace_scope(trace):
@@ -419,6 +439,21 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def _fresh(tensor):
+    out = KerasTensor(tensor.node)
+    out._keras_mask = tensor._keras_mask
+    return out
+
+
+def _set_mask(outputs, mask):
+    """Attach `mask` (a KerasTensor or one per output) to symbolic outputs as `_keras_mask`."""
+    flat = [t for t in flatten(outputs) if isinstance(t, KerasTensor)]
+    masks = mask if isinstance(mask, (list, tuple)) else [mask] * len(flat)
+    for t, m in zip(flat, masks):
+        if m is not None or t._keras_mask is None:
+            t._keras_mask = m if m is None or isinstance(m, KerasTensor) else None
 
 
 def _dedupe(weights):
