@@ -56,7 +56,33 @@ def min(x, axis=None, keepdims=False):
 
 
 def dot(x, y):
-    return ops.matmul(x, y)
+    return ops.dot(x, y)
+
+
+def batch_dot(x, y, axes=None):
+    """Keras 2's K.batch_dot: per-sample contraction of x's axes[0] with y's axes[1]."""
+    rx, ry = len(x.shape), len(y.shape)
+    if axes is None:
+        axes = (rx - 1, ry - 2 if ry > 2 else ry - 1)
+    if isinstance(axes, int):
+        axes = (axes, axes)
+    ax, ay = axes[0] % rx, axes[1] % ry
+    if 0 in (ax, ay):
+        raise ValueError("batch_dot: cannot contract the batch axis")
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    xs = "z" + letters[:rx - 1]
+    ys = "z" + letters[rx - 1:rx + ry - 2]
+    ys = ys[:ay] + xs[ax] + ys[ay + 1:]
+    out = "z" + "".join(c for c in xs[1:] if c != xs[ax]) + "".join(c for c in ys[1:] if c != xs[ax])
+    result = ops.einsum(f"{xs},{ys}->{out}", x, y)
+    return ops.expand_dims(result, 1) if len(out) == 1 else result
+
+
+def constant(value, dtype=None, shape=None, name=None):
+    arr = np.asarray(value, dtype=dtype or "float32")
+    if shape is not None:
+        arr = np.broadcast_to(arr, shape).copy()
+    return ops.convert_to_tensor(arr)
 
 
 def square(x):

@@ -6,6 +6,7 @@ with the reference interpreter and returns a numpy array, as Keras ops do eagerl
 """
 from __future__ import annotations
 
+import builtins
 import functools
 
 import numpy as np
@@ -372,13 +373,114 @@ def logsumexp(x, axis=None, keepdims=False):
 
 @keras_op
 def matmul(x1, x2):
-    a, b = _n(x1), _n(x2)
-    if len(b.shape) != 2:
-        raise ValueError(f"kcompile.ops.matmul supports a right operand of rank 2, got shape {b.shape}")
-    return irb.matmul(irb.cast(a, "float32"), irb.cast(b, "float32"))
+    """numpy.matmul semantics: vectors, (..., M, K) @ (K, N) on the GEMM kernels, batched stacks."""
+    a, b = irb.cast(_n(x1), "float32"), irb.cast(_n(x2), "float32")
+    if not a.shape or not b.shape:
+        raise ValueError("matmul: operands must be at least 1-D, got shapes "
+                         f"{_public(a.shape)} and {_public(b.shape)}")
+    if len(b.shape) == 1:
+        return irb.reshape(_matmul_nodes(a, irb.reshape(b, b.shape + (1,))), a.shape[:-1])
+    if len(a.shape) == 1:
+        out = _matmul_nodes(irb.reshape(a, (1,) + a.shape), b)
+        return irb.reshape(out, out.shape[:-2] + out.shape[-1:])
+    return _matmul_nodes(a, b)
 
 
-dot = matmul
+def _matmul_nodes(a, b):
+    if a.shape[-1] != b.shape[-2 if len(b.shape) > 1 else 0]:
+        raise ValueError(f"matmul: incompatible shapes {_public(a.shape)} and {_public(b.shape)}")
+    if len(b.shape) == 2:
+        return irb.matmul(a, b)
+    # batched: broadcast the stacks and contract K; the product fuses into the reduction
+    ea = irb.reshape(a, a.shape + (1,))                       # (..., M, K, 1)
+    eb = irb.reshape(b, b.shape[:-2] + (1,) + b.shape[-2:])   # (..., 1, K, N)
+    return irb.reduce_sum(irb.mul(ea, eb), -2)
+
+
+def _public(shape):
+    return tuple(None if d is BATCH else d for d in shape)
+
+
+@keras_op
+def dot(x1, x2):
+    """numpy.dot: matmul for up to 2-D operands; for N-D, contracts x1's last and x2's second-to-last axis."""
+    a, b = irb.cast(_n(x1), "float32"), irb.cast(_n(x2), "float32")
+    if len(a.shape) <= 2 and len(b.shape) <= 2 or len(b.shape) <= 2:
+        return matmul.__wrapped__(a, b)
+    perm = tuple(i for i in range(len(b.shape)) if i != len(b.shape) - 2) + (len(b.shape) - 2,)
+    bt = irb.transpose(b, perm)                                  # (..., N, K) with K last
+    flat = irb.reshape(bt, (int(np.prod([d for d in bt.shape[:-1]], dtype=np.int64)), bt.shape[-1]))
+    out = irb.matmul(a, flat, transpose_b=True)
+    return irb.reshape(out, a.shape[:-1] + bt.shape[:-1])
+
+
+@keras_op
+def einsum(subscripts, *operands):
+    """Einstein summation over explicit subscripts (e.g. 'bij,bjk->bik', '...d,de->...e').
+
+    The common dense contraction (x[..., j] with a 2-D w[j, k]) runs on the GEMM kernels; every
+    other form is a broadcast product summed over the contracted indices, which the fusion pass
+    turns into one reduction kernel.
+    """
+    nodes = [irb.cast(_n(x), "float32") for x in operands]
+    inputs, output = _parse_einsum(subscripts, nodes)
+    if len(nodes) == 2 and len(inputs[1]) == 2 and inputs[0] and inputs[0][-1] == inputs[1][0] \
+            and output == inputs[0][:-1] + inputs[1][1] and inputs[1][1] not in inputs[0]:
+        return irb.matmul(nodes[0], nodes[1])
+    letters = []
+    for spec in inputs:
+        for ch in spec:
+            if ch not in letters:
+                letters.append(ch)
+    sizes = {}
+    for spec, node in zip(inputs, nodes):
+        for ch, d in zip(spec, node.shape):
+            if ch in sizes and sizes[ch] != d and 1 not in (d, sizes[ch]):
+                raise ValueError(f"einsum '{subscripts}': index {ch!r} has sizes {sizes[ch]} and {d}")
+            sizes[ch] = d if ch not in sizes or sizes[ch] == 1 else sizes[ch]
+    product = None
+    for spec, node in zip(inputs, nodes):
+        node = _diagonal_free(spec, node, subscripts)
+        order = [c for c in letters if c in spec]
+        node = irb.transpose(node, [spec.index(c) for c in order])
+        node = irb.reshape(node, tuple(node.shape[order.index(c)] if c in spec else 1 for c in letters))
+        product = node if product is None else irb.mul(product, node)
+    summed = [i for i, c in enumerate(letters) if c not in output]
+    if summed:
+        product = irb.reduce_sum(product, summed)
+    kept = [c for c in letters if c in output]
+    product = irb.transpose(product, [kept.index(c) for c in output])
+    target = tuple(sizes[c] for c in output)
+    return irb.broadcast_to(product, target) if product.shape != target else product
+
+
+def _parse_einsum(subscripts, nodes):
+    spec = subscripts.replace(" ", "")
+    if "->" not in spec:
+        raise ValueError(f"einsum: give the output explicitly ('...->...'), got {subscripts!r}")
+    lhs, output = spec.split("->")
+    inputs = lhs.split(",")
+    if len(inputs) != len(nodes):
+        raise ValueError(f"einsum '{subscripts}': {len(inputs)} operand specs for {len(nodes)} operands")
+    spare = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in spec]
+    ellipsis_rank = builtins.max((len(n.shape) - len(s.replace("...", "")) for s, n in zip(inputs, nodes) if "..." in s),
+                        default=0)
+    dots = "".join(spare[:ellipsis_rank])
+    expanded = []
+    for s, n in zip(inputs, nodes):
+        if "..." in s:
+            own = len(n.shape) - len(s.replace("...", ""))
+            s = s.replace("...", dots[ellipsis_rank - own:])
+        if len(s) != len(n.shape) or not s.isalpha():
+            raise ValueError(f"einsum '{subscripts}': spec {s!r} does not match an operand of rank {len(n.shape)}")
+        expanded.append(s)
+    return expanded, output.replace("...", dots)
+
+
+def _diagonal_free(spec, node, subscripts):
+    if len(set(spec)) != len(spec):
+        raise ValueError(f"einsum '{subscripts}': repeated indices within one operand (diagonals) are not supported")
+    return node
 
 
 # ---------------------------------------------------------------- shapes
