@@ -40,9 +40,9 @@ def _to_node(x, dtype=None):
 def _symbolic_inputs(args, kwargs):
     """Symbolic when a KerasTensor is involved, or a variable while a model is being traced."""
     flat = _flatten(list(args) + list(kwargs.values()))
-    if any(isinstance(a, KerasTensor) for a in flat):
+    if builtins.any(isinstance(a, KerasTensor) for a in flat):
         return True
-    return any(isinstance(a, Variable) for a in flat) and not in_definition()
+    return builtins.any(isinstance(a, Variable) for a in flat) and not in_definition()
 
 
 def _finish(node, symbolic):
@@ -78,7 +78,7 @@ def keras_op(fn):
             result = type(out)(_finish(o, symbolic) for o in out)
         else:
             result = _finish(out, symbolic)
-        if symbolic and in_definition() and any(isinstance(a, KerasTensor) and a._history
+        if symbolic and in_definition() and builtins.any(isinstance(a, KerasTensor) and a._history
                                                 for a in _flatten(list(args) + list(kwargs.values()))):
             outs = _flatten(result)
             record = CallRecord(wrapper, args, kwargs, outs)
@@ -244,6 +244,19 @@ def logical_or(x, y):
 @keras_op
 def logical_not(x):
     return irb.equal(_n(x), 0.0)
+
+
+@keras_op
+def any(x, axis=None, keepdims=False):
+    """True (1.0) where any element along `axis` is nonzero; booleans are float32 0/1 masks here."""
+    x = irb.cast(_n(x), "float32")
+    return irb.reduce_max(irb.not_equal(x, 0.0), axis, keepdims)
+
+
+@keras_op
+def all(x, axis=None, keepdims=False):
+    x = irb.cast(_n(x), "float32")
+    return irb.reduce_min(irb.not_equal(x, 0.0), axis, keepdims)
 
 
 # ---------------------------------------------------------------- activations used by layers

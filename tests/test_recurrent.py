@@ -281,3 +281,31 @@ def _check_golden(model, weights, training, z, n_inputs):
     _close(loss, z["loss_step"], 0, 1e-4 * abs(float(z["loss_step"])) + 1e-7)
     for i, w in enumerate(model.get_weights()):
         _close(w, z[f"w_after_{i}"], 1e-5, 1e-3)
+
+
+def test_masking_layer_feeds_the_rnn_compiled():
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(4, 5, 2)).astype(np.float32)
+    x[0, 3:] = 0.0
+    x[2, 1] = 0.0
+    model = keras.Sequential([keras.Input((5, 2)), layers.Masking(0.0), layers.SimpleRNN(3)])
+    got = model.predict(x, verbose=0)
+    w = [v.astype(np.float64) for v in model.get_weights()]
+    h = np.zeros((4, 3))
+    for t in range(5):
+        keep = np.any(x[:, t] != 0, axis=-1, keepdims=True)
+        h = np.where(keep, np.tanh(x[:, t] @ w[0] + h @ w[1] + w[2]), h)
+    np.testing.assert_allclose(got, h, rtol=1e-4, atol=1e-5)
+
+
+def test_lambda_layer_compiles_and_trains():
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=(16, 4)).astype(np.float32)
+    y = (x ** 2).sum(axis=1, keepdims=True)
+    model = keras.Sequential([keras.Input((4,)), layers.Lambda(lambda t: keras.ops.square(t)),
+                              layers.Dense(1)])
+    np.testing.assert_allclose(model.layers[0](x), x ** 2, rtol=1e-6)
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse")
+    history = model.fit(x, y, epochs=40, verbose=0)
+    assert history.history["loss"][-1] < 0.2 * history.history["loss"][0]
+    assert model.layers[0].get_config()["function"]["class_name"] == "__lambda__"

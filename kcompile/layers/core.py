@@ -213,3 +213,72 @@ class Reshape(Layer):
         config = super().get_config()
         config["target_shape"] = list(self.target_shape)
         return config
+
+
+class Lambda(Layer):
+    """Wraps an expression of kcompile.ops as a layer; traced into the compiled graph like any layer."""
+
+    def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
+        super().__init__(**kwargs)
+        if not callable(function):
+            raise ValueError(f"Lambda '{self.name}': `function` must be callable, got {function!r}")
+        self.function = function
+        self.arguments = dict(arguments or {})
+        self._output_shape = output_shape
+        self._mask = mask
+        self.supports_masking = mask is not None
+
+    def call(self, inputs, mask=None, training=None):
+        import inspect
+        kwargs = dict(self.arguments)
+        params = inspect.signature(self.function).parameters
+        if "mask" in params:
+            kwargs["mask"] = mask
+        if "training" in params:
+            kwargs["training"] = training
+        return self.function(inputs, **kwargs)
+
+    def compute_mask(self, inputs, mask=None):
+        return self._mask(inputs, mask) if callable(self._mask) else self._mask
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"function": _function_config(self.function), "arguments": self.arguments,
+                       "output_shape": self._output_shape})
+        return config
+
+
+def _function_config(fn):
+    """Keras's Lambda serialization: a registered name, or marshalled bytecode (loads only with safe_mode=False)."""
+    import base64
+    import marshal
+    if getattr(fn, "__name__", "<lambda>") != "<lambda>" and "." not in fn.__qualname__ \
+            and "<locals>" not in fn.__qualname__:
+        return {"class_name": "function", "config": fn.__name__, "module": fn.__module__}
+    code = base64.b64encode(marshal.dumps(fn.__code__)).decode("ascii")
+    return {"class_name": "__lambda__", "config": {"code": code, "defaults": fn.__defaults__,
+                                                  "closure": None}}
+
+
+class Masking(Layer):
+    """Masks time steps whose features all equal `mask_value` (for the RNN layers and losses after it)."""
+
+    def __init__(self, mask_value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.mask_value = float(mask_value)
+        self.supports_masking = True
+
+    def _keep(self, inputs):
+        return ops.any(ops.not_equal(inputs, self.mask_value), axis=-1)
+
+    def call(self, inputs):
+        keep = ops.cast(self._keep(inputs), "float32")
+        return ops.multiply(inputs, ops.expand_dims(keep, -1))
+
+    def compute_mask(self, inputs, mask=None):
+        return ops.cast(self._keep(inputs), "float32")
+
+    def get_config(self):
+        config = super().get_config()
+        config["mask_value"] = self.mask_value
+        return config

@@ -38,7 +38,7 @@ def print_summary(model, line_length=None, print_fn=None, show_trainable=False):
         widths = [31, 24, 11, 20]
     rows = []
     for layer in layers:
-        row = [f"{layer.name} ({type(layer).__name__})", _shape_text(layer),
+        row = [f"{layer.name} ({_class_label(layer)})", _shape_text(layer),
                f"{_params(layer):,}" if not isinstance(layer, InputLayer) else "0"]
         if functional:
             row.append(_connected(layer))
@@ -80,13 +80,25 @@ def print_summary(model, line_length=None, print_fn=None, show_trainable=False):
 
 
 def _connected(layer):
+    """Keras's "Connected to" column: source[node index][tensor index] for every call of the layer."""
+    from ..layers.base import flatten
+    from ..tracing import KerasTensor
     parts = []
-    for record in layer._inbound[:1]:
-        from ..layers.base import flatten
-        from ..tracing import KerasTensor
-        for t in flatten(list(record.args)):
+    for record in layer._inbound:
+        for t in flatten([list(record.args), list(record.kwargs.values())]):
             if isinstance(t, KerasTensor) and t._history is not None:
-                src = t._history[0].fn
+                src_record, index = t._history
+                src = src_record.fn
                 name = getattr(src, "name", getattr(src, "__name__", "op"))
-                parts.append(f"{name}[0][{t._history[1]}]")
+                inbound = getattr(src, "_inbound", [src_record])
+                node = next((i for i, r in enumerate(inbound) if r is src_record), 0)
+                parts.append(f"{name}[{node}][{index}]")
     return ", ".join(parts) if parts else "-"
+
+
+def _class_label(layer):
+    """The class column: Keras labels graph-built models "Functional" whatever their Python class."""
+    from .model import Model
+    if isinstance(layer, Model) and type(layer) is Model and getattr(layer, "_functional", False):
+        return "Functional"
+    return type(layer).__name__
