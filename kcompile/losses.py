@@ -173,6 +173,7 @@ class Loss:
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         values = self.call(y_true, y_pred)
+        sample_weight = _apply_mask(values, sample_weight, getattr(y_pred, "_keras_mask", None), self.reduction)
         return reduce_weighted_values(values, sample_weight, self.reduction)
 
     def get_config(self):
@@ -183,9 +184,35 @@ class Loss:
         return cls(**config)
 
 
+def _apply_mask(values, sample_weight, mask, reduction):
+    """Fold a Keras mask (e.g. from Embedding(mask_zero=True) through an RNN) into the weights.
+
+    As Keras does, a mean over the batch becomes a mean over the unmasked entries only.
+    """
+    if mask is None:
+        return sample_weight
+    from .ir import builder as irb
+    mask = ops.cast(mask, "float32")
+    if reduction in ("mean", "sum_over_batch_size"):
+        total = KerasTensor(irb.count(mask.node, tuple(range(len(mask.node.shape)))))
+        mask = ops.multiply(mask, ops.divide(total, ops.add(ops.sum(mask), 1e-7)))
+    if sample_weight is None:
+        return mask
+    mask, sample_weight = squeeze_or_expand_to_same_rank(mask, sample_weight)
+    return ops.multiply(_expand_to_rank(sample_weight, _rank(mask)), mask)
+
+
+def _expand_to_rank(weight, rank):
+    """Per-sample weights (batch,) broadcast over per-step values (batch, steps, ...)."""
+    while _rank(weight) < rank:
+        weight = ops.expand_dims(weight, -1)
+    return weight
+
+
 def reduce_weighted_values(values, sample_weight, reduction):
     if sample_weight is not None:
         values, sample_weight = squeeze_or_expand_to_same_rank(values, sample_weight)
+        sample_weight = _expand_to_rank(sample_weight, _rank(values))
         values = ops.multiply(values, sample_weight)
     if reduction == "none":
         return values

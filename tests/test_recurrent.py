@@ -309,3 +309,18 @@ def test_lambda_layer_compiles_and_trains():
     history = model.fit(x, y, epochs=40, verbose=0)
     assert history.history["loss"][-1] < 0.2 * history.history["loss"][0]
     assert model.layers[0].get_config()["function"]["class_name"] == "__lambda__"
+
+
+def test_masked_sequence_loss_averages_unmasked_steps_only():
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(3, 4, 2)).astype(np.float32)
+    x[0, 2:] = 0.0
+    x[1, 3] = 0.0
+    y = rng.normal(size=(3, 4, 1)).astype(np.float32)
+    model = keras.Sequential([keras.Input((4, 2)), layers.Masking(), layers.SimpleRNN(3, return_sequences=True),
+                              layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    pred = model.predict(x, verbose=0)
+    keep = np.any(x != 0, axis=-1)
+    want = ((pred[..., 0] - y[..., 0]) ** 2)[keep].mean()
+    assert abs(model.evaluate(x, y, verbose=0) - want) < 1e-5
