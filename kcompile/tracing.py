@@ -25,9 +25,12 @@ class KerasTensor:
         self._history = history        # (CallRecord, output index) while defining a model
         self.name = name
         self._keras_mask = None
+        self._declared_shape = None     # with None for sizes known only at run time (see dynamic_shapes)
 
     @property
     def shape(self):
+        if self._declared_shape is not None:
+            return tuple(self._declared_shape)
         return tuple(None if d is BATCH else d for d in self.node.shape)
 
     @property

@@ -8,6 +8,7 @@ from ..ir import builder as irb
 from ..ir.graph import BATCH
 from ..tracing import CallRecord, KerasTensor, current_trace
 from .base import InputSpec, Layer, unique_name
+from .dynamic_shapes import probe_shape
 
 
 class InputLayer(Layer):
@@ -30,10 +31,9 @@ class InputLayer(Layer):
         self._batch_input_shape = tuple(None if d is None else int(d) for d in batch_shape)
         self.input_dtype = _input_dtype(dtype)
         self.built = True
-        if any(d is None for d in self._batch_input_shape[1:]):
-            raise ValueError(f"Input '{self.name}': dimensions other than the batch must be known, got "
-                             f"shape {self._batch_input_shape} (dynamic spatial dimensions are not supported yet)")
-        node = irb.input(self.name, (BATCH,) + tuple(self._batch_input_shape[1:]), self.input_dtype)
+        # Unknown non-batch sizes (e.g. images of any size) are traced at a probe size while the
+        # model is defined; compiled code is specialised per concrete input shape (dynamic_shapes.py).
+        node = irb.input(self.name, (BATCH,) + probe_shape(self._batch_input_shape[1:]), self.input_dtype)
         tensor = KerasTensor(node, name=self.name)
         record = CallRecord(self, (), {}, [tensor])
         tensor._history = (record, 0)

@@ -16,6 +16,7 @@ from ..ir.graph import BATCH, Graph, concrete_shape
 from ..ir.interpreter import evaluate as interpret
 from ..ir.passes.pipeline import lower_to_kernels
 from ..layers.base import flatten
+from ..layers.dynamic_shapes import concrete_input_shape
 from ..metrics import Mean
 from ..runtime.native import NativeModule
 from ..runtime.state import StatePool
@@ -48,12 +49,15 @@ class CompiledModel:
         self.output_loss_trackers = [Mean(name=f"{n}_loss") if (multi and l is not None) else None
                                      for n, l in zip(spec.output_names, spec.losses)]
         self._variants = {}
+        self._x_shapes = None          # concrete input shapes of the variant being traced
+        self.dynamic = any(d is None for _, shape, _ in input_specs for d in shape[1:])
         self.native = None
 
     # ------------------------------------------------------------ tracing
     def _inputs(self):
-        return [KerasTensor(irb.input(name, _ir_shape(shape), dtype, i))
-                for i, (name, shape, dtype) in enumerate(self.input_specs)]
+        shapes = self._x_shapes or [shape for _, shape, _ in self.input_specs]
+        return [KerasTensor(irb.input(name, _ir_shape(concrete_input_shape(spec, shape)), dtype, i))
+                for i, ((name, spec, dtype), shape) in enumerate(zip(self.input_specs, shapes))]
 
     def _forward(self, training):
         trace = Trace(training=training, step=self.seed_step.node())
@@ -171,11 +175,21 @@ class CompiledModel:
             if v._pool is not self.pool:
                 v.adopt_into(self.pool)
 
-    def variant(self, y_shapes):
-        """(train graph/program, eval graph/program) for these target shapes, compiled on first use."""
+    def variant(self, y_shapes, x_shapes=None):
+        """The compiled entry points for these target (and, for inputs of unknown size, input)
+        shapes, compiled on first use."""
         key = tuple(None if s is None else tuple(s[1:]) for s in y_shapes)
+        if self.dynamic:
+            if x_shapes is None:
+                raise ValueError(f"Model '{self.model.name}' has inputs of unknown size "
+                                 f"{[spec for _, spec, _ in self.input_specs]}: it is compiled when data arrives")
+            key = (tuple(tuple(s[1:]) for s in x_shapes), key)
         if key not in self._variants:
-            self._build(y_shapes, key)
+            self._x_shapes = x_shapes if self.dynamic else None
+            try:
+                self._build(y_shapes, key)
+            finally:
+                self._x_shapes = None
         return self._variants[key]
 
     def _build(self, y_shapes, key):

@@ -43,7 +43,13 @@ def records_between(inputs, outputs):
 
 def replay(records, inputs, new_inputs, outputs, training):
     """Recompute `outputs` (a structure of KerasTensors) from `new_inputs` in the active trace."""
-    mapping = {id(old): new for old, new in zip(inputs, new_inputs)}
+    mapping = {}
+    return replay_tensors(records, inputs, new_inputs, mapping, outputs, training)
+
+
+def replay_tensors(records, inputs, new_inputs, mapping, outputs=None, training=False):
+    """Replay; `mapping` collects id(old tensor) -> new tensor for every recorded output."""
+    mapping.update({id(old): new for old, new in zip(inputs, new_inputs)})
 
     def sub(x):
         if isinstance(x, KerasTensor):
@@ -60,4 +66,4 @@ def replay(records, inputs, new_inputs, outputs, training):
         new_flat = [t for t in flatten(result) if isinstance(t, KerasTensor)]
         for old, new in zip(record.outputs, new_flat):
             mapping[id(old)] = new
-    return map_structure(sub, outputs)
+    return map_structure(sub, outputs) if outputs is not None else None

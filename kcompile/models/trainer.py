@@ -137,7 +137,8 @@ class Trainer:
                             zip(self._resolve_spec(None, out_shapes).losses, out_shapes)]
             spec = self._resolve_spec(y_shapes, out_shapes)
             self._compiled_model = CompiledModel(self, specs, spec, run_eagerly=self._run_eagerly)
-            self._compiled_model.variant(y_shapes)
+            if not self._compiled_model.dynamic:
+                self._compiled_model.variant(y_shapes)
         return self._compiled_model
 
     def _build_from_data(self, x_arrays):
@@ -255,7 +256,7 @@ class Trainer:
         cm = self._ensure_compiled_model(xs, [None if v is None else v.shape for v in ys] if ys else None)
         y_shapes = [None if v is None else (None,) + v.shape[1:] for v in ys] if ys else \
             [None] * len(self._output_names_list())
-        variant = cm.variant(y_shapes)
+        variant = cm.variant(y_shapes, [a.shape for a in xs])
         if not variant.has(entry):
             if entry == "train" and ys is not None and not self.trainable_weights:
                 raise ValueError(f"Model '{self.name}' has no trainable weights to train")
@@ -318,7 +319,8 @@ class Trainer:
         """The latency path: one float32 C-contiguous array of the right shape straight to native code."""
         cm = self._compiled_model
         if cm is None or not isinstance(x, np.ndarray) or x.dtype != np.float32 or not x.flags.c_contiguous \
-                or len(cm.input_specs) != 1 or not cm._variants or cm.input_specs[0][2] != "float32":
+                or len(cm.input_specs) != 1 or not cm._variants or cm.input_specs[0][2] != "float32" \
+                or cm.dynamic:
             return None
         shape = cm.input_specs[0][1]
         if x.ndim != len(shape) or x.shape[1:] != tuple(shape[1:]) or x.shape[0] == 0:
@@ -414,7 +416,7 @@ class Trainer:
             ys = self._y_list(adapter.y)
             if ys is None or any(v is None for v in ys):
                 return False
-            variant = cm.variant([(None,) + v.shape[1:] for v in ys])
+            variant = cm.variant([(None,) + v.shape[1:] for v in ys], [a.shape for a in xs])
             if not hasattr(variant, "module") or not variant.module.has_loop(variant.prefix + "train"):
                 return False
             n = self._batch_size_of(xs)
