@@ -14,6 +14,7 @@ from llvmlite import ir
 
 from ..ir.graph import BATCH
 from ..ir.passes.memory import base_of, buffer_of
+from ..ir.primitives_spatial import window_strides
 from . import gemm
 from .elementwise import EMITTERS
 from .llvm_util import F32, FP_FLAGS, I32, I64, PTR, REDUCE_FLAGS, VOID, byte_offset, for_range, gep_f, i64, llvm_type
@@ -326,6 +327,10 @@ class _KernelEmitter:
             flipped = [Mono(-st.c, st.k) if j == axis else st for j, st in enumerate(src)]
             self._copy(node.shape, Access(self.ptr(x), flipped, src[axis] * Mono(x.shape[axis] - 1)),
                        Access(out, contiguous_strides(node.shape)), x.dtype)
+        elif node.op == "window":
+            x = node.inputs[0]
+            src = window_strides(contiguous_strides(x.shape), node.attrs, _scale)
+            self._copy(node.shape, Access(self.ptr(x), src), Access(out, contiguous_strides(node.shape)), x.dtype)
         elif node.op == "concat":
             dst = contiguous_strides(node.shape)
             axis, start = node.attrs["axis"], 0
@@ -415,6 +420,71 @@ class _KernelEmitter:
             b.store(byte_offset(b, out, b.mul(t, row_bytes)), outs)
             b.call(body_fn, [self.n, ins, outs, ir.Constant(PTR, None), ws])
 
+    def _zero(self, node):
+        out = self.ptr(node)
+        zero = ir.Constant(llvm_type(node.dtype), 0)
+        dims, (acc,) = collapse([dim(d) for d in node.shape], [Access(out, contiguous_strides(node.shape))])
+        emit_nest(self.b, self.n, dims, [acc], lambda offs: self.b.store(zero, gep_f(self.b, out, offs[0], node.dtype)))
+
+    def _emit_window_grad(self):
+        """col2im: zero, then add every window element back where it was read (overlaps summed)."""
+        b = self.b
+        node = self.kernel.root
+        g = node.inputs[0]
+        out = self.ptr(node)
+        self._zero(node)
+        dst = window_strides(contiguous_strides(node.shape), node.attrs, _scale)
+        dims, (src_a, dst_a) = collapse([dim(d) for d in g.shape],
+                                        [Access(self.ptr(g), contiguous_strides(g.shape)), Access(out, dst)])
+
+        def body(offs):
+            p = gep_f(b, out, offs[1], node.dtype)
+            v = b.load(gep_f(b, src_a.pointer, offs[0], g.dtype), typ=F32)
+            b.store(b.fadd(b.load(p, typ=F32), v, flags=FP_FLAGS), p)
+        emit_nest(b, self.n, dims, [src_a, dst_a], body)
+
+    def _row_loop(self, indices, rows, width, body):
+        """For each index i (flat over `indices`): body(position, row, valid) with row clamped to 0."""
+        b = self.b
+        count = prod(indices.shape).value(b, self.n)
+        with for_range(b, 0, count, "i") as i:
+            raw = b.load(gep_f(b, self.ptr(indices), i, "int32"), typ=I32)
+            row = b.sext(raw, I64)
+            valid = b.and_(b.icmp_signed(">=", row, i64(0)), b.icmp_signed("<", row, i64(rows)))
+            body(i, b.select(valid, row, i64(0)), valid)
+
+    def _emit_gather_rows(self):
+        b = self.b
+        node = self.kernel.root
+        table, indices = node.inputs
+        width = int(table.shape[1])
+        nan = ir.Constant(F32, float("nan"))
+
+        def body(i, row, valid):
+            src = gep_f(b, self.ptr(table), b.mul(row, i64(width)))
+            dst = gep_f(b, self.ptr(node), b.mul(i, i64(width)))
+            with for_range(b, 0, width, "c") as c:
+                v = b.load(gep_f(b, src, c), typ=F32)
+                b.store(b.select(valid, v, nan), gep_f(b, dst, c))
+        self._row_loop(indices, int(table.shape[0]), width, body)
+
+    def _emit_scatter_add_rows(self):
+        b = self.b
+        node = self.kernel.root
+        values, indices = node.inputs
+        width = int(node.shape[1])
+        self._zero(node)
+        zero = ir.Constant(F32, 0.0)
+
+        def body(i, row, valid):
+            src = gep_f(b, self.ptr(values), b.mul(i, i64(width)))
+            dst = gep_f(b, self.ptr(node), b.mul(row, i64(width)))
+            with for_range(b, 0, width, "c") as c:
+                p = gep_f(b, dst, c)
+                v = b.select(valid, b.load(gep_f(b, src, c), typ=F32), zero)
+                b.store(b.fadd(b.load(p, typ=F32), v, flags=FP_FLAGS), p)
+        self._row_loop(indices, int(node.shape[0]), width, body)
+
     def _epilogue_collapses(self, members, shape):
         """True when the epilogue's index space folds into (rows, columns), as the gemm hands it rows."""
         _, accesses = self._operand_accesses(members, shape)
@@ -422,6 +492,10 @@ class _KernelEmitter:
         accesses += [Access(None, strides), Access(None, strides)]
         dims, _ = collapse([dim(d) for d in shape], accesses, keep_last=True)
         return len(dims) == 2
+
+
+def _scale(stride, k):
+    return Mono(int(k)) * stride
 
 
 def sum_monos(monos):

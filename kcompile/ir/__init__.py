@@ -1,2 +1,2 @@
 """The IR: graphs of primitives (graph.py), their rule table (primitives.py), builders and passes."""
-from . import scan  # noqa: F401  (registers the scan primitive)
+from . import primitives_spatial, scan  # noqa: F401  (register the scan, window and gather primitives)

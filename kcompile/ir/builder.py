@@ -243,3 +243,26 @@ def one_hot(indices, depth):
     """float32 one-hot of integer (or integral float) indices along a new last axis."""
     idx = cast(indices, "float32")
     return equal(reshape(idx, idx.shape + (1,)), const(np.arange(depth, dtype=np.float32)))
+
+
+# ---------------------------------------------------------------- convolution / embedding primitives
+
+def window(x, sizes, strides, dilations):
+    """im2col view: (B, S.., C) -> (B, O.., W.., C); see primitives_spatial.py."""
+    return node("window", [as_node(x)], {"sizes": tuple(int(v) for v in sizes),
+                                         "strides": tuple(int(v) for v in strides),
+                                         "dilations": tuple(int(v) for v in dilations)})
+
+
+def window_grad(g, input_spatial, sizes, strides, dilations):
+    return node("window_grad", [as_node(g)], {"sizes": tuple(sizes), "strides": tuple(strides),
+                                              "dilations": tuple(dilations),
+                                              "input_spatial": tuple(int(v) for v in input_spatial)})
+
+
+def gather_rows(table, indices):
+    return node("gather_rows", [as_node(table), as_node(indices)])
+
+
+def scatter_add_rows(values, indices, rows):
+    return node("scatter_add_rows", [as_node(values), as_node(indices)], {"rows": int(rows)})

@@ -1,0 +1,376 @@
+"""Convolution layers: Conv1D/2D/3D, their transposes, DepthwiseConv1D/2D, SeparableConv1D/2D.
+
+All of them are written on the `window` primitive (im2col as a strided view, see
+ir/primitives_spatial.py): a convolution is pad → window → one matmul with the reshaped kernel,
+so it runs on the GEMM micro-kernels with bias and activation fused into its epilogue; the
+transposed convolution is a matmul followed by `window_grad` (col2im). The layers compute in
+channels_last; channels_first inputs are transposed in and out.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import activations, initializers, regularizers
+from ..ir import builder as irb
+from ..ir.graph import BATCH
+from ..tracing import KerasTensor
+from .base import InputSpec, Layer
+
+
+def normalize_tuple(value, rank, name):
+    if isinstance(value, (int, np.integer)):
+        value = (int(value),) * rank
+    value = tuple(int(v) for v in value)
+    if len(value) != rank or any(v < 1 for v in value):
+        raise ValueError(f"The `{name}` argument must be a tuple of {rank} positive integers. Received: {value}")
+    return value
+
+
+def normalize_padding(padding, allowed=("valid", "same")):
+    padding = str(padding).lower()
+    if padding not in allowed:
+        raise ValueError(f"The `padding` argument must be one of {list(allowed)}. Received: {padding}")
+    return padding
+
+
+def normalize_data_format(value):
+    value = (value or "channels_last").lower()
+    if value not in ("channels_last", "channels_first"):
+        raise ValueError(f"The `data_format` argument must be one of 'channels_first', 'channels_last'. "
+                         f"Received: {value}")
+    return value
+
+
+def same_padding(size, kernel, stride, dilation):
+    """(before, after) so that a window pass gives ceil(size / stride) outputs (TensorFlow's rule)."""
+    span = (kernel - 1) * dilation + 1
+    out = -(-size // stride)
+    total = max((out - 1) * stride + span - size, 0)
+    return total // 2, total - total // 2
+
+
+def to_channels_last(x, data_format):
+    if data_format == "channels_first":
+        rank = len(x.shape)
+        return irb.transpose(x, (0,) + tuple(range(2, rank)) + (1,))
+    return x
+
+
+def from_channels_last(x, data_format):
+    if data_format == "channels_first":
+        rank = len(x.shape)
+        return irb.transpose(x, (0, rank - 1) + tuple(range(1, rank - 1)))
+    return x
+
+
+def pad_spatial(x, pads, value=None):
+    """Pad the spatial axes of (B, S.., C); `value` other than 0 fills through a constant mask."""
+    full = ((0, 0),) + tuple(pads) + ((0, 0),)
+    padded = irb.pad(x, full)
+    if value is None or not any(lo or hi for lo, hi in pads):
+        return padded
+    inside = irb.pad(irb.const(np.ones((1,) + tuple(x.shape[1:-1]) + (1,), np.float32)), full)
+    return irb.where(inside, padded, irb.const(value))
+
+
+def conv_windows(x, kernel_size, strides, dilation, padding):
+    """(B, S.., C) → (B, O.., prod(kernel)*C): the patches a convolution multiplies with its kernel."""
+    if padding == "same":
+        pads = [same_padding(s, k, st, d) for s, k, st, d in zip(x.shape[1:-1], kernel_size, strides, dilation)]
+    elif padding == "causal":
+        pads = [((kernel_size[0] - 1) * dilation[0], 0)]
+    else:
+        pads = [(0, 0)] * len(kernel_size)
+    win = irb.window(pad_spatial(x, pads), kernel_size, strides, dilation)
+    k = len(kernel_size)
+    return irb.reshape(win, win.shape[:1 + k] + (int(np.prod(kernel_size)) * x.shape[-1],))
+
+
+class BaseConv(Layer):
+    rank = 2
+    transpose = False
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None, dilation_rate=1,
+                 groups=1, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None, lora_rank=None,
+                 output_padding=None, **kwargs):
+        for arg, value in (("kernel_constraint", kernel_constraint), ("bias_constraint", bias_constraint),
+                           ("lora_rank", lora_rank)):
+            if value is not None:
+                raise ValueError(f"{type(self).__name__}: argument {arg}={value!r} is not supported")
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        r = self.rank
+        if filters is not None and (not isinstance(filters, (int, np.integer)) or filters <= 0):
+            raise ValueError(f"Invalid value for argument `filters`. Expected a strictly positive value. "
+                             f"Received filters={filters}.")
+        self.filters = None if filters is None else int(filters)
+        self.kernel_size = normalize_tuple(kernel_size, r, "kernel_size")
+        self.strides = normalize_tuple(strides, r, "strides")
+        self.dilation_rate = normalize_tuple(dilation_rate, r, "dilation_rate")
+        allowed = ("valid", "same", "causal") if (r == 1 and not self.transpose) else ("valid", "same")
+        self.padding = normalize_padding(padding, allowed)
+        self.data_format = normalize_data_format(data_format)
+        self.groups = int(groups)
+        if self.groups < 1 or (self.filters is not None and self.filters % self.groups):
+            raise ValueError(f"The number of filters must be evenly divisible by the number of groups. "
+                             f"Received: groups={groups}, filters={filters}.")
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(f"`strides > 1` not supported in conjunction with `dilation_rate > 1`. Received: "
+                             f"strides={self.strides} and dilation_rate={self.dilation_rate}")
+        self.output_padding = None if output_padding is None else \
+            tuple(int(v) for v in normalize_tuple_allow_zero(output_padding, r))
+        if self.output_padding is not None and not self.transpose:
+            raise ValueError(f"{type(self).__name__}: output_padding is only for transposed convolutions")
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.input_spec = InputSpec(min_ndim=r + 2)
+
+    def _channel_axis(self):
+        return 1 if self.data_format == "channels_first" else -1
+
+    def build(self, input_shape):
+        channels = input_shape[self._channel_axis()]
+        if channels is None:
+            raise ValueError(f"{type(self).__name__} '{self.name}': the channel dimension of the inputs must be known")
+        if channels % self.groups:
+            raise ValueError(f"The number of input channels must be evenly divisible by the number of groups. "
+                             f"Received groups={self.groups}, but the input has {channels} channels "
+                             f"(full input shape is {input_shape}).")
+        self._build_kernels(channels)
+        self.input_spec = InputSpec(ndim=self.rank + 2, axes={self._channel_axis(): channels})
+        self.built = True
+
+    def _build_kernels(self, channels):
+        shape = self.kernel_size + ((self.filters, channels) if self.transpose else (channels // self.groups, self.filters))
+        self.kernel = self.add_weight(name="kernel", shape=shape, initializer=self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer)
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer,
+                                    regularizer=self.bias_regularizer) if self.use_bias else None
+
+    def call(self, inputs):
+        x = to_channels_last(inputs.node, self.data_format)
+        y = self._transposed(x) if self.transpose else self._forward(x)
+        if self.bias is not None:
+            y = irb.add(y, self.bias.node())
+        y = from_channels_last(y, self.data_format)
+        return self.activation(KerasTensor(y))
+
+    def _forward(self, x):
+        cin = x.shape[-1]
+        per_group, out_per_group = cin // self.groups, self.filters // self.groups
+        kernel = self.kernel.node()
+        outs = []
+        for g in range(self.groups):
+            xg = x if self.groups == 1 else irb.slice(x, _channel_bounds(x.shape, g * per_group, (g + 1) * per_group))
+            kg = kernel if self.groups == 1 else irb.slice(kernel, _channel_bounds(kernel.shape, g * out_per_group,
+                                                                                   (g + 1) * out_per_group))
+            cols = conv_windows(xg, self.kernel_size, self.strides, self.dilation_rate, self.padding)
+            outs.append(irb.matmul(cols, irb.reshape(kg, (cols.shape[-1], out_per_group))))
+        return outs[0] if len(outs) == 1 else irb.concat(outs, -1)
+
+    def _transposed(self, x):
+        """The gradient of a convolution with respect to its input: matmul, then col2im, then crop."""
+        if self.groups != 1:
+            raise ValueError(f"{type(self).__name__}: groups > 1 is not supported for transposed convolutions")
+        k, r = self.kernel_size, self.rank
+        spatial = x.shape[1:-1]
+        cols = irb.matmul(x, irb.reshape(self.kernel.node(), (int(np.prod(k)) * self.filters, x.shape[-1])),
+                          transpose_b=True)                                  # (B, S.., prod(k)*F)
+        cols = irb.reshape(cols, (BATCH,) + tuple(spatial) + k + (self.filters,))
+        full = tuple((s - 1) * st + (kk - 1) * d + 1 for s, st, kk, d in zip(spatial, self.strides, k, self.dilation_rate))
+        y = irb.window_grad(cols, full, k, self.strides, self.dilation_rate)
+        bounds, pads = [(0, None)], [(0, 0)]
+        for i in range(r):
+            size = self.output_length(spatial[i], i)
+            span = (k[i] - 1) * self.dilation_rate[i] + 1
+            lo = max((spatial[i] - 1) * self.strides[i] + span - size, 0) // 2 if self.padding == "same" else 0
+            hi = min(full[i], lo + size)
+            bounds.append((lo, hi))
+            pads.append((0, lo + size - hi))
+        y = irb.slice(y, tuple(bounds) + ((0, self.filters),))
+        return irb.pad(y, tuple(pads) + ((0, 0),))
+
+    def output_length(self, size, axis):
+        """Keras's transposed-convolution output length along one spatial axis."""
+        k = (self.kernel_size[axis] - 1) * self.dilation_rate[axis] + 1
+        stride = self.strides[axis]
+        if self.output_padding is None:
+            return size * stride + max(k - stride, 0) if self.padding == "valid" else size * stride
+        pad = 0 if self.padding == "valid" else k // 2
+        return (size - 1) * stride + k - 2 * pad + self.output_padding[axis]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "filters": self.filters, "kernel_size": list(self.kernel_size), "strides": list(self.strides),
+            "padding": self.padding, "data_format": self.data_format, "dilation_rate": list(self.dilation_rate),
+            "groups": self.groups, "activation": activations.serialize(self.activation), "use_bias": self.use_bias,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": None, "bias_constraint": None,
+        })
+        if self.transpose:
+            config.pop("groups")
+            config["output_padding"] = None if self.output_padding is None else list(self.output_padding)
+        return config
+
+
+def normalize_tuple_allow_zero(value, rank):
+    value = (int(value),) * rank if isinstance(value, (int, np.integer)) else tuple(int(v) for v in value)
+    if len(value) != rank or any(v < 0 for v in value):
+        raise ValueError(f"The `output_padding` argument must be a tuple of {rank} non-negative integers. "
+                         f"Received: {value}")
+    return value
+
+
+def _channel_bounds(shape, lo, hi):
+    return tuple((0, None) if d is BATCH else (0, d) for d in shape[:-1]) + ((lo, hi),)
+
+
+class Conv1D(BaseConv):
+    rank = 1
+
+
+class Conv2D(BaseConv):
+    rank = 2
+
+
+class Conv3D(BaseConv):
+    rank = 3
+
+
+class Conv1DTranspose(BaseConv):
+    rank, transpose = 1, True
+
+
+class Conv2DTranspose(BaseConv):
+    rank, transpose = 2, True
+
+
+class Conv3DTranspose(BaseConv):
+    rank, transpose = 3, True
+
+
+# ---------------------------------------------------------------- depthwise and separable
+
+class BaseDepthwiseConv(BaseConv):
+    """Each input channel convolved with its own `depth_multiplier` filters."""
+
+    def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1, data_format=None,
+                 dilation_rate=1, activation=None, use_bias=True, depthwise_initializer="glorot_uniform",
+                 bias_initializer="zeros", depthwise_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, depthwise_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(None, kernel_size, strides=strides, padding=padding, data_format=data_format,
+                         dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
+                         kernel_initializer=depthwise_initializer, bias_initializer=bias_initializer,
+                         kernel_regularizer=depthwise_regularizer, bias_regularizer=bias_regularizer,
+                         activity_regularizer=activity_regularizer, kernel_constraint=depthwise_constraint,
+                         bias_constraint=bias_constraint, **kwargs)
+        self.depth_multiplier = int(depth_multiplier)
+        if self.depth_multiplier < 1:
+            raise ValueError(f"depth_multiplier must be a positive integer, got {depth_multiplier}")
+
+    def _build_kernels(self, channels):
+        self.filters = channels * self.depth_multiplier
+        self.kernel = self.add_weight(name="kernel", shape=self.kernel_size + (channels, self.depth_multiplier),
+                                      initializer=self.kernel_initializer, regularizer=self.kernel_regularizer)
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer,
+                                    regularizer=self.bias_regularizer) if self.use_bias else None
+
+    def _forward(self, x):
+        return depthwise(x, self.kernel.node(), self.kernel_size, self.strides, self.dilation_rate, self.padding)
+
+    def get_config(self):
+        config = super().get_config()
+        for key in ("filters", "groups"):
+            config.pop(key, None)
+        config["depth_multiplier"] = self.depth_multiplier
+        config["depthwise_initializer"] = config.pop("kernel_initializer")
+        config["depthwise_regularizer"] = config.pop("kernel_regularizer")
+        config["depthwise_constraint"] = config.pop("kernel_constraint")
+        return config
+
+
+def depthwise(x, kernel, kernel_size, strides, dilation, padding):
+    """(B, S.., C) with a (k.., C, M) kernel → (B, O.., C*M): a broadcast product summed over the window."""
+    channels, mult = kernel.shape[-2], kernel.shape[-1]
+    r = len(kernel_size)
+    cols = conv_windows(x, kernel_size, strides, dilation, padding)            # (B, O.., Wp*C)
+    wp = int(np.prod(kernel_size))
+    cols = irb.reshape(cols, cols.shape[:1 + r] + (wp, channels, 1))
+    prod = irb.mul(cols, irb.reshape(kernel, (wp, channels, mult)))
+    out = irb.reduce_sum(prod, 1 + r)                                           # (B, O.., C, M)
+    return irb.reshape(out, out.shape[:1 + r] + (channels * mult,))
+
+
+class DepthwiseConv1D(BaseDepthwiseConv):
+    rank = 1
+
+
+class DepthwiseConv2D(BaseDepthwiseConv):
+    rank = 2
+
+
+class BaseSeparableConv(BaseConv):
+    """A depthwise convolution followed by a 1x1 (pointwise) convolution."""
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None, dilation_rate=1,
+                 depth_multiplier=1, activation=None, use_bias=True, depthwise_initializer="glorot_uniform",
+                 pointwise_initializer="glorot_uniform", bias_initializer="zeros", depthwise_regularizer=None,
+                 pointwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 depthwise_constraint=None, pointwise_constraint=None, bias_constraint=None, **kwargs):
+        if pointwise_constraint is not None:
+            raise ValueError(f"{type(self).__name__}: argument pointwise_constraint is not supported")
+        super().__init__(filters, kernel_size, strides=strides, padding=padding, data_format=data_format,
+                         dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
+                         kernel_initializer=depthwise_initializer, bias_initializer=bias_initializer,
+                         kernel_regularizer=depthwise_regularizer, bias_regularizer=bias_regularizer,
+                         activity_regularizer=activity_regularizer, kernel_constraint=depthwise_constraint,
+                         bias_constraint=bias_constraint, **kwargs)
+        self.depth_multiplier = int(depth_multiplier)
+        self.pointwise_initializer = initializers.get(pointwise_initializer)
+        self.pointwise_regularizer = regularizers.get(pointwise_regularizer)
+
+    def _build_kernels(self, channels):
+        self.depthwise_kernel = self.add_weight(name="depthwise_kernel",
+                                                shape=self.kernel_size + (channels, self.depth_multiplier),
+                                                initializer=self.kernel_initializer,
+                                                regularizer=self.kernel_regularizer)
+        self.pointwise_kernel = self.add_weight(name="pointwise_kernel",
+                                                shape=(1,) * self.rank + (channels * self.depth_multiplier, self.filters),
+                                                initializer=self.pointwise_initializer,
+                                                regularizer=self.pointwise_regularizer)
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer,
+                                    regularizer=self.bias_regularizer) if self.use_bias else None
+
+    def _forward(self, x):
+        d = depthwise(x, self.depthwise_kernel.node(), self.kernel_size, self.strides, self.dilation_rate,
+                      self.padding)
+        pw = irb.reshape(self.pointwise_kernel.node(), (d.shape[-1], self.filters))
+        return irb.matmul(d, pw)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("groups", None)
+        config.update({"depth_multiplier": self.depth_multiplier,
+                       "depthwise_initializer": config.pop("kernel_initializer"),
+                       "pointwise_initializer": initializers.serialize(self.pointwise_initializer),
+                       "depthwise_regularizer": config.pop("kernel_regularizer"),
+                       "pointwise_regularizer": regularizers.serialize(self.pointwise_regularizer),
+                       "depthwise_constraint": config.pop("kernel_constraint"), "pointwise_constraint": None})
+        return config
+
+
+class SeparableConv1D(BaseSeparableConv):
+    rank = 1
+
+
+class SeparableConv2D(BaseSeparableConv):
+    rank = 2

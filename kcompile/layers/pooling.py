@@ -1,0 +1,150 @@
+"""Pooling layers: Max/AveragePooling1D/2D/3D and GlobalMax/GlobalAveragePooling1D/2D/3D.
+
+Windowed pooling reduces the window axes of the `window` view (ir/primitives_spatial.py). With
+padding='same', max pooling never picks a padded position (padding holds the lowest float) and
+average pooling divides by the number of real inputs in each window, as Keras does; that count is
+a constant computed while tracing, since spatial sizes are static.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import builder as irb
+from ..ir.interpreter import evaluate
+from ..ir.graph import Graph
+from ..tracing import KerasTensor
+from .base import InputSpec, Layer
+from .convolutional import (from_channels_last, normalize_data_format, normalize_padding, normalize_tuple,
+                            pad_spatial, same_padding, to_channels_last)
+
+_LOWEST = float(np.finfo(np.float32).min)
+
+
+class BasePooling(Layer):
+    rank, mode = 2, "max"
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = normalize_tuple(pool_size, self.rank, "pool_size")
+        self.strides = normalize_tuple(self.pool_size if strides is None else strides, self.rank, "strides")
+        self.padding = normalize_padding(padding)
+        self.data_format = normalize_data_format(data_format)
+        self.input_spec = InputSpec(ndim=self.rank + 2)
+
+    def call(self, inputs):
+        x = to_channels_last(inputs.node, self.data_format)
+        if x.dtype != "float32":
+            x = irb.cast(x, "float32")
+        spatial = x.shape[1:-1]
+        pads = [same_padding(s, k, st, 1) for s, k, st in zip(spatial, self.pool_size, self.strides)] \
+            if self.padding == "same" else [(0, 0)] * self.rank
+        r, ones = self.rank, (1,) * self.rank
+        axes = tuple(range(1 + r, 1 + 2 * r))
+        if self.mode == "max":
+            win = irb.window(pad_spatial(x, pads, _LOWEST), self.pool_size, self.strides, ones)
+            y = irb.reduce_max(win, axes)
+        else:
+            win = irb.window(pad_spatial(x, pads), self.pool_size, self.strides, ones)
+            y = irb.div(irb.reduce_sum(win, axes), irb.const(self._counts(spatial, pads)))
+        return KerasTensor(from_channels_last(y, self.data_format))
+
+    def _counts(self, spatial, pads):
+        """How many real (unpadded) inputs each output window covers, shape (1, O.., 1)."""
+        ones = irb.const(np.ones((1,) + tuple(spatial) + (1,), np.float32))
+        win = irb.window(pad_spatial(ones, pads), self.pool_size, self.strides, (1,) * self.rank)
+        count = irb.reduce_sum(win, tuple(range(1 + self.rank, 1 + 2 * self.rank)))
+        values, _ = evaluate(Graph([], {"c": count}), {}, {}, batch=1)
+        return values["c"]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"pool_size": list(self.pool_size), "strides": list(self.strides), "padding": self.padding,
+                       "data_format": self.data_format})
+        return config
+
+
+class MaxPooling1D(BasePooling):
+    rank, mode = 1, "max"
+
+
+class MaxPooling2D(BasePooling):
+    rank, mode = 2, "max"
+
+
+class MaxPooling3D(BasePooling):
+    rank, mode = 3, "max"
+
+
+class AveragePooling1D(BasePooling):
+    rank, mode = 1, "average"
+
+
+class AveragePooling2D(BasePooling):
+    rank, mode = 2, "average"
+
+
+class AveragePooling3D(BasePooling):
+    rank, mode = 3, "average"
+
+
+class BaseGlobalPooling(Layer):
+    rank, mode = 2, "max"
+
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = normalize_data_format(data_format)
+        self.keepdims = bool(keepdims)
+        self.input_spec = InputSpec(ndim=self.rank + 2)
+        self.supports_masking = self.rank == 1 and self.mode == "average"
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def call(self, inputs, mask=None):
+        x = inputs.node if inputs.dtype == "float32" else irb.cast(inputs.node, "float32")
+        axes = tuple(range(2, 2 + self.rank)) if self.data_format == "channels_first" else tuple(range(1, 1 + self.rank))
+        if self.mode == "max":
+            return KerasTensor(irb.reduce_max(x, axes, keepdims=self.keepdims))
+        if mask is not None and self.rank == 1:
+            m = irb.cast(mask.node if isinstance(mask, KerasTensor) else irb.as_node(mask), "float32")
+            m = irb.reshape(m, m.shape + (1,)) if self.data_format == "channels_last" else \
+                irb.reshape(m, (m.shape[0], 1, m.shape[1]))
+            total = irb.reduce_sum(irb.mul(x, m), axes, keepdims=self.keepdims)
+            return KerasTensor(irb.div(total, irb.reduce_sum(m, axes, keepdims=self.keepdims)))
+        return KerasTensor(irb.reduce_mean(x, axes, keepdims=self.keepdims))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"data_format": self.data_format, "keepdims": self.keepdims})
+        return config
+
+
+class GlobalMaxPooling1D(BaseGlobalPooling):
+    rank, mode = 1, "max"
+
+
+class GlobalMaxPooling2D(BaseGlobalPooling):
+    rank, mode = 2, "max"
+
+
+class GlobalMaxPooling3D(BaseGlobalPooling):
+    rank, mode = 3, "max"
+
+
+class GlobalAveragePooling1D(BaseGlobalPooling):
+    rank, mode = 1, "average"
+
+
+class GlobalAveragePooling2D(BaseGlobalPooling):
+    rank, mode = 2, "average"
+
+
+class GlobalAveragePooling3D(BaseGlobalPooling):
+    rank, mode = 3, "average"
+
+
+# Keras's short aliases
+MaxPool1D, MaxPool2D, MaxPool3D = MaxPooling1D, MaxPooling2D, MaxPooling3D
+AvgPool1D, AvgPool2D, AvgPool3D = AveragePooling1D, AveragePooling2D, AveragePooling3D
+GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPool3D = GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D
+GlobalAvgPool1D, GlobalAvgPool2D, GlobalAvgPool3D = GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D

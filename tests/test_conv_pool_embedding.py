@@ -1,0 +1,291 @@
+"""Convolution, pooling and Embedding: numpy references over drawn configurations, compiled vs
+interpreter training steps, real-Keras goldens (small VGG, dilated Conv1D, embedding + pooling),
+and a short training run of the guide's VGG-like convnet."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import kcompile as keras
+from kcompile import layers
+
+from conftest import CONFORMANCE
+from test_keras_goldens import _close, _weights_from_h5
+
+
+# ---------------------------------------------------------------- numpy references
+
+def ref_conv(x, kernel, bias, strides, padding, dilation):
+    """Direct N-D convolution, channels_last, (k.., Cin, F) kernel, TensorFlow 'same' padding."""
+    r = kernel.ndim - 2
+    spatial = x.shape[1:-1]
+    pads = []
+    for s, k, st, d in zip(spatial, kernel.shape[:r], strides, dilation):
+        span = (k - 1) * d + 1
+        if padding == "same":
+            total = max((-(-s // st) - 1) * st + span - s, 0)
+            pads.append((total // 2, total - total // 2))
+        elif padding == "causal":
+            pads.append((span - 1, 0))
+        else:
+            pads.append((0, 0))
+    xp = np.pad(x.astype(np.float64), [(0, 0)] + pads + [(0, 0)])
+    out_sizes = [(xp.shape[1 + i] - ((kernel.shape[i] - 1) * dilation[i] + 1)) // strides[i] + 1 for i in range(r)]
+    out = np.zeros((x.shape[0],) + tuple(out_sizes) + (kernel.shape[-1],))
+    for o in np.ndindex(*out_sizes):
+        for w in np.ndindex(*kernel.shape[:r]):
+            pos = tuple(oi * st + wi * d for oi, st, wi, d in zip(o, strides, w, dilation))
+            out[(slice(None),) + o] += xp[(slice(None),) + pos] @ kernel[w]
+    return out + (bias if bias is not None else 0)
+
+
+def ref_pool(x, size, strides, padding, mode):
+    r = len(size)
+    spatial = x.shape[1:-1]
+    out_sizes, pads = [], []
+    for s, k, st in zip(spatial, size, strides):
+        if padding == "same":
+            o = -(-s // st)
+            total = max((o - 1) * st + k - s, 0)
+            pads.append(total // 2)
+        else:
+            o = (s - k) // st + 1
+            pads.append(0)
+        out_sizes.append(o)
+    out = np.zeros((x.shape[0],) + tuple(out_sizes) + (x.shape[-1],))
+    for o in np.ndindex(*out_sizes):
+        sl = []
+        for oi, st, k, p, s in zip(o, strides, size, pads, spatial):
+            lo = oi * st - p
+            sl.append(slice(max(lo, 0), min(lo + k, s)))
+        patch = x[(slice(None),) + tuple(sl)].reshape(x.shape[0], -1, x.shape[-1])
+        out[(slice(None),) + o] = patch.max(1) if mode == "max" else patch.mean(1)
+    return out
+
+
+# ---------------------------------------------------------------- layers vs references
+
+@settings(deadline=None, max_examples=12)
+@given(rank=st.sampled_from([1, 2, 3]), size=st.integers(1, 7), k=st.integers(1, 3), stride=st.integers(1, 3),
+       dil=st.integers(1, 2), padding=st.sampled_from(["valid", "same", "causal"]), cin=st.integers(1, 3),
+       filters=st.integers(1, 4), batch=st.integers(1, 2), seed=st.integers(0, 99))
+def test_conv_forward_matches_numpy(rank, size, k, stride, dil, padding, cin, filters, batch, seed):
+    if rank != 1 and padding == "causal":
+        padding = "same"
+    if stride > 1 and dil > 1:
+        dil = 1
+    span = (k - 1) * dil + 1
+    if padding == "valid" and size < span:
+        size = span
+    cls = {1: layers.Conv1D, 2: layers.Conv2D, 3: layers.Conv3D}[rank]
+    layer = cls(filters, k, strides=stride, padding=padding, dilation_rate=dil, use_bias=True,
+                bias_initializer="random_normal")
+    x = np.random.default_rng(seed).normal(size=(batch,) + (size,) * rank + (cin,)).astype(np.float32)
+    got = layer(x)
+    kernel, bias = layer.get_weights()
+    want = ref_conv(x, kernel, bias, (stride,) * rank, padding, (dil,) * rank)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@settings(deadline=None, max_examples=10)
+@given(rank=st.sampled_from([1, 2, 3]), size=st.integers(1, 7), pool=st.integers(1, 3), stride=st.integers(1, 3),
+       padding=st.sampled_from(["valid", "same"]), mode=st.sampled_from(["max", "average"]), seed=st.integers(0, 99))
+def test_pooling_matches_numpy(rank, size, pool, stride, padding, mode, seed):
+    if padding == "valid" and size < pool:
+        size = pool
+    cls = getattr(layers, f"{'Max' if mode == 'max' else 'Average'}Pooling{rank}D")
+    x = np.random.default_rng(seed).normal(size=(2,) + (size,) * rank + (3,)).astype(np.float32)
+    got = cls(pool_size=pool, strides=stride, padding=padding)(x)
+    np.testing.assert_allclose(got, ref_pool(x, (pool,) * rank, (stride,) * rank, padding, mode), rtol=1e-5, atol=1e-5)
+
+
+def test_global_pooling_keepdims_and_channels_first():
+    x = np.random.default_rng(0).normal(size=(2, 3, 4, 5)).astype(np.float32)
+    np.testing.assert_allclose(layers.GlobalAveragePooling2D()(x), x.mean((1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(layers.GlobalMaxPooling2D(keepdims=True)(x), x.max((1, 2), keepdims=True))
+    np.testing.assert_allclose(layers.GlobalAveragePooling2D(data_format="channels_first")(x), x.mean((2, 3)),
+                               rtol=1e-5)
+
+
+def test_channels_first_conv_equals_transposed_channels_last():
+    x = np.random.default_rng(1).normal(size=(2, 3, 6, 5)).astype(np.float32)
+    cf = layers.Conv2D(4, 3, padding="same", data_format="channels_first")
+    got = cf(x)
+    cl = layers.Conv2D(4, 3, padding="same")
+    cl.build((None, 6, 5, 3))
+    cl.set_weights(cf.get_weights())
+    np.testing.assert_allclose(got, np.transpose(cl(np.transpose(x, (0, 2, 3, 1))), (0, 3, 1, 2)), rtol=1e-5,
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("strides,padding", [(1, "valid"), (2, "same"), (2, "valid"), (3, "same"), (3, "valid")])
+def test_conv_transpose_is_the_adjoint_of_conv(strides, padding):
+    """<conv(p), x> = <p, conv_transpose(x)> with the same kernel and padding."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(1, 5, 4, 3)).astype(np.float32)
+    t = layers.Conv2DTranspose(2, 3, strides=strides, padding=padding, use_bias=False)
+    y = t(x)
+    assert y.shape == (1, t.output_length(5, 0), t.output_length(4, 1), 2)
+    (kernel,) = t.get_weights()                      # (kh, kw, filters, in_channels)
+    probe = rng.normal(size=y.shape)
+    forward = ref_conv(probe, kernel, None, (strides, strides), padding, (1, 1))
+    assert forward.shape == x.shape
+    np.testing.assert_allclose((forward * x).sum(), (probe * y).sum(), rtol=1e-4)
+
+
+def test_conv_transpose_output_padding_sizes():
+    x = np.zeros((1, 5, 1), np.float32)
+    for strides, padding, op, size in [(2, "valid", 1, 12), (3, "same", 1, 14), (2, "same", 0, 9)]:
+        assert layers.Conv1DTranspose(1, 3, strides=strides, padding=padding, output_padding=op)(x).shape[1] == size
+
+
+def test_depthwise_and_separable_match_references():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 6, 6, 3)).astype(np.float32)
+    dw = layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same", bias_initializer="random_normal")
+    got = dw(x)
+    kernel, bias = dw.get_weights()
+    want = np.concatenate([ref_conv(x[..., c:c + 1], kernel[:, :, c:c + 1, :], None, (1, 1), "same", (1, 1))
+                           for c in range(3)], axis=-1) + bias
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    sep = layers.SeparableConv2D(4, 3, strides=2, use_bias=False)
+    got = sep(x)
+    d, p = sep.get_weights()
+    mid = np.concatenate([ref_conv(x[..., c:c + 1], d[:, :, c:c + 1, :], None, (2, 2), "valid", (1, 1))
+                          for c in range(3)], axis=-1)
+    np.testing.assert_allclose(got, mid @ p[0, 0], rtol=1e-4, atol=1e-5)
+
+
+def test_grouped_conv_splits_channels():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(1, 5, 4)).astype(np.float32)
+    layer = layers.Conv1D(6, 2, groups=2, use_bias=False)
+    got = layer(x)
+    (kernel,) = layer.get_weights()
+    want = np.concatenate([ref_conv(x[..., :2], kernel[..., :3], None, (1,), "valid", (1,)),
+                           ref_conv(x[..., 2:], kernel[..., 3:], None, (1,), "valid", (1,))], axis=-1)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_embedding_lookup_mask_and_out_of_range():
+    layer = layers.Embedding(10, 3, mask_zero=True)
+    idx = np.array([[1, 0, 9], [11, 2, -1]])
+    out = layer(idx)
+    (table,) = layer.get_weights()
+    np.testing.assert_allclose(out[0], table[[1, 0, 9]])
+    assert np.isnan(out[1, 0]).all() and np.isnan(out[1, 2]).all()
+    np.testing.assert_allclose(out[1, 1], table[2])
+
+
+# ---------------------------------------------------------------- compiled training == interpreter
+
+@pytest.mark.parametrize("build", [
+    lambda: [keras.Input((7, 6, 2)), layers.Conv2D(3, 3, strides=2, padding="same", activation="relu"),
+             layers.MaxPooling2D(2, padding="same"), layers.Flatten(), layers.Dense(1)],
+    lambda: [keras.Input((9, 2)), layers.Conv1D(3, 3, padding="causal", dilation_rate=2),
+             layers.AveragePooling1D(2, padding="same"), layers.Conv1DTranspose(2, 3, strides=2),
+             layers.GlobalMaxPooling1D(), layers.Dense(1)],
+    lambda: [keras.Input((6, 6, 2)), layers.DepthwiseConv2D(3), layers.SeparableConv2D(2, 2),
+             layers.Conv2DTranspose(2, 2, strides=2, padding="same"), layers.GlobalAveragePooling2D(),
+             layers.Dense(1)],
+    lambda: [keras.Input((5,), dtype="int32"), layers.Embedding(7, 4), layers.GlobalAveragePooling1D(),
+             layers.Dense(1)],
+], ids=["conv2d_pool", "conv1d_transpose", "depthwise_separable", "embedding"])
+def test_compiled_step_matches_interpreter(build):
+    rng = np.random.default_rng(5)
+    model = keras.Sequential(build())
+    shape = model.inputs[0].shape[1:]
+    x = rng.integers(0, 7, size=(4,) + shape) if model.inputs[0].dtype == "int32" else \
+        rng.normal(size=(4,) + shape).astype(np.float32)
+    y = rng.normal(size=(4, 1)).astype(np.float32)
+    start = model.get_weights()
+    results = []
+    for eager in (False, True):
+        model.set_weights(start)
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse", run_eagerly=eager)
+        losses = [model.train_on_batch(x, y) for _ in range(2)]
+        results.append((losses, model.get_weights()))
+    (lc, wc), (le, we) = results
+    np.testing.assert_allclose(lc, le, rtol=1e-4, atol=1e-6)
+    for a, b in zip(wc, we):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_gradients_match_finite_differences():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(2, 5, 5, 2)).astype(np.float64)
+    model = keras.Sequential([keras.Input((5, 5, 2)), layers.Conv2D(2, 2, strides=2, padding="same"),
+                              layers.AveragePooling2D(2, strides=1), layers.Flatten()])
+    model.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
+    y = np.zeros((2, model.outputs[0].shape[-1]), np.float32)
+    w0 = model.get_weights()
+
+    def loss(weights):
+        model.set_weights(weights)
+        return float(((model.predict(x.astype(np.float32), verbose=0).astype(np.float64) - y) ** 2).mean())
+    model.set_weights(w0)
+    model.train_on_batch(x.astype(np.float32), y)
+    analytic = [a - b for a, b in zip(w0, model.get_weights())]       # lr 1: the gradient itself
+    eps = 1e-2
+    for wi, idx in [(0, (0, 1, 1, 0)), (0, (1, 0, 0, 1)), (1, (1,))]:
+        plus = [w.copy() for w in w0]
+        minus = [w.copy() for w in w0]
+        plus[wi][idx] += eps
+        minus[wi][idx] -= eps
+        numeric = (loss(plus) - loss(minus)) / (2 * eps)
+        assert abs(numeric - analytic[wi][idx]) < 2e-3 * max(1.0, abs(numeric))
+
+
+# ---------------------------------------------------------------- real-Keras goldens
+
+def _golden_model(name, dialect):
+    base = CONFORMANCE / dialect
+    if name == "vgg_small":
+        return [keras.Input((24, 24, 3)), layers.Conv2D(8, 3, activation="relu"), layers.Conv2D(8, 3, activation="relu"),
+                layers.MaxPooling2D(2), layers.Conv2D(16, 3, padding="same", activation="relu"), layers.MaxPooling2D(2),
+                layers.Flatten(), layers.Dense(32, activation="relu"), None], base
+    if name == "conv1d_seq":
+        return [keras.Input((30, 4)), layers.Conv1D(8, 3, activation="relu"), layers.MaxPooling1D(2),
+                layers.Conv1D(8, 3, dilation_rate=2), layers.Flatten(), layers.Dense(1)], base
+    return [keras.Input((15,)), layers.Embedding(100, 8), layers.GlobalAveragePooling1D(),
+            layers.Dense(4, activation="softmax")], base
+
+
+@pytest.mark.parametrize("name", ["vgg_small", "conv1d_seq", "text_embed_pool"])
+@pytest.mark.parametrize("dialect", ["keras3", "keras2"])
+def test_conformance_goldens(name, dialect):
+    import json
+    stack, base = _golden_model(name, dialect)
+    if stack[-1] is None:     # the last Dense of vgg_small: read its size and activation from the config
+        last = json.loads((base / f"{name}.json").read_text())["config"]["layers"][-1]["config"]
+        stack[-1] = layers.Dense(last["units"], activation=last["activation"])
+    model = keras.Sequential(stack)
+    weights, training = _weights_from_h5(base / f"{name}.h5")
+    model.set_weights(weights)
+    z = np.load(base / f"{name}.npz")
+    _close(model.predict(z["x0"], verbose=0), z["y0"], 1e-5, 1e-4)
+    if "loss_step" not in z:
+        return
+    model.compile(optimizer=keras.optimizers.get(training["optimizer_config"]), loss=training["loss"])
+    loss = model.train_on_batch(z["tx0"], z["ty0"])
+    _close(loss, z["loss_step"], 0, 1e-4 * abs(float(z["loss_step"])) + 1e-7)
+    for i, w in enumerate(model.get_weights()):
+        _close(w, z[f"w_after_{i}"], 1e-5, 1e-3)
+
+
+def test_guide_vgg_convnet_trains():
+    """The Keras guide's VGG-like convnet on 100x100x3 inputs (a few steps: it must learn)."""
+    rng = np.random.default_rng(7)
+    x = rng.random((16, 100, 100, 3)).astype(np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 16)]
+    model = keras.Sequential([
+        keras.Input((100, 100, 3)),
+        layers.Conv2D(32, (3, 3), activation="relu"), layers.Conv2D(32, (3, 3), activation="relu"),
+        layers.MaxPooling2D(pool_size=(2, 2)), layers.Dropout(0.25),
+        layers.Conv2D(64, (3, 3), activation="relu"), layers.Conv2D(64, (3, 3), activation="relu"),
+        layers.MaxPooling2D(pool_size=(2, 2)), layers.Dropout(0.25),
+        layers.Flatten(), layers.Dense(256, activation="relu"), layers.Dropout(0.5),
+        layers.Dense(10, activation="softmax")])
+    model.compile(loss="categorical_crossentropy", optimizer=keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True))
+    first = model.evaluate(x, y, verbose=0)
+    model.fit(x, y, batch_size=8, epochs=4, verbose=0)
+    assert model.evaluate(x, y, verbose=0) < first
