@@ -1,12 +1,16 @@
 """The one place where fit/evaluate/predict turn user data into batches of numpy arrays.
 
 `make_adapter(...)` accepts numpy arrays (and lists/dicts of them), Python generators and
-iterators, Sequence-like objects (`__len__` + `__getitem__`) and any iterable of batches, and
-yields `(x, y, sample_weight)` per batch.
+iterators, PyDataset / Sequence-like objects (`__len__` + `__getitem__`) and any iterable of
+batches, and yields `(x, y, sample_weight)` per batch.
 """
 from __future__ import annotations
 
+import concurrent.futures
+import itertools
+import multiprocessing
 import warnings
+from collections import deque
 
 import numpy as np
 
@@ -104,31 +108,43 @@ def _split_batch(batch):
     return batch, None, None
 
 
-class IteratorAdapter:
-    """Generators/iterators (one shared iterator across epochs, as Keras) and re-iterable objects."""
+def _structure(batch):
+    """A printable skeleton of a batch: containers kept, every array shown as its kind."""
+    if isinstance(batch, (tuple, list)) and batch and all(np.ndim(b) == 0 and not isinstance(b, (str, bytes))
+                                                          and b is not None for b in batch):
+        return "array"   # a plain list of numbers is one array
+    if isinstance(batch, (tuple, list)):
+        inner = ", ".join(_structure(b) for b in batch)
+        return f"({inner},)" if isinstance(batch, tuple) and len(batch) == 1 else \
+            (f"({inner})" if isinstance(batch, tuple) else f"[{inner}]")
+    if isinstance(batch, dict):
+        return "{" + ", ".join(f"{k!r}: {_structure(v)}" for k, v in batch.items()) + "}"
+    return "None" if batch is None else "array"
 
-    def __init__(self, data, steps, class_weight):
-        self.data, self.steps = data, steps
-        self.class_weight = class_weight
-        self.sequence = hasattr(data, "__len__") and hasattr(data, "__getitem__") and not isinstance(data, (list, tuple))
-        cardinality = getattr(data, "cardinality", None)
-        self.one_shot = hasattr(data, "__next__")
-        self._iter = iter(data) if self.one_shot else None
-        if steps:
-            self.num_batches = steps
-        elif self.sequence:
-            self.num_batches = len(data)
-        elif callable(cardinality) and cardinality() >= 0:
-            self.num_batches = cardinality()
-        else:
-            self.num_batches = None
-        self.batch_size = None
-        self._shapes = None
 
-    def _convert(self, batch, index):
-        x, y, sw = _split_batch(batch)
-        x, y = _map(lambda a: _to_numpy(a, "x"), x), _map(lambda a: _to_numpy(a, "y"), y)
-        sw = None if sw is None else _to_numpy(sw, "sample_weight")
+class _BatchChecker:
+    """Converts batches to numpy and checks each against the first: same structure, same shapes."""
+
+    def __init__(self, class_weight, source):
+        self.class_weight, self.source = class_weight, source
+        self._shapes = self._structure = None
+
+    def convert(self, batch, index):
+        if batch is None:
+            raise ValueError(f"Batch {index} from {self.source} is None; expected x, (x,), (x, y) or "
+                             f"(x, y, sample_weight)")
+        structure = _structure(batch)
+        if self._structure is None:
+            self._structure = structure
+        elif structure != self._structure:
+            raise ValueError(f"Batch {index} from {self.source} has the structure {structure}, which differs from "
+                             f"the first batch's {self._structure}")
+        try:
+            x, y, sw = _split_batch(batch)
+            x, y = _map(lambda a: _to_numpy(a, "x"), x), _map(lambda a: _to_numpy(a, "y"), y)
+            sw = None if sw is None else _to_numpy(sw, "sample_weight")
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"Batch {index} from {self.source}: {exc}") from None
         if self.class_weight is not None and y is not None:
             cw = class_weights_to_sample_weights(y, self.class_weight)
             sw = cw if sw is None else sw * cw
@@ -136,15 +152,33 @@ class IteratorAdapter:
         if self._shapes is None:
             self._shapes = shapes
         elif shapes != self._shapes:
-            raise ValueError(f"Batch {index} has shapes {shapes}, which differ from the first batch's {self._shapes}")
+            raise ValueError(f"Batch {index} from {self.source} has shapes {shapes} (per sample), which differ "
+                             f"from the first batch's {self._shapes}")
         return x, y, sw
 
+
+class IteratorAdapter:
+    """Generators/iterators (one shared iterator across epochs, as Keras) and re-iterable objects."""
+
+    def __init__(self, data, steps, class_weight):
+        self.data, self.steps = data, steps
+        cardinality = getattr(data, "cardinality", None)
+        self.one_shot = hasattr(data, "__next__")
+        self._iter = iter(data) if self.one_shot else None
+        if steps:
+            self.num_batches = steps
+        elif callable(cardinality) and cardinality() >= 0:
+            self.num_batches = cardinality()
+        else:
+            self.num_batches = None
+        self.batch_size = None
+        kind = "generator" if self.one_shot else type(data).__name__
+        self._checker = _BatchChecker(class_weight, f"the {kind} given as data")
+
+    def _convert(self, batch, index):
+        return self._checker.convert(batch, index)
+
     def epoch_iterator(self):
-        if self.sequence:
-            n = self.num_batches
-            for i in range(n):
-                yield self._convert(self.data[i], i)
-            return
         source = self._iter if self.one_shot else iter(self.data)
         i = 0
         while self.steps is None or i < self.steps:
@@ -159,8 +193,107 @@ class IteratorAdapter:
             i += 1
 
     def on_epoch_end(self):
-        if self.sequence and hasattr(self.data, "on_epoch_end"):
-            self.data.on_epoch_end()
+        pass
+
+
+_WORKER_DATASET = None
+
+
+def _set_worker_dataset(data):
+    global _WORKER_DATASET
+    _WORKER_DATASET = data
+
+
+def _worker_getitem(index):
+    return _WORKER_DATASET[index]
+
+
+class PyDatasetAdapter:
+    """PyDataset / Sequence objects: batch i is `data[i]`. With `workers > 1` (or
+    use_multiprocessing) up to `max_queue_size` batches are read ahead by a pool of threads or
+    forked processes, and still delivered in index order."""
+
+    def __init__(self, data, steps, class_weight):
+        self.data, self.steps = data, steps
+        n = _num_batches(data)
+        if n is None and not steps:
+            raise ValueError(f"{type(data).__name__} is an infinite PyDataset (num_batches is None): pass "
+                             f"`steps_per_epoch` (or `steps`) to say how many batches make an epoch")
+        if steps and n is not None and steps > n:
+            warnings.warn(f"steps={steps} is more than the {n} batches {type(data).__name__} holds; using {n}")
+        self.num_batches = n if not steps else (steps if n is None else min(steps, n))
+        self.batch_size = None
+        self.workers = int(getattr(data, "workers", 1) or 0)
+        self.use_multiprocessing = bool(getattr(data, "use_multiprocessing", False))
+        self.max_queue_size = int(getattr(data, "max_queue_size", 10) or 10)
+        self._checker = _BatchChecker(class_weight, f"PyDataset {type(data).__name__}")
+
+    def _pool(self):
+        if self.use_multiprocessing and self.workers > 0:
+            # fork shares the dataset with the workers without pickling it; a fresh pool each epoch
+            # sees what on_epoch_end changed
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+            return concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=ctx,
+                                                          initializer=_set_worker_dataset, initargs=(self.data,))
+        if self.workers > 1:
+            return concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="kcompile-pydataset")
+        return None
+
+    def _read(self, index, get):
+        try:
+            return get()
+        except Exception as exc:
+            exc.add_note(f"(while reading batch {index} of {type(self.data).__name__})")
+            raise
+
+    def epoch_iterator(self):
+        begin = getattr(self.data, "on_epoch_begin", None)
+        if callable(begin):
+            begin()
+        indices = range(self.num_batches)
+        pool = self._pool()
+        if pool is None:
+            for i in indices:
+                yield self._checker.convert(self._read(i, lambda i=i: self.data[i]), i)
+            return
+        submit = (lambda i: pool.submit(_worker_getitem, i)) if isinstance(
+            pool, concurrent.futures.ProcessPoolExecutor) else (lambda i: pool.submit(self.data.__getitem__, i))
+        pending = deque()
+        try:
+            it = iter(indices)
+            for i in itertools.islice(it, self.max_queue_size):
+                pending.append((i, submit(i)))
+            while pending:
+                i, fut = pending.popleft()
+                batch = self._read(i, fut.result)
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append((nxt, submit(nxt)))
+                yield self._checker.convert(batch, i)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def on_epoch_end(self):
+        end = getattr(self.data, "on_epoch_end", None)
+        if callable(end):
+            end()
+
+
+def _num_batches(data):
+    nb = getattr(type(data), "num_batches", None)
+    if nb is not None:
+        return data.num_batches
+    return len(data)
+
+
+def _is_py_dataset(x):
+    """A PyDataset, or any Keras-2-style Sequence: indexable by batch number and sized."""
+    from ..utils.py_dataset import PyDataset
+    return isinstance(x, PyDataset) or (hasattr(x, "__len__") and hasattr(x, "__getitem__")
+                                        and not hasattr(x, "__next__") and not hasattr(x, "cardinality")
+                                        and not isinstance(x, (list, tuple, dict, str, bytes, np.ndarray))
+                                        and not hasattr(x, "__array__") and not hasattr(x, "shape"))
 
 
 def make_adapter(x, y=None, sample_weight=None, batch_size=None, steps=None, shuffle=False, class_weight=None,
@@ -169,7 +302,16 @@ def make_adapter(x, y=None, sample_weight=None, batch_size=None, steps=None, shu
         raise ValueError("No data was given (x is None)")
     if isinstance(x, (str, bytes)):
         raise TypeError(f"Data must be arrays of numbers, a generator or a dataset; got a {type(x).__name__}")
-    if _is_array_like(x) or np.ndim(x) > 0 and not hasattr(x, "__next__") and not hasattr(x, "__getitem__"):
+    if _is_py_dataset(x):
+        if y is not None or sample_weight is not None:
+            raise ValueError(f"`y` and `sample_weight` must not be given when x is a PyDataset "
+                             f"({type(x).__name__}): its batches hold them")
+        if batch_size is not None:
+            raise ValueError(f"The `batch_size` argument must not be specified when x is a PyDataset "
+                             f"({type(x).__name__}): it returns whole batches")
+        return PyDatasetAdapter(x, steps, class_weight)
+    # (np.ndim last: on an object with __getitem__ it would try to read it as a sequence)
+    if _is_array_like(x) or not hasattr(x, "__next__") and not hasattr(x, "__getitem__") and np.ndim(x) > 0:
         return ArrayAdapter(x, y, sample_weight, batch_size, steps, shuffle, class_weight)
     if isinstance(x, (list, tuple)):
         return ArrayAdapter(x, y, sample_weight, batch_size, steps, shuffle, class_weight)
