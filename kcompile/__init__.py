@@ -7,7 +7,7 @@ or subclassing, `compile()` it (which generates native code through LLVM), then 
 __version__ = "0.1.0"
 
 from . import activations, initializers, losses, metrics, ops, optimizers, regularizers  # noqa: E402
-from . import backend, callbacks, data, layers, models, utils  # noqa: E402
+from . import backend, callbacks, data, distribute, layers, models, utils  # noqa: E402
 from .layers import Input, InputLayer, Layer  # noqa: E402
 from .models import Model, Sequential  # noqa: E402
 from .random_state import set_random_seed  # noqa: E402
@@ -15,4 +15,4 @@ from .variables import Variable  # noqa: E402
 
 __all__ = ["Sequential", "Model", "Input", "InputLayer", "Layer", "Variable", "layers", "models", "optimizers",
            "losses", "metrics", "activations", "initializers", "regularizers", "callbacks", "utils", "backend",
-           "ops", "data", "set_random_seed", "__version__"]
+           "ops", "data", "distribute", "set_random_seed", "__version__"]

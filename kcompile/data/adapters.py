@@ -244,7 +244,8 @@ class PyDatasetAdapter:
         try:
             return get()
         except Exception as exc:
-            exc.add_note(f"(while reading batch {index} of {type(self.data).__name__})")
+            if hasattr(exc, "add_note"):   # Python >= 3.11; the traceback shows the batch anyway
+                exc.add_note(f"(while reading batch {index} of {type(self.data).__name__})")
             raise
 
     def epoch_iterator(self):

@@ -1,8 +1,14 @@
 """`kcompile.utils`: data helpers, dataset builders, image helpers, plotting and seeding."""
 from ..random_state import set_random_seed
+from .directory_datasets import image_dataset_from_directory, text_dataset_from_directory
+from .image_utils import array_to_img, img_to_array, load_img, save_img
 from .model_visualization import plot_model
 from .numerical_utils import normalize, to_categorical
 from .progbar import Progbar
 from .py_dataset import PyDataset, Sequence
+from .sequence_utils import pad_sequences
+from .timeseries_dataset import timeseries_dataset_from_array
 
-__all__ = ["set_random_seed", "to_categorical", "normalize", "Progbar", "PyDataset", "Sequence", "plot_model"]
+__all__ = ["set_random_seed", "to_categorical", "normalize", "Progbar", "PyDataset", "Sequence", "plot_model",
+           "pad_sequences", "timeseries_dataset_from_array", "image_dataset_from_directory",
+           "text_dataset_from_directory", "load_img", "img_to_array", "array_to_img", "save_img"]
