@@ -9,6 +9,15 @@ from .pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D, AvgP
                       GlobalAvgPool2D, GlobalAvgPool3D, GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPool3D,
                       GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D, MaxPool1D, MaxPool2D, MaxPool3D,
                       MaxPooling1D, MaxPooling2D, MaxPooling3D)
+from .activation_layers import ELU, PReLU, ReLU, LeakyReLU, Softmax
+from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average, concatenate,
+                      dot, maximum, minimum, multiply, subtract)
+from .normalization import BatchNormalization, LayerNormalization, UnitNormalization
+from .preprocessing import CenterCrop, Normalization, Rescaling, Resizing
+from .reshaping import (Cropping1D, Cropping2D, Cropping3D, Permute, RepeatVector, UpSampling1D, UpSampling2D,
+                        UpSampling3D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D)
+from .wrappers import TimeDistributed
 from .recurrent import GRU, LSTM, RNN, Bidirectional, GRUCell, LSTMCell, SimpleRNN, SimpleRNNCell
 
-__all__ = [name for name in dir() if not name.startswith('_') and name[0].isupper()]
+__all__ = [name for name in dir() if not name.startswith('_') and (name[0].isupper() or name in (
+    'add', 'average', 'concatenate', 'dot', 'maximum', 'minimum', 'multiply', 'subtract'))]

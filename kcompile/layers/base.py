@@ -170,7 +170,9 @@ class Layer:
 
     @property
     def weights(self):
-        return _dedupe(self.trainable_weights + self.non_trainable_weights)
+        # layer by layer, each layer's own weights in creation order (trainable-created first), as
+        # both Keras 2 and Keras 3 order them: weight files and get_weights() rely on it
+        return self.variables
 
     @property
     def trainable_variables(self):

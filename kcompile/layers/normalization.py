@@ -1,0 +1,173 @@
+"""BatchNormalization and LayerNormalization.
+
+BatchNormalization's moving statistics are state updated inside the compiled train step (through
+the trace's updates, like optimizer slots), only when training. As in Keras 3, a layer with
+trainable=False runs in inference mode even during fit.
+"""
+from __future__ import annotations
+
+from .. import initializers, ops, regularizers
+from ..tracing import current_trace
+from .base import InputSpec, Layer
+
+
+def _axes_list(axis):
+    return [int(a) for a in axis] if isinstance(axis, (list, tuple)) else [int(axis)]
+
+
+def _param_shape(shape, axes):
+    """Shape of per-feature parameters broadcast against the input (1 on the reduced axes)."""
+    return tuple(shape[a] if a in axes else 1 for a in range(len(shape)))
+
+
+class _Normalization(Layer):
+    def __init__(self, axis, epsilon, center, scale, beta_initializer, gamma_initializer, beta_regularizer,
+                 gamma_regularizer, beta_constraint, gamma_constraint, **kwargs):
+        for arg, value in (("beta_constraint", beta_constraint), ("gamma_constraint", gamma_constraint)):
+            if value is not None:
+                raise ValueError(f"{type(self).__name__}: argument {arg}={value!r} is not supported")
+        super().__init__(**kwargs)
+        self.axis = axis
+        self.epsilon = float(epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.supports_masking = True
+
+    def _feature_axes(self, input_shape):
+        rank = len(input_shape)
+        axes = sorted(a % rank for a in _axes_list(self.axis))
+        if any(input_shape[a] is None for a in axes) or 0 in axes:
+            raise ValueError(f"{type(self).__name__} '{self.name}': axis {self.axis} must be a known, non-batch "
+                             f"dimension of inputs of shape {input_shape}")
+        return axes
+
+    def _add_affine(self, shape):
+        self.gamma = self.add_weight(name="gamma", shape=shape, initializer=self.gamma_initializer,
+                                     regularizer=self.gamma_regularizer) if self.scale else None
+        self.beta = self.add_weight(name="beta", shape=shape, initializer=self.beta_initializer,
+                                    regularizer=self.beta_regularizer) if self.center else None
+
+    def _affine(self, y, broadcast):
+        if self.gamma is not None:
+            y = ops.multiply(y, ops.reshape(self.gamma, broadcast))
+        if self.beta is not None:
+            y = ops.add(y, ops.reshape(self.beta, broadcast))
+        return y
+
+    def _common_config(self):
+        config = super().get_config()
+        config.update({"axis": self.axis, "epsilon": self.epsilon, "center": self.center, "scale": self.scale,
+                       "beta_initializer": initializers.serialize(self.beta_initializer),
+                       "gamma_initializer": initializers.serialize(self.gamma_initializer),
+                       "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+                       "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
+                       "beta_constraint": None, "gamma_constraint": None})
+        return config
+
+
+class BatchNormalization(_Normalization):
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, beta_initializer="zeros",
+                 gamma_initializer="ones", moving_mean_initializer="zeros", moving_variance_initializer="ones",
+                 beta_regularizer=None, gamma_regularizer=None, beta_constraint=None, gamma_constraint=None,
+                 synchronized=False, renorm=False, virtual_batch_size=None, adjustment=None, fused=None,
+                 **kwargs):
+        for arg, value, default in (("renorm", renorm, False), ("virtual_batch_size", virtual_batch_size, None),
+                                    ("adjustment", adjustment, None)):
+            if value != default:
+                raise ValueError(f"BatchNormalization: argument {arg}={value!r} is not supported")
+        kwargs.pop("renorm_clipping", None), kwargs.pop("renorm_momentum", None)   # only meaningful with renorm
+        super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer, beta_regularizer,
+                         gamma_regularizer, beta_constraint, gamma_constraint, **kwargs)
+        self.momentum = float(momentum)
+        self.synchronized = bool(synchronized)     # one device: nothing to synchronise
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+
+    def build(self, input_shape):
+        axes = self._feature_axes(input_shape)
+        shape = tuple(input_shape[a] for a in axes)
+        self._add_affine(shape)
+        self.moving_mean = self.add_weight(name="moving_mean", shape=shape, initializer=self.moving_mean_initializer,
+                                           trainable=False)
+        self.moving_variance = self.add_weight(name="moving_variance", shape=shape,
+                                               initializer=self.moving_variance_initializer, trainable=False)
+        self.input_spec = InputSpec(ndim=len(input_shape), axes={a: input_shape[a] for a in axes})
+        self.built = True
+
+    def call(self, inputs, training=False, mask=None):
+        x = ops.cast(inputs, "float32")
+        rank = len(x.shape)
+        axes = self._feature_axes(x.shape)
+        reduce = tuple(a for a in range(rank) if a not in axes)
+        broadcast = _param_shape(x.shape, axes)
+        if training and self.trainable:
+            mean = ops.mean(x, axis=reduce, keepdims=True)
+            variance = ops.mean(ops.square(ops.subtract(x, mean)), axis=reduce, keepdims=True)
+            m = self.momentum
+            flat = tuple(x.shape[a] for a in axes)
+            trace = current_trace()
+            for var, batch_value in ((self.moving_mean, mean), (self.moving_variance, variance)):
+                new = ops.add(ops.multiply(var, m), ops.multiply(ops.reshape(batch_value, flat), 1.0 - m))
+                trace.add_update(var.slot.name, new.node)
+        else:
+            mean, variance = ops.reshape(self.moving_mean, broadcast), ops.reshape(self.moving_variance, broadcast)
+        y = ops.multiply(ops.subtract(x, mean), ops.rsqrt(ops.add(variance, self.epsilon)))
+        return self._affine(y, broadcast)
+
+    def get_config(self):
+        config = self._common_config()
+        config.update({"momentum": self.momentum, "synchronized": self.synchronized,
+                       "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
+                       "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer)})
+        return config
+
+
+class LayerNormalization(_Normalization):
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, rms_scaling=False, beta_initializer="zeros",
+                 gamma_initializer="ones", beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
+                 gamma_constraint=None, **kwargs):
+        super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer, beta_regularizer,
+                         gamma_regularizer, beta_constraint, gamma_constraint, **kwargs)
+        self.rms_scaling = bool(rms_scaling)
+
+    def build(self, input_shape):
+        axes = self._feature_axes(input_shape)
+        self._add_affine(tuple(input_shape[a] for a in axes))
+        self.built = True
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        axes = tuple(self._feature_axes(x.shape))
+        broadcast = _param_shape(x.shape, axes)
+        if self.rms_scaling:
+            # Keras 3: x / sqrt(mean(x^2) + eps) * gamma, no centering
+            y = ops.multiply(x, ops.rsqrt(ops.add(ops.mean(ops.square(x), axis=axes, keepdims=True), self.epsilon)))
+            return ops.multiply(y, ops.reshape(self.gamma, broadcast)) if self.gamma is not None else y
+        mean = ops.mean(x, axis=axes, keepdims=True)
+        centered = ops.subtract(x, mean)
+        variance = ops.mean(ops.square(centered), axis=axes, keepdims=True)
+        return self._affine(ops.multiply(centered, ops.rsqrt(ops.add(variance, self.epsilon))), broadcast)
+
+    def get_config(self):
+        config = self._common_config()
+        config["rms_scaling"] = self.rms_scaling
+        return config
+
+
+class UnitNormalization(Layer):
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = axis
+        self.supports_masking = True
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        axes = tuple(_axes_list(self.axis))
+        return ops.multiply(x, ops.rsqrt(ops.maximum(ops.sum(ops.square(x), axis=axes, keepdims=True), 1e-12)))
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
+

@@ -1,0 +1,235 @@
+"""Merging, reshaping, activation, normalization, preprocessing layers and TimeDistributed:
+numpy references, compiled vs interpreter, BatchNormalization's moving statistics updated inside
+the compiled step, the guide's image model on (None, None, 3) uint8 inputs, and real-Keras
+goldens (CNN with BatchNormalization, TimeDistributed + SimpleRNN, the two-input two-output
+model)."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import kcompile as keras
+from kcompile import layers
+
+from conftest import CONFORMANCE
+from test_keras_goldens import _close, _weights_from_h5
+
+RNG = np.random.default_rng(0)
+
+
+def _x(*shape):
+    return RNG.normal(size=shape).astype(np.float32)
+
+
+# ---------------------------------------------------------------- merging
+
+def test_merge_layers_and_helpers():
+    a, b, c = _x(2, 3), _x(2, 3), _x(2, 3)
+    cases = [(layers.Add(), a + b + c), (layers.Multiply(), a * b * c), (layers.Average(), (a + b + c) / 3),
+             (layers.Maximum(), np.maximum(np.maximum(a, b), c)), (layers.Minimum(), np.minimum(np.minimum(a, b), c))]
+    for layer, want in cases:
+        np.testing.assert_allclose(layer([a, b, c]), want, rtol=1e-6)
+    np.testing.assert_allclose(layers.Subtract()([a, b]), a - b)
+    np.testing.assert_allclose(layers.Concatenate(axis=1)([a, b]), np.concatenate([a, b], 1))
+    np.testing.assert_allclose(layers.Dot(axes=1)([a, b]), (a * b).sum(1, keepdims=True), rtol=1e-5)
+    na, nb = a / np.linalg.norm(a, axis=1, keepdims=True), b / np.linalg.norm(b, axis=1, keepdims=True)
+    np.testing.assert_allclose(layers.Dot(axes=1, normalize=True)([a, b]), (na * nb).sum(1, keepdims=True), rtol=1e-5)
+    x3, y3 = _x(2, 4, 3), _x(2, 5, 3)
+    np.testing.assert_allclose(layers.Dot(axes=(2, 2))([x3, y3]), np.einsum("bic,bjc->bij", x3, y3), rtol=1e-5)
+    i1, i2 = keras.Input((3,)), keras.Input((3,))
+    model = keras.Model([i1, i2], layers.concatenate([layers.add([i1, i2]), layers.subtract([i1, i2])]))
+    np.testing.assert_allclose(model.predict([a, b], verbose=0), np.concatenate([a + b, a - b], 1), rtol=1e-6)
+    with pytest.raises(ValueError, match="list"):
+        layers.Add()(a)
+    with pytest.raises(ValueError, match="matching shapes"):
+        layers.Concatenate()([_x(2, 3, 4), _x(2, 2, 5)])
+
+
+# ---------------------------------------------------------------- reshaping and activations
+
+@settings(deadline=None, max_examples=8)
+@given(h=st.integers(1, 5), w=st.integers(1, 5), pads=st.tuples(*[st.integers(0, 2)] * 4), size=st.integers(1, 3))
+def test_padding_cropping_upsampling(h, w, pads, size):
+    x = _x(2, h, w, 3)
+    t, b_, l_, r = pads
+    np.testing.assert_allclose(layers.ZeroPadding2D(((t, b_), (l_, r)))(x), np.pad(x, ((0, 0), (t, b_), (l_, r), (0, 0))))
+    padded = np.pad(x, ((0, 0), (t, b_), (l_, r), (0, 0)))
+    np.testing.assert_allclose(layers.Cropping2D(((t, b_), (l_, r)))(padded), x)
+    np.testing.assert_allclose(layers.UpSampling2D(size)(x), x.repeat(size, 1).repeat(size, 2))
+    np.testing.assert_allclose(layers.UpSampling1D(size)(x[:, 0]), x[:, 0].repeat(size, 1))
+    np.testing.assert_allclose(layers.Cropping1D((0, 0))(x[:, 0]), x[:, 0])
+
+
+def test_permute_repeat_and_activation_layers():
+    x = _x(2, 3, 4)
+    np.testing.assert_allclose(layers.Permute((2, 1))(x), x.transpose(0, 2, 1))
+    v = _x(2, 3)
+    np.testing.assert_allclose(layers.RepeatVector(4)(v), np.repeat(v[:, None], 4, 1))
+    np.testing.assert_allclose(layers.ReLU(max_value=0.5, negative_slope=0.1, threshold=0.2)(x),
+                               np.minimum(np.where(x >= 0.2, x, 0.1 * (x - 0.2)), 0.5), rtol=1e-6)
+    np.testing.assert_allclose(layers.LeakyReLU(alpha=0.2)(x), np.where(x > 0, x, 0.2 * x), rtol=1e-6)
+    np.testing.assert_allclose(layers.ELU(0.5)(x), np.where(x > 0, x, 0.5 * np.expm1(x)), rtol=1e-5, atol=1e-6)
+    e = np.exp(x - x.max(1, keepdims=True))
+    np.testing.assert_allclose(layers.Softmax(axis=1)(x), e / e.sum(1, keepdims=True), rtol=1e-5)
+    prelu = layers.PReLU(alpha_initializer="ones", shared_axes=[1])
+    np.testing.assert_allclose(prelu(x), x, rtol=1e-6)
+    assert prelu.get_weights()[0].shape == (1, 4)
+
+
+# ---------------------------------------------------------------- normalization
+
+def test_batch_normalization_train_and_inference_and_moving_stats():
+    x = _x(16, 5) * 3 + 1
+    model = keras.Sequential([keras.Input((5,)), layers.BatchNormalization(momentum=0.9)])
+    model.compile(optimizer="sgd", loss="mse")
+    bn = model.layers[0]
+    gamma, beta, mm, mv = bn.get_weights()
+    np.testing.assert_allclose(model.predict(x, verbose=0), (x - mm) / np.sqrt(mv + 1e-3) * gamma + beta, rtol=1e-5)
+    model.train_on_batch(x, np.zeros_like(x))
+    _, _, mm2, mv2 = bn.get_weights()
+    np.testing.assert_allclose(mm2, 0.9 * mm + 0.1 * x.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(mv2, 0.9 * mv + 0.1 * x.var(0), rtol=1e-4, atol=1e-6)
+    training_out = bn(x, training=True)
+    np.testing.assert_allclose(training_out, (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-3) * bn.get_weights()[0]
+                               + bn.get_weights()[1], rtol=1e-4, atol=1e-5)
+    bn.trainable = False          # Keras 3: a frozen BatchNormalization runs in inference mode
+    np.testing.assert_allclose(bn(x, training=True), bn(x, training=False), rtol=1e-6)
+
+
+def test_layer_normalization_and_unit_normalization():
+    x = _x(3, 4, 6)
+    ln = layers.LayerNormalization(axis=-1, epsilon=1e-3)
+    want = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-3)
+    np.testing.assert_allclose(ln(x), want, rtol=1e-4, atol=1e-5)
+    ln2 = layers.LayerNormalization(axis=[1, 2])
+    want2 = (x - x.mean((1, 2), keepdims=True)) / np.sqrt(x.var((1, 2), keepdims=True) + 1e-3)
+    np.testing.assert_allclose(ln2(x), want2, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(layers.UnitNormalization()(x), x / np.linalg.norm(x, axis=-1, keepdims=True), rtol=1e-5)
+
+
+# ---------------------------------------------------------------- preprocessing
+
+def test_rescaling_centercrop_resizing_normalization():
+    img = RNG.integers(0, 255, size=(2, 7, 9, 3)).astype(np.float32)
+    np.testing.assert_allclose(layers.Rescaling(1 / 255, offset=-1)(img), img / 255 - 1, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(layers.CenterCrop(3, 4)(img), img[:, 2:5, 2:6])
+    same = layers.Resizing(7, 9)(img)
+    np.testing.assert_allclose(same, img)
+    up = layers.Resizing(14, 18)(img)
+    assert up.shape == (2, 14, 18, 3)
+    np.testing.assert_allclose(up[:, 1, 1], 0.75 * (0.75 * img[:, 0, 0] + 0.25 * img[:, 0, 1])
+                               + 0.25 * (0.75 * img[:, 1, 0] + 0.25 * img[:, 1, 1]), rtol=1e-4)
+    np.testing.assert_allclose(layers.Resizing(7, 3, interpolation="nearest")(img), img[:, :, 1::3], rtol=1e-6)
+    data = _x(50, 4) * 2 + 3
+    norm = layers.Normalization()
+    norm.adapt(data)
+    np.testing.assert_allclose(norm(data), (data - data.mean(0)) / data.std(0), rtol=1e-4, atol=1e-4)
+    inv = layers.Normalization(mean=2.0, variance=4.0, invert=True)
+    np.testing.assert_allclose(inv(np.ones((1, 3), np.float32)), np.full((1, 3), 4.0))
+
+
+def test_guide_image_model_on_any_size_uint8_images():
+    inputs = keras.Input(shape=(None, None, 3), dtype="uint8")
+    x = layers.CenterCrop(height=6, width=6)(inputs)
+    x = layers.Rescaling(scale=1.0 / 255)(x)
+    x = layers.Conv2D(filters=4, kernel_size=(3, 3), activation="relu")(x)
+    x = layers.MaxPooling2D(pool_size=(2, 2))(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(3, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    assert model.outputs[0].shape == (None, 3)
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    for h, w in [(8, 9), (12, 6)]:
+        data = RNG.integers(0, 255, size=(4, h, w, 3)).astype(np.uint8)
+        preds = model.predict(data, verbose=0)
+        assert preds.shape == (4, 3)
+        np.testing.assert_allclose(preds.sum(1), 1.0, rtol=1e-5)
+        model.fit(data, np.eye(3, dtype=np.float32)[[0, 1, 2, 0]], verbose=0)
+
+
+# ---------------------------------------------------------------- TimeDistributed and training
+
+def test_time_distributed_dense_and_per_step_layer():
+    x = _x(2, 4, 3)
+    td = layers.TimeDistributed(layers.Dense(2))
+    kernel_out = td(x)
+    k, b = td.get_weights()
+    np.testing.assert_allclose(kernel_out, x @ k + b, rtol=1e-5)
+    conv = layers.TimeDistributed(layers.Conv1D(2, 2, use_bias=False))
+    seq = _x(2, 3, 5, 1)
+    out = conv(seq)
+    (ck,) = conv.get_weights()
+    want = np.stack([np.stack([seq[:, t, i:i + 2, 0] @ ck[:, 0, :] for i in range(4)], 1) for t in range(3)], 1)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: [keras.Input((6, 6, 2)), layers.BatchNormalization(), layers.ZeroPadding2D(1), layers.Conv2D(2, 3),
+             layers.LeakyReLU(), layers.UpSampling2D(), layers.Cropping2D(2), layers.Flatten(), layers.Dense(1)],
+    lambda: [keras.Input((5, 3)), layers.LayerNormalization(), layers.TimeDistributed(layers.Dense(4)),
+             layers.PReLU(), layers.Permute((2, 1)), layers.Flatten(), layers.Dense(1)],
+], ids=["bn_conv_stack", "ln_timedistributed"])
+def test_compiled_step_matches_interpreter(build):
+    model = keras.Sequential(build())
+    x = _x(*((6,) + model.inputs[0].shape[1:]))
+    y = _x(6, 1)
+    start = model.get_weights()
+    results = []
+    for eager in (False, True):
+        model.set_weights(start)
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse", run_eagerly=eager)
+        results.append(([model.train_on_batch(x, y) for _ in range(2)], model.get_weights()))
+    (lc, wc), (le, we) = results
+    np.testing.assert_allclose(lc, le, rtol=1e-4, atol=1e-6)
+    for a, b in zip(wc, we):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------- real-Keras goldens
+
+def _cnn_bn_gap():
+    return keras.Sequential([keras.Input((20, 20, 3)), layers.Rescaling(1 / 255), layers.Conv2D(16, 3, strides=2, activation="relu"),
+                             layers.BatchNormalization(), layers.Conv2D(16, 3, padding="same"), layers.Activation("relu"),
+                             layers.GlobalAveragePooling2D(), layers.Dense(5, activation="softmax")])
+
+
+def _td_simplernn():
+    return keras.Sequential([keras.Input((9, 4)), layers.TimeDistributed(layers.Dense(6, activation="tanh")),
+                             layers.SimpleRNN(5, return_sequences=True),
+                             layers.TimeDistributed(layers.Dense(2, activation="softmax"))])
+
+
+def _multi_io():
+    main = keras.Input((12,), name="main_input")
+    aux = keras.Input((5,), name="aux_input")
+    h = layers.LSTM(6)(layers.Embedding(50, 8)(main))
+    x = layers.Dense(16, activation="relu")(layers.concatenate([h, aux]))
+    return keras.Model([main, aux], [layers.Dense(1, activation="sigmoid", name="main_output")(x),
+                                     layers.Dense(1, activation="sigmoid", name="aux_output")(h)])
+
+
+@pytest.mark.parametrize("name,build,n_in,n_out", [("cnn_bn_gap", _cnn_bn_gap, 1, 1),
+                                                   ("timedistributed_simplernn", _td_simplernn, 1, 1),
+                                                   ("functional_multi_io", _multi_io, 2, 2)])
+@pytest.mark.parametrize("dialect", ["keras3", "keras2"])
+def test_conformance_goldens(name, build, n_in, n_out, dialect):
+    base = CONFORMANCE / dialect
+    model = build()
+    weights, training = _weights_from_h5(base / f"{name}.h5")
+    model.set_weights(weights)
+    z = np.load(base / f"{name}.npz")
+    xs = [z[f"x{i}"] for i in range(n_in)]
+    preds = model.predict(xs if n_in > 1 else xs[0], verbose=0)
+    for i, p in enumerate(preds if n_out > 1 else [preds]):
+        _close(p, z[f"y{i}"], 1e-5, 1e-4)
+    model.compile(optimizer=keras.optimizers.get(training["optimizer_config"]), loss=training["loss"],
+                  loss_weights=training.get("loss_weights"))
+    txs = [z[f"tx{i}"] for i in range(n_in)]
+    tys = [z[f"ty{i}"] for i in range(n_out)]
+    before = model.evaluate(txs if n_in > 1 else txs[0], tys if n_out > 1 else tys[0], verbose=0)
+    before = before[0] if isinstance(before, list) else before
+    _close(before, z["loss_before"], 0, 1e-4 * abs(float(z["loss_before"])) + 1e-6)
+    loss = model.train_on_batch(txs if n_in > 1 else txs[0], tys if n_out > 1 else tys[0])
+    loss = loss[0] if isinstance(loss, list) else loss
+    _close(loss, z["loss_step"], 0, 1e-4 * abs(float(z["loss_step"])) + 1e-6)
+    for i, w in enumerate(model.get_weights()):
+        _close(w, z[f"w_after_{i}"], 1e-5, 1e-3)
