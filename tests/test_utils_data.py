@@ -245,3 +245,212 @@ def test_timeseries_dataset_trains_a_model(sgd_model):
     flat = ds.map(lambda x, y: (x[:, 0], y))
     h = model.fit(flat, epochs=1, verbose=0)
     assert np.isfinite(h.history["loss"][0])
+
+
+# ------------------------------------------------------------------ directory datasets and images
+try:
+    import PIL  # noqa: F401
+    HAVE_PIL = True
+except ImportError:
+    HAVE_PIL = False
+needs_pil = pytest.mark.skipif(not HAVE_PIL, reason="Pillow is not installed (pip install kcompile[images])")
+
+
+@pytest.fixture(scope="module")
+def image_tree(tmp_path_factory):
+    """cats: 3 images, dogs: 2 (one in a nested folder), plus a non-image file that must be ignored."""
+    root = tmp_path_factory.mktemp("images")
+    if not HAVE_PIL:
+        return root
+    rng = np.random.default_rng(1)
+    for cls, count in (("dogs", 2), ("cats", 3)):
+        (root / cls / "nested").mkdir(parents=True)
+        for i in range(count):
+            where = root / cls / ("nested" if cls == "dogs" and i == 1 else "") / f"{i}.png"
+            keras.utils.save_img(str(where), rng.integers(0, 256, size=(6 + i, 8, 3)).astype("float32"), scale=False)
+        (root / cls / "notes.md").write_text("not an image")
+    return root
+
+
+@needs_pil
+def test_image_dataset_labels_batches_and_message(image_tree, capsys):
+    ds = keras.utils.image_dataset_from_directory(str(image_tree), image_size=(4, 5), batch_size=2, shuffle=False)
+    assert "Found 5 files belonging to 2 classes." in capsys.readouterr().out
+    assert ds.class_names == ["cats", "dogs"]
+    batches = list(ds)
+    assert [b[0].shape for b in batches] == [(2, 4, 5, 3), (2, 4, 5, 3), (1, 4, 5, 3)]
+    labels = np.concatenate([b[1] for b in batches])
+    assert labels.tolist() == [0, 0, 0, 1, 1] and labels.dtype == np.int32
+    first = keras.utils.img_to_array(keras.utils.load_img(str(image_tree / "cats" / "0.png")))
+    np.testing.assert_allclose(batches[0][0][0], keras.utils.image_utils.resize_image(first, (4, 5)), rtol=1e-6)
+    gray = keras.utils.image_dataset_from_directory(str(image_tree), image_size=(3, 3), color_mode="grayscale",
+                                                    label_mode="binary", batch_size=None, shuffle=False,
+                                                    verbose=False)
+    x, y = next(iter(gray))
+    assert x.shape == (3, 3, 1) and y.shape == (1,) and y.dtype == np.float32
+
+
+@needs_pil
+def test_image_dataset_splits_and_label_options(image_tree):
+    kw = dict(image_size=(4, 4), batch_size=8, seed=3, verbose=False)
+    train, val = keras.utils.image_dataset_from_directory(str(image_tree), validation_split=0.4, subset="both",
+                                                          label_mode="categorical", **kw)
+    assert len(train.file_paths) == 3 and len(val.file_paths) == 2
+    assert not set(train.file_paths) & set(val.file_paths)
+    only_val = keras.utils.image_dataset_from_directory(str(image_tree), validation_split=0.4, subset="validation",
+                                                        **kw)
+    assert only_val.file_paths == val.file_paths   # the same seeded split
+    (x, y), = list(val)
+    assert y.shape == (2, 2) and y.sum() == 2
+    explicit = keras.utils.image_dataset_from_directory(str(image_tree), labels=[5, 5, 7, 9, 9], shuffle=False, **kw)
+    assert explicit.class_names == ["5", "7", "9"]
+    assert next(iter(explicit))[1].tolist() == [5, 5, 7, 9, 9]
+    picked = keras.utils.image_dataset_from_directory(str(image_tree), class_names=["dogs"], shuffle=False, **kw)
+    assert len(picked.file_paths) == 2 and next(iter(picked))[1].tolist() == [0, 0]
+    images_only = keras.utils.image_dataset_from_directory(str(image_tree), labels=None, **kw)
+    assert next(iter(images_only)).shape == (5, 4, 4, 3)
+
+
+@needs_pil
+def test_image_dataset_argument_errors(image_tree, tmp_path):
+    f = keras.utils.image_dataset_from_directory
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        f(str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match="provide a `seed`"):
+        f(str(image_tree), validation_split=0.2, subset="training")
+    with pytest.raises(ValueError, match="inversely"):
+        f(str(image_tree), validation_split=0.2, seed=1)
+    with pytest.raises(ValueError, match="label_mode"):
+        f(str(image_tree), label_mode="sparse")
+    with pytest.raises(ValueError, match="color_mode"):
+        f(str(image_tree), color_mode="cmyk")
+    with pytest.raises(ValueError, match="did not match"):
+        f(str(image_tree), class_names=["birds"])
+    with pytest.raises(ValueError, match="lengths of `labels`"):
+        f(str(image_tree), labels=[0, 1])
+    with pytest.raises(ValueError, match="Only one of"):
+        f(str(image_tree), crop_to_aspect_ratio=True, pad_to_aspect_ratio=True)
+    (tmp_path / "empty" / "a").mkdir(parents=True)
+    with pytest.raises(ValueError, match="No images found"):
+        f(str(tmp_path / "empty"), verbose=False)
+    bad = tmp_path / "bad" / "x"
+    bad.mkdir(parents=True)
+    (bad / "broken.png").write_bytes(b"\x89PNG not really")
+    ds = f(str(tmp_path / "bad"), verbose=False)
+    with pytest.raises(ValueError, match="broken.png"):
+        list(ds)
+
+
+@needs_pil
+def test_image_io_round_trip(tmp_path):
+    rgba = np.random.default_rng(2).integers(0, 256, size=(5, 6, 4)).astype("float32")
+    keras.utils.save_img(str(tmp_path / "a.png"), rgba, scale=False)
+    back = keras.utils.img_to_array(keras.utils.load_img(str(tmp_path / "a.png"), color_mode="rgba"))
+    np.testing.assert_array_equal(back, rgba)
+    chw = keras.utils.img_to_array(keras.utils.load_img(str(tmp_path / "a.png")), data_format="channels_first")
+    assert chw.shape == (3, 5, 6)
+    small = keras.utils.load_img(str(tmp_path / "a.png"), target_size=(2, 3), interpolation="bilinear")
+    assert small.size == (3, 2)
+    scaled = keras.utils.img_to_array(keras.utils.array_to_img(np.linspace(0, 1, 12).reshape(2, 2, 3)))
+    assert scaled.min() == 0 and scaled.max() == 255
+    with pytest.warns(UserWarning, match="RGBA"):
+        keras.utils.save_img(str(tmp_path / "b.jpg"), rgba)
+    with pytest.raises(ValueError, match="rank 3"):
+        keras.utils.array_to_img(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="Invalid interpolation"):
+        keras.utils.load_img(str(tmp_path / "a.png"), target_size=(2, 2), interpolation="magic")
+
+
+def test_resize_follows_tf_image_resize():
+    ramp = np.array([0.0, 1.0], np.float32).reshape(1, 2, 1)
+    up = keras.utils.image_utils.resize_image(ramp, (1, 4), "bilinear")
+    np.testing.assert_allclose(up.ravel(), [0, 0.25, 0.75, 1])   # half-pixel centres, clamped edges
+    row = np.arange(4, dtype=np.float32).reshape(1, 4, 1)
+    np.testing.assert_allclose(keras.utils.image_utils.resize_image(row, (1, 2), "area").ravel(), [0.5, 2.5])
+    np.testing.assert_allclose(keras.utils.image_utils.resize_image(row, (1, 2), "nearest").ravel(), [1, 3])
+    flat = np.full((3, 5, 2), 7.0, np.float32)
+    np.testing.assert_allclose(keras.utils.image_utils.resize_image(flat, (4, 2), "bicubic"), 7.0, rtol=1e-6)
+    with pytest.raises(ValueError, match="not supported"):
+        keras.utils.image_utils.resize_image(flat, (2, 2), "lanczos7")
+
+
+def test_text_dataset_from_directory(tmp_path, capsys):
+    for cls, texts in (("pos", ["good", "great film"]), ("neg", ["bad", "awful", "très mauvais"])):
+        (tmp_path / cls).mkdir()
+        for i, t in enumerate(texts):
+            (tmp_path / cls / f"{i}.txt").write_text(t, encoding="utf-8")
+    (tmp_path / "neg" / "skip.csv").write_text("ignored")
+    ds = keras.utils.text_dataset_from_directory(str(tmp_path), batch_size=10, shuffle=False, max_length=7)
+    assert "Found 5 files belonging to 2 classes." in capsys.readouterr().out
+    (texts, labels), = list(ds)
+    assert ds.class_names == ["neg", "pos"]
+    assert texts.tolist() == ["bad", "awful", "très m", "good", "great f"]   # max_length counts UTF-8 bytes
+    assert labels.tolist() == [0, 0, 0, 1, 1]
+    shuffled = keras.utils.text_dataset_from_directory(str(tmp_path), batch_size=None, seed=4, verbose=False)
+    assert sorted(str(t) for t, _ in shuffled) == sorted(["good", "great film", "bad", "awful", "très mauvais"])
+    with pytest.raises(FileNotFoundError):
+        keras.utils.text_dataset_from_directory(str(tmp_path / "missing"))
+
+
+def test_images_need_pillow_message(monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_pil(name, *args, **kwargs):
+        if name == "PIL" or name.startswith("PIL."):
+            raise ImportError("No module named 'PIL'")
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", no_pil)
+    with pytest.raises(ImportError, match=r"pip install kcompile\[images\]"):
+        keras.utils.load_img("x.png")
+
+
+# ------------------------------------------------------------------ plot_model
+def test_plot_model_dot_for_sequential_and_functional(tmp_path, sgd_model):
+    model, _ = sgd_model
+    path = tmp_path / "m.dot"
+    keras.utils.plot_model(model, to_file=str(path), show_shapes=True, show_layer_names=True,
+                           show_layer_activations=True)
+    text = path.read_text()
+    assert text.startswith("digraph") and "dense" in text and "Activation: tanh" in text
+    assert "Output shape: (None, 4)" in text and text.count("->") == 2
+    a = keras.Input((3,), name="left")
+    b = keras.Input((3,), name="right")
+    s = keras.layers.Dense(2, name="shared")
+    out = keras.layers.Dense(1, name="head")(keras.ops.add(s(a), s(b)))
+    fm = keras.Model([a, b], out)
+    keras.utils.plot_model(fm, to_file=str(path), rankdir="LR")
+    text = path.read_text()
+    assert "rankdir=LR" in text and 'label="Dense"' in text and "shared" not in text   # no names by default
+    from kcompile.utils.model_visualization import layer_edges
+    names, edges, _ = layer_edges(fm)
+    assert set(edges) == {("left", "shared"), ("right", "shared"), ("shared", "add"), ("add", "head")}
+    with pytest.raises(ValueError, match="rankdir"):
+        keras.utils.plot_model(fm, to_file=str(path), rankdir="XY")
+
+
+def test_plot_model_image_formats(tmp_path, sgd_model):
+    import shutil
+    model, _ = sgd_model
+    if shutil.which("dot") is None:
+        with pytest.raises(ImportError, match="Graphviz"):
+            keras.utils.plot_model(model, to_file=str(tmp_path / "m.png"))
+    else:
+        keras.utils.plot_model(model, to_file=str(tmp_path / "m.svg"))
+        assert "<svg" in (tmp_path / "m.svg").read_text()
+
+
+# ------------------------------------------------------------------ distribute
+def test_mirrored_strategy_single_replica(sgd_model):
+    strategy = keras.distribute.MirroredStrategy()
+    assert strategy.num_replicas_in_sync == 1
+    assert keras.distribute.get_strategy() is not strategy
+    with strategy.scope():
+        assert keras.distribute.get_strategy() is strategy
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        model.compile("sgd", "mse")
+    assert keras.distribute.get_strategy().num_replicas_in_sync == 1
+    assert np.isfinite(model.fit(X, Y, epochs=1, verbose=0).history["loss"][0])
+    assert "MirroredStrategy" in (keras.distribute.MirroredStrategy.__doc__ or "") + repr(strategy)
+    with pytest.raises(ValueError, match="devices"):
+        keras.distribute.MirroredStrategy(devices=[0, 1])
