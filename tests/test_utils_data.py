@@ -137,8 +137,8 @@ def test_py_dataset_bad_structures(sgd_model):
     with pytest.raises(KeyError) as info:
         model.fit(Broken(workers=2), verbose=0)
     assert "while reading batch 2 of Broken" in "".join(getattr(info.value, "__notes__", []))
-    with pytest.raises(ValueError, match="batch_size"):
-        model.fit(Batches(), batch_size=4, verbose=0)
+    h = model.fit(X, Y, batch_size=4, validation_data=Batches(), epochs=1, verbose=0)
+    assert "val_loss" in h.history   # a PyDataset as validation data next to array training data
     with pytest.raises(ValueError, match="workers"):
         Batches(workers=-1)
 

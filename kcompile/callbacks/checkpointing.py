@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import warnings
 
 import numpy as np
@@ -68,7 +67,7 @@ class ModelCheckpoint(Callback):
 
     def _file_path(self, epoch, batch, logs):
         try:
-            if batch is not None and re.search(r"\{batch\b", self.filepath):
+            if batch is not None and "batch" not in (logs or {}):
                 return self.filepath.format(epoch=epoch + 1, batch=batch + 1, **(logs or {}))
             return self.filepath.format(epoch=epoch + 1, **(logs or {}))
         except KeyError as exc:

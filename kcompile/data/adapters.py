@@ -307,9 +307,8 @@ def make_adapter(x, y=None, sample_weight=None, batch_size=None, steps=None, shu
         if y is not None or sample_weight is not None:
             raise ValueError(f"`y` and `sample_weight` must not be given when x is a PyDataset "
                              f"({type(x).__name__}): its batches hold them")
-        if batch_size is not None:
-            raise ValueError(f"The `batch_size` argument must not be specified when x is a PyDataset "
-                             f"({type(x).__name__}): it returns whole batches")
+        # batch_size is not used: the PyDataset returns whole batches (fit passes its batch_size on to
+        # validation data of any kind, as Keras does)
         return PyDatasetAdapter(x, steps, class_weight)
     # (np.ndim last: on an object with __getitem__ it would try to read it as a sequence)
     if _is_array_like(x) or not hasattr(x, "__next__") and not hasattr(x, "__getitem__") and np.ndim(x) > 0:
