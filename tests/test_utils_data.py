@@ -454,3 +454,37 @@ def test_mirrored_strategy_single_replica(sgd_model):
     assert "MirroredStrategy" in (keras.distribute.MirroredStrategy.__doc__ or "") + repr(strategy)
     with pytest.raises(ValueError, match="devices"):
         keras.distribute.MirroredStrategy(devices=[0, 1])
+
+
+# ------------------------------------------------------------------ split_dataset, pack/unpack
+def test_split_dataset_sizes_shuffle_and_errors():
+    x, y = np.arange(10).reshape(10, 1), np.arange(10) * 2
+    left, right = keras.utils.split_dataset((x, y), left_size=0.8)
+    assert len(left) == 8 and len(right) == 2
+    assert [int(b) for _, b in right] == [16, 18]
+    left, right = keras.utils.split_dataset(np.arange(10), left_size=3, right_size=4)
+    assert [int(v) for v in left] == [0, 1, 2] and [int(v) for v in right] == [6, 7, 8, 9]
+    a, b = keras.utils.split_dataset(np.arange(10), right_size=0.5, shuffle=True, seed=5)
+    a2, _ = keras.utils.split_dataset(np.arange(10), right_size=0.5, shuffle=True, seed=5)
+    got = [int(v) for v in a] + [int(v) for v in b]
+    assert sorted(got) == list(range(10)) and [int(v) for v in a] == [int(v) for v in a2]
+    ds = keras.data.Dataset.from_tensor_slices({"f": np.arange(6.0)})
+    left, right = keras.utils.split_dataset(ds, left_size=2)
+    assert [float(e["f"]) for e in right] == [2.0, 3.0, 4.0, 5.0]
+    with pytest.raises(ValueError, match="At least one"):
+        keras.utils.split_dataset(np.arange(4))
+    with pytest.raises(ValueError, match="sum of `left_size` and `right_size`"):
+        keras.utils.split_dataset(np.arange(4), left_size=3, right_size=2)
+    with pytest.raises(ValueError, match="left_size"):
+        keras.utils.split_dataset(np.arange(4), left_size=1.5)
+    with pytest.raises(TypeError, match="Types"):
+        keras.utils.split_dataset(np.arange(4), left_size="half")
+
+
+def test_pack_and_unpack_x_y_sample_weight():
+    x, y, w = np.zeros(2), np.ones(2), np.full(2, 3.0)
+    assert keras.utils.unpack_x_y_sample_weight(keras.utils.pack_x_y_sample_weight(x, y, w))[2] is w
+    assert keras.utils.unpack_x_y_sample_weight(keras.utils.pack_x_y_sample_weight(x)) == (x, None, None)
+    assert keras.utils.pack_x_y_sample_weight((x, x)) == ((x, x),)
+    with pytest.raises(ValueError, match="format"):
+        keras.utils.unpack_x_y_sample_weight((x, y, w, w))
