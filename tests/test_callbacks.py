@@ -325,3 +325,19 @@ def test_lambda_callback_batch_hooks_run_on_fast_path(model):
 def test_reduce_lr_on_plateau_rejects_unknown_arguments():
     with pytest.raises(TypeError, match="unexpected"):
         keras.callbacks.ReduceLROnPlateau(patience=1, colour="red")
+
+
+def test_tensorboard_files_read_by_tensorboard_itself(tmp_path):
+    """An independent reader: the tensorboard package's own event accumulator (skipped when not installed)."""
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    m = make_model(dropout=False)
+    m.fit(X, Y, epochs=2, verbose=0, validation_split=0.25,
+          callbacks=[keras.callbacks.TensorBoard(str(tmp_path), histogram_freq=1)])
+    train = accumulator.EventAccumulator(str(tmp_path / "train"))
+    train.Reload()
+    assert [e.value for e in train.Scalars("epoch_loss")] == pytest.approx(m.history.history["loss"], rel=1e-6)
+    assert "dense/kernel/histogram" in train.Tags()["histograms"]
+    assert [n.op for n in train.Graph().node] == ["InputLayer", "Dense", "Dense"]
+    val = accumulator.EventAccumulator(str(tmp_path / "validation"))
+    val.Reload()
+    assert [e.step for e in val.Scalars("epoch_mae")] == [0, 1]
