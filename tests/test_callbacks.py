@@ -267,8 +267,7 @@ def test_tensorboard_writes_train_and_validation_scalars(tmp_path):
         assert s["epoch_steps_per_second"] > 0
     hists = [e for e in train if e.get("histograms")]
     assert [e["step"] for e in hists] == [0, 2]
-    h = hists[-1]["histograms"]["dense/kernel/histogram"] if "dense/kernel/histogram" in hists[-1]["histograms"] \
-        else next(iter(hists[-1]["histograms"].values()))
+    h = next(v for k, v in hists[-1]["histograms"].items() if k.endswith("/kernel/histogram"))
     assert h["num"] == 12 and sum(h["bucket"]) == 12
     val_scalars = [e["scalars"] for e in val if e.get("scalars")]
     assert [v["epoch_loss"] for v in val_scalars] == pytest.approx(logs["val_loss"], rel=1e-6)
@@ -336,7 +335,7 @@ def test_tensorboard_files_read_by_tensorboard_itself(tmp_path):
     train = accumulator.EventAccumulator(str(tmp_path / "train"))
     train.Reload()
     assert [e.value for e in train.Scalars("epoch_loss")] == pytest.approx(m.history.history["loss"], rel=1e-6)
-    assert "dense/kernel/histogram" in train.Tags()["histograms"]
+    assert any(t.endswith("/kernel/histogram") for t in train.Tags()["histograms"])
     assert [n.op for n in train.Graph().node] == ["InputLayer", "Dense", "Dense"]
     val = accumulator.EventAccumulator(str(tmp_path / "validation"))
     val.Reload()
