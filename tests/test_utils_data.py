@@ -56,7 +56,7 @@ def test_py_dataset_fit_matches_arrays(sgd_model, kwargs):
     ref_w = model.get_weights()
     model.set_weights(initial)
     ds = Batches(**kwargs)
-    got = model.fit(ds, epochs=2, verbose=0).history
+    got = model.fit(ds, epochs=2, shuffle=False, verbose=0).history
     for a, b in zip(ref_w, model.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert got["loss"] == pytest.approx(ref["loss"], rel=1e-6)
@@ -103,9 +103,34 @@ def test_infinite_py_dataset_needs_steps(sgd_model):
     with pytest.raises(ValueError, match="infinite PyDataset"):
         model.fit(Endless(), epochs=1, verbose=0)
     seen = []
-    model.fit(Endless(), epochs=2, steps_per_epoch=5, verbose=0,
-              callbacks=[keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(b))])
-    assert seen == [0, 1, 2, 3, 4] * 2
+
+    class Counting(Endless):
+        def __getitem__(self, i):
+            seen.append(i)
+            return super().__getitem__(i)
+    model.fit(Counting(), epochs=2, steps_per_epoch=5, verbose=0)
+    assert seen == list(range(10))   # the second epoch goes on where the first stopped, as in Keras
+
+
+def test_py_dataset_shuffle_visits_every_batch_and_batch_forms(sgd_model):
+    model, _ = sgd_model
+    order = []
+
+    class Logged(Batches):
+        def __getitem__(self, i):
+            order.append(i)
+            out = super().__getitem__(i)
+            return list(out) if self.with_y else out   # a list [x, y] means (x, y); an array is x
+    keras.set_random_seed(11)
+    model.fit(Logged(), epochs=1, verbose=0, shuffle=True)
+    shuffled = list(order)
+    order.clear()
+    keras.set_random_seed(11)
+    model.fit(Logged(), epochs=1, verbose=0, shuffle=True)
+    assert sorted(shuffled) == [0, 1, 2, 3] and order == shuffled   # seeded by set_random_seed
+    order.clear()
+    model.predict(Logged(with_y=False), verbose=0)
+    assert order == [0, 1, 2, 3]   # predict never shuffles
 
 
 def test_py_dataset_bad_structures(sgd_model):
@@ -114,20 +139,20 @@ def test_py_dataset_bad_structures(sgd_model):
     class Four(Batches):
         def __getitem__(self, i):
             return X[:8], Y[:8], np.ones(8), np.ones(8)
-    with pytest.raises(ValueError, match=r"Batch 0 from PyDataset Four.*4 elements"):
-        model.fit(Four(), verbose=0)
+    with pytest.raises(ValueError, match=r"Batch 0 from PyDataset Four: __getitem__ must return.*4 elements"):
+        model.fit(Four(), shuffle=False, verbose=0)
 
     class Drifting(Batches):
         def __getitem__(self, i):
             return (X[:8], Y[:8]) if i < 2 else X[:8]
-    with pytest.raises(ValueError, match=r"Batch 2 from PyDataset Drifting has the structure array.*\(array, array\)"):
-        model.fit(Drifting(workers=2), verbose=0)
+    with pytest.raises(ValueError, match=r"Batch 2 from PyDataset Drifting has the structure \(array,\).*\(array, array\)"):
+        model.fit(Drifting(workers=2), shuffle=False, verbose=0)
 
     class Nothing(Batches):
         def __getitem__(self, i):
             return None
     with pytest.raises(ValueError, match="Batch 0 from PyDataset Nothing is None"):
-        model.fit(Nothing(), verbose=0)
+        model.fit(Nothing(), shuffle=False, verbose=0)
 
     class Broken(Batches):
         def __getitem__(self, i):
@@ -135,7 +160,7 @@ def test_py_dataset_bad_structures(sgd_model):
                 raise KeyError("no such file")
             return super().__getitem__(i)
     with pytest.raises(KeyError) as info:
-        model.fit(Broken(workers=2), verbose=0)
+        model.fit(Broken(workers=2), shuffle=False, verbose=0)
     assert "while reading batch 2 of Broken" in "".join(getattr(info.value, "__notes__", []))
     h = model.fit(X, Y, batch_size=4, validation_data=Batches(), epochs=1, verbose=0)
     assert "val_loss" in h.history   # a PyDataset as validation data next to array training data

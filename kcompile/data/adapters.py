@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import multiprocessing
+import random
 import warnings
 from collections import deque
 
@@ -213,9 +214,13 @@ class PyDatasetAdapter:
     use_multiprocessing) up to `max_queue_size` batches are read ahead by a pool of threads or
     forked processes, and still delivered in index order."""
 
-    def __init__(self, data, steps, class_weight):
+    def __init__(self, data, steps, class_weight, shuffle=False):
         self.data, self.steps = data, steps
+        # fit(shuffle=True) visits the batches of a finite PyDataset in a new random order each epoch
+        self.shuffle = bool(shuffle)
         n = _num_batches(data)
+        self.infinite = n is None
+        self._next_index = itertools.count()   # an infinite dataset resumes where the last epoch stopped
         if n is None and not steps:
             raise ValueError(f"{type(data).__name__} is an infinite PyDataset (num_batches is None): pass "
                              f"`steps_per_epoch` (or `steps`) to say how many batches make an epoch")
@@ -252,11 +257,17 @@ class PyDatasetAdapter:
         begin = getattr(self.data, "on_epoch_begin", None)
         if callable(begin):
             begin()
-        indices = range(self.num_batches)
+        if self.infinite:
+            indices = [next(self._next_index) for _ in range(self.num_batches)]
+        else:
+            indices = list(range(_num_batches(self.data)))
+            if self.shuffle:
+                random.shuffle(indices)   # Python's RNG, which set_random_seed seeds
+            indices = indices[:self.num_batches]
         pool = self._pool()
         if pool is None:
             for i in indices:
-                yield self._checker.convert(self._read(i, lambda i=i: self.data[i]), i)
+                yield self._convert(self._read(i, lambda i=i: self.data[i]), i)
             return
         submit = (lambda i: pool.submit(_worker_getitem, i)) if isinstance(
             pool, concurrent.futures.ProcessPoolExecutor) else (lambda i: pool.submit(self.data.__getitem__, i))
@@ -271,9 +282,23 @@ class PyDatasetAdapter:
                 nxt = next(it, None)
                 if nxt is not None:
                     pending.append((nxt, submit(nxt)))
-                yield self._checker.convert(batch, i)
+                yield self._convert(batch, i)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def _convert(self, batch, index):
+        # Keras's rules for what __getitem__ returns: an array is (x,), a list is a tuple
+        if isinstance(batch, np.ndarray):
+            batch = (batch,)
+        elif isinstance(batch, list):
+            batch = tuple(batch)
+        if batch is not None and not isinstance(batch, dict) and \
+                (not isinstance(batch, tuple) or len(batch) not in (1, 2, 3)):
+            what = f"a tuple of {len(batch)} elements" if isinstance(batch, tuple) else f"a {type(batch).__name__}"
+            raise ValueError(f"Batch {index} from PyDataset {type(self.data).__name__}: __getitem__ must return a "
+                             f"tuple (inputs,), (inputs, targets) or (inputs, targets, sample_weights), or a dict; "
+                             f"got {what}")
+        return self._checker.convert(batch, index)
 
     def on_epoch_end(self):
         end = getattr(self.data, "on_epoch_end", None)
@@ -309,7 +334,7 @@ def make_adapter(x, y=None, sample_weight=None, batch_size=None, steps=None, shu
                              f"({type(x).__name__}): its batches hold them")
         # batch_size is not used: the PyDataset returns whole batches (fit passes its batch_size on to
         # validation data of any kind, as Keras does)
-        return PyDatasetAdapter(x, steps, class_weight)
+        return PyDatasetAdapter(x, steps, class_weight, shuffle=shuffle)
     # (np.ndim last: on an object with __getitem__ it would try to read it as a sequence)
     if _is_array_like(x) or not hasattr(x, "__next__") and not hasattr(x, "__getitem__") and np.ndim(x) > 0:
         return ArrayAdapter(x, y, sample_weight, batch_size, steps, shuffle, class_weight)
