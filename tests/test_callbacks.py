@@ -298,6 +298,12 @@ def test_event_file_corruption_is_detected(tmp_path):
     bad.write_bytes(bytes(data))
     with pytest.raises(event_file.CorruptRecordError, match="CRC"):
         event_file.read_events(bad)
+    bad.write_bytes(bytes(data[:-3]))
+    with pytest.raises(event_file.CorruptRecordError, match="truncated"):
+        event_file.read_events(bad)
+    bad.write_bytes(bytes(data[:10]))
+    with pytest.raises(event_file.CorruptRecordError, match="truncated"):
+        event_file.read_events(bad)
 
 
 # ------------------------------------------------------------------ CSVLogger

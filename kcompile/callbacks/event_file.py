@@ -194,10 +194,10 @@ def iter_records(path):
             header = fh.read(8)
             if not header:
                 return
-            if len(header) < 8:
+            crc_bytes = fh.read(4)
+            if len(header) < 8 or len(crc_bytes) < 4:
                 raise CorruptRecordError(f"{path}: record {index} is truncated in its length field")
-            (crc_len,) = struct.unpack("<I", fh.read(4) or b"\0\0\0\0")
-            if crc_len != masked_crc32c(header):
+            if struct.unpack("<I", crc_bytes)[0] != masked_crc32c(header):
                 raise CorruptRecordError(f"{path}: record {index} has a bad length CRC")
             (length,) = struct.unpack("<Q", header)
             data = fh.read(length)
