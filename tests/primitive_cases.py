@@ -16,6 +16,8 @@ POSITIVE_DOMAIN = {"log", "log1p", "sqrt", "pow", "div"}
 NONSMOOTH = {"sign", "floor", "ceil", "round", "abs", "maximum", "minimum", "greater", "greater_equal", "less",
              "less_equal", "equal", "not_equal"}
 
+INDEXED = {"gather_rows", "scatter_add_rows"}   # cases whose index input is cast to int32 in the graph
+
 dims = st.integers(1, 9)
 
 
@@ -26,6 +28,10 @@ def shapes(draw, min_rank=1, max_rank=3):
 
 
 def values(rng, shape, op=None):
+    if op in INDEXED:
+        # every input of a row gather/scatter case holds k + 0.5: cast to int32 it is a valid row index,
+        # and a finite-difference step never moves it to another row
+        return (rng.integers(0, 4, shape) + 0.5).astype(np.float32)
     x = rng.standard_normal(shape).astype(np.float32)
     if op in POSITIVE_DOMAIN:
         x = np.abs(x) + 0.5
@@ -115,8 +121,28 @@ def make_case(data, op):
         shape = (BATCH,) + data.draw(shapes())
         seed = data.draw(st.integers(0, 2 ** 31 - 1))
         return [], lambda: b.random_uniform(shape, seed, b.const(7, "int32"))
+    if op in ("window", "window_grad"):
+        k = data.draw(st.integers(1, 3))
+        sizes = tuple(data.draw(st.integers(1, 3)) for _ in range(k))
+        strides = tuple(data.draw(st.integers(1, 3)) for _ in range(k))
+        dilations = tuple(data.draw(st.integers(1, 2)) for _ in range(k))
+        spatial = tuple((w - 1) * d + 1 + data.draw(st.integers(0, 3)) for w, d in zip(sizes, dilations))
+        channels = data.draw(st.integers(1, 3))
+        if op == "window":
+            return [("x", (BATCH,) + spatial + (channels,))], lambda x: b.window(x, sizes, strides, dilations)
+        outs = tuple((s - (w - 1) * d - 1) // st + 1 for s, w, st, d in zip(spatial, sizes, strides, dilations))
+        return [("g", (BATCH,) + outs + sizes + (channels,))], \
+            lambda g: b.window_grad(g, spatial, sizes, strides, dilations)
+    if op in INDEXED:
+        rows, width = data.draw(st.integers(4, 9)), data.draw(dims)
+        idx_shape = (BATCH,) + data.draw(shapes(0, 2))
+        if op == "gather_rows":
+            return [("t", (rows, width)), ("i", idx_shape)], lambda t, i: b.gather_rows(t, b.cast(i, "int32"))
+        return [("g", idx_shape + (width,)), ("i", idx_shape)], \
+            lambda g, i: b.scatter_add_rows(g, b.cast(i, "int32"), rows)
     raise KeyError(op)
 
 
 ALL_OPS = UNARY + BINARY + ["where", "reduce_sum", "reduce_max", "reduce_min", "argmax", "matmul", "transpose",
-                            "slice", "pad", "concat", "reshape", "broadcast_to", "cast", "random_uniform"]
+                            "slice", "pad", "concat", "reshape", "broadcast_to", "cast", "random_uniform",
+                            "window", "window_grad", "gather_rows", "scatter_add_rows"]
