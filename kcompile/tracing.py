@@ -18,7 +18,12 @@ _state = threading.local()
 
 
 class KerasTensor:
-    """A symbolic tensor. `.shape` uses None for the batch dimension, as Keras does."""
+    """A symbolic tensor. `.shape` uses None for the batch dimension, as Keras does.
+
+    Mask convention: `_keras_mask` is None or a float32 KerasTensor of 0/1 values, shape (B, T)
+    for sequences (1 = real step); Embedding(mask_zero=True) and Masking make it, Layer.__call__
+    passes it on through compute_mask, and RNNs, GlobalAveragePooling1D and losses read it.
+    """
 
     def __init__(self, node, history=None, name=None):
         self.node = node
