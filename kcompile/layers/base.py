@@ -35,8 +35,9 @@ def reset_names():
 
 
 def to_snake_case(name):
-    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
+    """Keras's rule: "Conv2D" -> "conv2d", "MaxPooling2D" -> "max_pooling2d", "LSTM" -> "lstm"."""
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", re.sub(r"\W+", "", name))
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
 
 
 class InputSpec:
@@ -56,6 +57,9 @@ _BASE_KWARGS = {"input_shape", "batch_input_shape", "batch_size", "input_dim", "
 
 class Layer:
     def __init__(self, trainable=True, name=None, dtype=None, activity_regularizer=None, **kwargs):
+        for arg in ("quantization_config", "lora_alpha"):      # Keras 3 extras, written as None by default
+            if kwargs.pop(arg, None) is not None:
+                raise ValueError(f"{type(self).__name__}: argument {arg} is not supported")
         unknown = set(kwargs) - _BASE_KWARGS
         if unknown:
             raise TypeError(f"Keyword argument not understood: {sorted(unknown)[0]!r} "

@@ -23,6 +23,8 @@ class InputLayer(Layer):
         if "batch_input_shape" in kwargs and batch_shape is None:
             batch_shape = kwargs.pop("batch_input_shape")
         kwargs.pop("trainable", None)
+        if kwargs.pop("optional", False):
+            raise ValueError("InputLayer: optional inputs are not supported")
         super().__init__(name=name or unique_name("input_layer"), **kwargs)
         if batch_shape is None:
             if shape is None:

@@ -120,8 +120,37 @@ class Model(Trainer, Layer):
     def get_config(self):
         if not self._functional:
             return {"name": self.name, "trainable": self.trainable}
-        raise NotImplementedError(f"get_config() of functional model '{self.name}' is not supported yet "
-                                  "(Sequential models and layers are)")
+        from ..saving.model_serialize import functional_config
+        return functional_config(self)
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        from ..saving.api import model_from_config
+        return model_from_config({"class_name": "Functional" if cls is Model else cls.__name__, "config": config},
+                                 custom_objects)
+
+    # ------------------------------------------------------------ saving (kcompile/saving)
+    def save(self, filepath, overwrite=True, save_format=None, include_optimizer=True, **kwargs):
+        """Save to `.keras` (Keras 3's zip) or `.h5` (legacy HDF5): structure, weights, compile
+        configuration and optimizer state, written atomically."""
+        from ..saving.api import save_model
+        save_model(self, filepath, overwrite=overwrite, save_format=save_format, include_optimizer=include_optimizer)
+
+    def save_weights(self, filepath, overwrite=True, save_format=None, **kwargs):
+        from ..saving.api import save_weights
+        save_weights(self, filepath, overwrite=overwrite, save_format=save_format)
+
+    def load_weights(self, filepath, skip_mismatch=False, by_name=False, **kwargs):
+        from ..saving.api import load_weights
+        load_weights(self, filepath, skip_mismatch=skip_mismatch, by_name=by_name)
+
+    def to_json(self, **kwargs):
+        from ..saving.api import to_json
+        return to_json(self, **kwargs)
+
+    def to_yaml(self, **kwargs):
+        from ..saving.api import to_yaml
+        return to_yaml(self)
 
 
 def _snake(name):

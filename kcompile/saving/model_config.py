@@ -5,8 +5,9 @@ from __future__ import annotations
 def serialize_layer(layer):
     """{"module", "class_name", "config", "registered_name", "build_config"} as Keras 3 writes it."""
     from ..layers.core import InputLayer
-    entry = {"module": "keras.layers", "class_name": type(layer).__name__, "config": layer.get_config(),
-             "registered_name": None}
+    registered = type(layer).__dict__.get("_keras_registered_name")     # not inherited by subclasses
+    entry = {"module": "keras.layers" if registered is None else type(layer).__module__,
+             "class_name": type(layer).__name__, "config": layer.get_config(), "registered_name": registered}
     if not isinstance(layer, InputLayer) and layer.built:
         try:
             shape = layer.input_shape

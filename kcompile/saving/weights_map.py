@@ -1,0 +1,170 @@
+"""Which array in a weights file belongs to which variable of a live model.
+
+Legacy HDF5 (Keras 2, and Keras 3's `.h5`): one group per top-level layer, in `layer_names`
+order, each holding that layer's weights in its own order (a nested model's group holds all of
+its weights). Matching is by position among layers that have weights, or by name (`by_name`).
+
+Keras 3 (`.weights.h5`, inside `.keras`): object paths. A container's layers are named by their
+class in snake case, numbered in order when repeated ("dense", "dense_1"), not by layer name;
+sublayers appear under the attribute that holds them ("layers/lstm/cell/vars",
+"layers/bidirectional/forward_layer/cell/vars", "layers/time_distributed/layer/vars");
+nested models under "layers/<name>/layers/...". The optimizer's variables are "optimizer/vars".
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .errors import KerasFileError
+
+
+def _top_layers(model):
+    from ..models.sequential import Sequential
+    if isinstance(model, Sequential):
+        return list(model.layers)
+    return list(model._layers)
+
+
+def _own(layer):
+    created = [w for w in layer._own_weights if w in layer._created_trainable]
+    return created + [w for w in layer._own_weights if w not in layer._created_trainable]
+
+
+# ---------------------------------------------------------------- legacy layout
+
+def _legacy_weights(layer):
+    """A layer's weights in the legacy files' order: trainable, then non-trainable (for a nested
+    model that differs from get_weights() when a sublayer is frozen)."""
+    out, seen = [], set()
+    for v in layer.trainable_weights + layer.non_trainable_weights:
+        if id(v) not in seen:
+            seen.add(id(v))
+            out.append(v)
+    return out
+
+
+def legacy_layer_weights(model):
+    """[(layer name, [(weight name, array)])] for every top-level layer, Keras 2 style names."""
+    return [(layer.name, [(f"{v.path}:0" if not v.path.endswith(":0") else v.path, v.numpy())
+                          for v in _legacy_weights(layer)]) for layer in _top_layers(model)]
+
+
+def assign_legacy(model, layer_weights, source, by_name=False, skip_mismatch=False):
+    layers = [l for l in _top_layers(model) if l.weights]
+    stored = [(name, [a for _, a in ws]) for name, ws in layer_weights if ws]
+    if by_name:
+        by = {name: arrays for name, arrays in stored}
+        for layer in layers:
+            if layer.name in by:
+                _assign_layer(layer, by[layer.name], source, skip_mismatch)
+        return
+    if len(stored) != len(layers):
+        raise KerasFileError(f"the file has weights for {len(stored)} layers ({[n for n, _ in stored]}) but the "
+                             f"model has {len(layers)} layers with weights ({[l.name for l in layers]})", source)
+    for layer, (_, arrays) in zip(layers, stored):
+        _assign_layer(layer, arrays, source, skip_mismatch)
+
+
+def _assign_layer(layer, arrays, source, skip_mismatch):
+    variables = _legacy_weights(layer)
+    problem = None
+    if len(arrays) != len(variables):
+        problem = f"layer '{layer.name}' expects {len(variables)} weights, but the file holds {len(arrays)}"
+    else:
+        for v, a in zip(variables, arrays):
+            if tuple(np.shape(a)) != tuple(v.shape):
+                problem = (f"layer '{layer.name}' weight '{v.name}' has shape {tuple(v.shape)}, but the file "
+                           f"holds shape {tuple(np.shape(a))}")
+                break
+    if problem:
+        if skip_mismatch:
+            warnings.warn(f"Skipping loading weights for {problem}", stacklevel=3)
+            return
+        raise KerasFileError(problem, source)
+    for v, a in zip(variables, arrays):
+        v.assign(np.asarray(a, dtype=v.dtype))
+
+
+# ---------------------------------------------------------------- Keras 3 object paths
+
+def keras3_paths(model):
+    """{path: [Variable, ...]} in Keras 3's naming, for the model's layers (not the optimizer)."""
+    from ..layers.base import to_snake_case
+    from ..models.model import Model
+    out = {"vars": []}
+
+    def container(layers, prefix):
+        counts = {}
+        for layer in layers:
+            base = "functional" if type(layer) is Model else to_snake_case(type(layer).__name__)
+            n = counts.get(base, 0)
+            counts[base] = n + 1
+            path = f"{prefix}layers/{base if n == 0 else f'{base}_{n}'}"
+            visit(layer, path)
+
+    def visit(layer, path):
+        if isinstance(layer, Model):
+            out[f"{path}/vars"] = []
+            container(_top_layers(layer), f"{path}/")
+            return
+        out[f"{path}/vars"] = _own(layer)
+        for attr, value in layer.__dict__.items():
+            if attr.startswith("_") or not hasattr(value, "_own_weights") or value not in layer._layers:
+                continue
+            visit(value, f"{path}/{attr}")
+    container(_top_layers(model), "")
+    return out
+
+
+def keras3_tree(model):
+    return {path: [v.numpy() for v in variables] for path, variables in keras3_paths(model).items()}
+
+
+def assign_keras3(model, tree, source, skip_mismatch=False):
+    paths = keras3_paths(model)
+    missing = [p for p, vs in paths.items() if vs and p not in tree.vars]
+    if missing and not skip_mismatch:
+        raise KerasFileError(f"the file has no weights for {missing[0]} (it holds {sorted(tree.vars)[:8]})", source)
+    for path, variables in paths.items():
+        arrays = tree.vars.get(path)
+        if arrays is None:
+            continue
+        if len(arrays) != len(variables) or any(tuple(np.shape(a)) != tuple(v.shape) for a, v in zip(arrays, variables)):
+            problem = (f"{path}: the model has {[tuple(v.shape) for v in variables]}, the file "
+                       f"{[tuple(np.shape(a)) for a in arrays]}")
+            if skip_mismatch:
+                warnings.warn(f"Skipping loading weights for {problem}", stacklevel=2)
+                continue
+            raise KerasFileError(f"weights do not match the model at {problem}", source)
+        for v, a in zip(variables, arrays):
+            v.assign(np.asarray(a, dtype=v.dtype))
+
+
+# ---------------------------------------------------------------- optimizer state
+
+def optimizer_arrays(optimizer):
+    return [v.numpy() for v in optimizer.variables]
+
+
+def assign_optimizer(optimizer, arrays, trainable, source):
+    """Restore optimizer state; layouts tried: Keras 3 / kcompile ([iterations, learning_rate, slots
+    per variable]), the same without learning_rate (schedules), and Keras 2 ([iterations, all slots
+    of one kind, then the next kind]). Returns False (with a warning) when none fits."""
+    optimizer.build(trainable)
+    variables = optimizer.variables
+    it, lr, slots = variables[0], variables[1], variables[2:]
+    per_var = len(slots) // max(1, len(trainable))
+    kinds = [[slots[i * per_var + k] for i in range(len(trainable))] for k in range(per_var)] if per_var else []
+    candidates = [[it, lr] + slots, [it] + slots, [it] + [v for kind in kinds for v in kind]]
+    arrays = [np.asarray(a) for a in arrays]
+    for layout in candidates:
+        if len(layout) == len(arrays) and all(tuple(a.shape) == tuple(v.shape) for a, v in zip(arrays, layout)):
+            for v, a in zip(layout, arrays):
+                v.assign(a.astype(v.dtype))
+            return True
+    if arrays:
+        warnings.warn(f"{source}: the optimizer state in the file ({len(arrays)} arrays) does not match this "
+                      f"optimizer ({type(optimizer).__name__}, {len(variables)} variables); it starts fresh",
+                      stacklevel=3)
+    return False
