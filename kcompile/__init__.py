@@ -11,6 +11,7 @@ from . import backend, callbacks, data, distribute, layers, models, utils  # noq
 from .layers import Input, InputLayer, Layer  # noqa: E402
 from .models import Model, Sequential  # noqa: E402
 from .random_state import set_random_seed  # noqa: E402
+from .saving.from_keras import from_keras  # noqa: E402
 from .variables import Variable  # noqa: E402
 
 __all__ = ["Sequential", "Model", "Input", "InputLayer", "Layer", "Variable", "layers", "models", "optimizers",

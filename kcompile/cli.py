@@ -13,6 +13,13 @@ def _demo(args):
     return 0
 
 
+def _inspect(args):
+    from .inspect_model import inspect_file
+    status, text = inspect_file(args.model, show_ir=not args.no_ir)
+    print(text, end="")
+    return status
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="kcompile", description="Compile Keras models to native code.")
     parser.add_argument("--version", action="version", version=f"kcompile {__version__}")
@@ -23,6 +30,11 @@ def main(argv=None):
     demo.add_argument("--samples", type=int, default=2000, help="training samples (default 2000)")
     demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     demo.set_defaults(func=_demo)
+    inspect = sub.add_parser("inspect", help="show a saved model (.keras, .h5, .json, .yaml): its summary, the IR "
+                                             "after the optimisation passes, and any unsupported features")
+    inspect.add_argument("model", help="path of the model file")
+    inspect.add_argument("--no-ir", action="store_true", help="print only the summary and the support check")
+    inspect.set_defaults(func=_inspect)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

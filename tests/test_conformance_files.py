@@ -244,3 +244,29 @@ def test_interrupted_save_keeps_the_previous_file(tmp_path, monkeypatch):
         model.save(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.keras"]
+
+
+# ---------------------------------------------------------------- inspect CLI and from_keras
+
+def test_inspect_cli_prints_summary_ir_and_support(capsys, tmp_path):
+    from kcompile.cli import main
+    assert main(["inspect", str(CONFORMANCE / "keras3" / "gru_stack.keras")]) == 0
+    out = capsys.readouterr().out
+    assert "gru (GRU)" in out and "scan(" in out and "# kernels of" in out and "unsupported features: none" in out
+    config = json.loads((CONFORMANCE / "keras3" / "mlp_softmax.json").read_text())
+    config["config"]["layers"][1]["class_name"] = "FancyDense"
+    config["config"]["layers"][2]["config"]["kernel_constraint"] = {"class_name": "MaxNorm", "config": {}}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(config))
+    assert main(["inspect", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert "FancyDense" in out and "kernel_constraint" in out        # both problems, one report
+
+
+def test_from_keras_converts_a_live_model():
+    keras_real = pytest.importorskip("keras")
+    model = keras_real.Sequential([keras_real.Input((4,)), keras_real.layers.Dense(3, activation="relu"),
+                                   keras_real.layers.Dense(1)])
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    converted = keras.from_keras(model)
+    np.testing.assert_allclose(converted.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .graph import format_shape
+from .graph import Graph, format_shape
 
 
 def _attr_text(attrs):
     parts = []
     for k, v in attrs.items():
-        if isinstance(v, np.ndarray):
+        if isinstance(v, Graph):
+            v = f"<{v.name}, below>"
+        elif isinstance(v, np.ndarray):
             v = f"{v.item():g}" if v.size == 1 else f"array{v.shape}"
         parts.append(f"{k}={v}")
     return ", ".join(parts)
@@ -22,6 +24,9 @@ def format_graph(graph, title=None):
         attrs = _attr_text(node.attrs)
         lines.append(f"%{node.id} = {node.op}({args}{'; ' + attrs if attrs else ''})"
                      f" : {node.dtype}{format_shape(node.shape)}")
+        for value in node.attrs.values():
+            if isinstance(value, Graph):   # a loop body (scan): printed indented under its node
+                lines += ["    " + line for line in format_graph(value).rstrip("\n").split("\n")]
     for k, n in graph.outputs.items():
         lines.append(f"output {k} = %{n.id}")
     for k, n in graph.updates.items():

@@ -62,6 +62,10 @@ def algebraic(graph):
         if node.op == "reshape" and ins[0].op == "reshape":
             inner = ins[0].inputs[0]
             return inner if inner.shape == node.shape else b.reshape(inner, node.shape)
+        if node.op == "transpose" and ins[0].op == "transpose":      # e.g. between stacked RNN layers
+            inner, perm = ins[0].inputs[0], ins[0].attrs["perm"]
+            composed = tuple(perm[p] for p in node.attrs["perm"])
+            return inner if composed == tuple(range(len(composed))) else b.transpose(inner, composed)
         if node.op == "cast" and ins[0].dtype == node.dtype:
             return ins[0]
         # log(softmax(x)) -> log_softmax(x): exact in real arithmetic, and stable in float.
