@@ -100,6 +100,11 @@ class BaseConv(Layer):
             if value is not None:
                 raise ValueError(f"{type(self).__name__}: argument {arg}={value!r} is not supported")
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        # arguments shared in this base class that a given Keras class does not have
+        if self.transpose and groups != 1:
+            _not_understood(self, "groups")
+        if output_padding is not None and not self.transpose:
+            _not_understood(self, "output_padding")
         r = self.rank
         if filters is not None and (not isinstance(filters, (int, np.integer)) or filters <= 0):
             raise ValueError(f"Invalid value for argument `filters`. Expected a strictly positive value. "
@@ -120,8 +125,6 @@ class BaseConv(Layer):
                              f"strides={self.strides} and dilation_rate={self.dilation_rate}")
         self.output_padding = None if output_padding is None else \
             tuple(int(v) for v in normalize_tuple_allow_zero(output_padding, r))
-        if self.output_padding is not None and not self.transpose:
-            raise ValueError(f"{type(self).__name__}: output_padding is only for transposed convolutions")
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
@@ -175,8 +178,6 @@ class BaseConv(Layer):
 
     def _transposed(self, x):
         """The gradient of a convolution with respect to its input: matmul, then col2im, then crop."""
-        if self.groups != 1:
-            raise ValueError(f"{type(self).__name__}: groups > 1 is not supported for transposed convolutions")
         k, r = self.kernel_size, self.rank
         spatial = x.shape[1:-1]
         cols = irb.matmul(x, irb.reshape(self.kernel.node(), (int(np.prod(k)) * self.filters, x.shape[-1])),
@@ -230,6 +231,18 @@ def normalize_tuple_allow_zero(value, rank):
     return value
 
 
+def _not_understood(layer, arg):
+    raise TypeError(f"Keyword argument not understood: {arg!r} (in {type(layer).__name__})")
+
+
+def _reject_foreign(layer, kwargs, names):
+    """Depthwise/separable layers forward **kwargs to BaseConv: refuse BaseConv's own names there.
+    groups=1 is let through because Keras 2 writes it into DepthwiseConv2D configs."""
+    for arg in names:
+        if arg in kwargs and not (arg == "groups" and kwargs[arg] == 1):
+            _not_understood(layer, arg)
+
+
 def _channel_bounds(shape, lo, hi):
     return tuple((0, None) if d is BATCH else (0, d) for d in shape[:-1]) + ((lo, hi),)
 
@@ -267,12 +280,16 @@ class BaseDepthwiseConv(BaseConv):
                  dilation_rate=1, activation=None, use_bias=True, depthwise_initializer="glorot_uniform",
                  bias_initializer="zeros", depthwise_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, depthwise_constraint=None, bias_constraint=None, **kwargs):
+        _reject_foreign(self, kwargs, ("filters", "groups", "output_padding", "kernel_initializer",
+                                       "kernel_regularizer", "kernel_constraint"))
+        if depthwise_constraint is not None:
+            raise ValueError(f"{type(self).__name__}: argument depthwise_constraint={depthwise_constraint!r} "
+                             f"is not supported")
         super().__init__(None, kernel_size, strides=strides, padding=padding, data_format=data_format,
                          dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
                          kernel_initializer=depthwise_initializer, bias_initializer=bias_initializer,
                          kernel_regularizer=depthwise_regularizer, bias_regularizer=bias_regularizer,
-                         activity_regularizer=activity_regularizer, kernel_constraint=depthwise_constraint,
-                         bias_constraint=bias_constraint, **kwargs)
+                         activity_regularizer=activity_regularizer, bias_constraint=bias_constraint, **kwargs)
         self.depth_multiplier = int(depth_multiplier)
         if self.depth_multiplier < 1:
             raise ValueError(f"depth_multiplier must be a positive integer, got {depth_multiplier}")
@@ -326,15 +343,20 @@ class BaseSeparableConv(BaseConv):
                  pointwise_initializer="glorot_uniform", bias_initializer="zeros", depthwise_regularizer=None,
                  pointwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  depthwise_constraint=None, pointwise_constraint=None, bias_constraint=None, **kwargs):
-        if pointwise_constraint is not None:
-            raise ValueError(f"{type(self).__name__}: argument pointwise_constraint is not supported")
+        _reject_foreign(self, kwargs, ("groups", "output_padding", "kernel_initializer", "kernel_regularizer",
+                                       "kernel_constraint"))
+        for arg, value in (("depthwise_constraint", depthwise_constraint),
+                           ("pointwise_constraint", pointwise_constraint)):
+            if value is not None:
+                raise ValueError(f"{type(self).__name__}: argument {arg}={value!r} is not supported")
         super().__init__(filters, kernel_size, strides=strides, padding=padding, data_format=data_format,
                          dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
                          kernel_initializer=depthwise_initializer, bias_initializer=bias_initializer,
                          kernel_regularizer=depthwise_regularizer, bias_regularizer=bias_regularizer,
-                         activity_regularizer=activity_regularizer, kernel_constraint=depthwise_constraint,
-                         bias_constraint=bias_constraint, **kwargs)
+                         activity_regularizer=activity_regularizer, bias_constraint=bias_constraint, **kwargs)
         self.depth_multiplier = int(depth_multiplier)
+        if self.depth_multiplier < 1:
+            raise ValueError(f"depth_multiplier must be a positive integer, got {depth_multiplier}")
         self.pointwise_initializer = initializers.get(pointwise_initializer)
         self.pointwise_regularizer = regularizers.get(pointwise_regularizer)
 
