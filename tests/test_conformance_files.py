@@ -270,3 +270,13 @@ def test_from_keras_converts_a_live_model():
     x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     converted = keras.from_keras(model)
     np.testing.assert_allclose(converted.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_keras_loads_what_kcompile_wrote(tmp_path, suffix):
+    keras_real = pytest.importorskip("keras")
+    model, x, _ = _trained_model()
+    model.save(tmp_path / f"m{suffix}")
+    theirs = keras_real.models.load_model(tmp_path / f"m{suffix}")
+    for p, q in zip(model.predict(x, verbose=0), theirs.predict(x, verbose=0)):
+        np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-6)

@@ -67,3 +67,43 @@ def replay_tensors(records, inputs, new_inputs, mapping, outputs=None, training=
         for old, new in zip(record.outputs, new_flat):
             mapping[id(old)] = new
     return map_structure(sub, outputs) if outputs is not None else None
+
+
+def keras_layer_order(inputs, outputs):
+    """The callables of a functional graph in Keras's `model.layers` order: by decreasing depth
+    from the outputs, ties broken by first visit in a depth-first walk from the outputs. Weight
+    order, optimizer-slot order and saved configs follow it, so files match Keras's."""
+    input_ids = {id(t) for t in inputs}
+    first_visit, finished, order_nodes = {}, set(), []
+
+    def walk(t):
+        if t._history is None:
+            return
+        record = t._history[0]
+        fn = record.fn
+        if id(fn) not in first_visit:
+            first_visit[id(fn)] = (len(first_visit), fn)
+        if id(record) in finished:
+            return
+        if id(t) not in input_ids:
+            for a in flatten(list(record.args) + list(record.kwargs.values())):
+                if isinstance(a, KerasTensor):
+                    walk(a)
+        finished.add(id(record))
+        order_nodes.append(record)
+    for t in outputs:
+        walk(t)
+    depth = {}
+    for record in reversed(order_nodes):
+        d = depth.setdefault(id(record), 0)
+        if any(id(t) in input_ids for t in record.outputs):
+            continue
+        for a in flatten(list(record.args) + list(record.kwargs.values())):
+            if isinstance(a, KerasTensor) and a._history is not None:
+                producer = a._history[0]
+                depth[id(producer)] = max(depth.get(id(producer), 0), d + 1)
+    fn_depth = {}
+    for record in order_nodes:
+        fn_depth[id(record.fn)] = max(fn_depth.get(id(record.fn), 0), depth[id(record)])
+    ranked = sorted(first_visit.values(), key=lambda item: (-fn_depth.get(id(item[1]), 0), item[0]))
+    return [fn for _, fn in ranked]

@@ -46,10 +46,11 @@ class Model(Trainer, Layer):
             if t._history is None or not isinstance(t._history[0].fn, InputLayer):
                 raise ValueError("Model inputs must come from `keras.Input`; got a tensor computed by a layer")
         self._records = functional.records_between(self.inputs, self.outputs)
-        layers = [t._history[0].fn for t in self.inputs]
-        for r in self._records:
-            if isinstance(r.fn, Layer) and r.fn not in layers:
-                layers.append(r.fn)
+        ordered = functional.keras_layer_order(self.inputs, self.outputs)
+        layers = [fn for fn in ordered if isinstance(fn, Layer)]
+        for t in self.inputs:                       # an input no output depends on is still a layer
+            if t._history[0].fn not in layers:
+                layers.insert(0, t._history[0].fn)
         object.__setattr__(self, "_layers", layers)
         self.built = True
         self.output_names = self._output_names()
