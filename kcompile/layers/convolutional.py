@@ -86,6 +86,64 @@ def conv_windows(x, kernel_size, strides, dilation, padding):
     return irb.reshape(win, win.shape[:1 + k] + (int(np.prod(kernel_size)) * x.shape[-1],))
 
 
+def conv(x, kernel, strides, padding, dilation):
+    """(B, S.., C) with a (k.., C/groups, F) kernel → (B, O.., F): im2col windows @ kernel, per group
+    (the number of groups is C over the kernel's input channels, as in Keras's ops.conv)."""
+    r = len(kernel.shape) - 2
+    kernel_size = tuple(kernel.shape[:r])
+    cin, per_group, filters = x.shape[-1], kernel.shape[-2], kernel.shape[-1]
+    if cin % per_group or filters % (cin // per_group):
+        raise ValueError(f"conv: a kernel of shape {kernel.shape} does not fit inputs with {cin} channels "
+                         f"(kernel input channels must divide them, and the groups must divide the filters)")
+    groups = cin // per_group
+    out_per_group = filters // groups
+    outs = []
+    for g in range(groups):
+        xg = x if groups == 1 else irb.slice(x, _channel_bounds(x.shape, g * per_group, (g + 1) * per_group))
+        kg = kernel if groups == 1 else irb.slice(kernel, _channel_bounds(kernel.shape, g * out_per_group,
+                                                                          (g + 1) * out_per_group))
+        cols = conv_windows(xg, kernel_size, strides, dilation, padding)
+        outs.append(irb.matmul(cols, irb.reshape(kg, (cols.shape[-1], out_per_group))))
+    return outs[0] if len(outs) == 1 else irb.concat(outs, -1)
+
+
+def transpose_output_length(size, kernel, stride, dilation, padding, output_padding=None):
+    """Keras's transposed-convolution output length along one spatial axis."""
+    span = (kernel - 1) * dilation + 1
+    if output_padding is None:
+        return size * stride + max(span - stride, 0) if padding == "valid" else size * stride
+    pad = 0 if padding == "valid" else span // 2
+    return (size - 1) * stride + span - 2 * pad + output_padding
+
+
+def conv_transpose(x, kernel, strides, padding, dilation, output_padding=None):
+    """(B, S.., C) with a (k.., F, C) kernel → (B, O.., F): the gradient of a convolution with
+    respect to its input, i.e. matmul, then col2im (window_grad), then crop to Keras's size."""
+    r = len(kernel.shape) - 2
+    k, filters = tuple(kernel.shape[:r]), kernel.shape[-2]
+    if kernel.shape[-1] != x.shape[-1]:
+        raise ValueError(f"conv_transpose: a kernel of shape {kernel.shape} needs inputs with {kernel.shape[-1]} "
+                         f"channels, got {x.shape[-1]}")
+    spatial = x.shape[1:-1]
+    cols = irb.matmul(x, irb.reshape(kernel, (int(np.prod(k)) * filters, x.shape[-1])),
+                      transpose_b=True)                                  # (B, S.., prod(k)*F)
+    cols = irb.reshape(cols, (cols.shape[0],) + tuple(spatial) + k + (filters,))
+    full = tuple((s - 1) * st + (kk - 1) * d + 1 for s, st, kk, d in zip(spatial, strides, k, dilation))
+    y = irb.window_grad(cols, full, k, strides, dilation)
+    bounds, pads = [(0, None) if x.shape[0] is BATCH else (0, x.shape[0])], [(0, 0)]
+    for i in range(r):
+        size = transpose_output_length(spatial[i], k[i], strides[i], dilation[i], padding,
+                                       None if output_padding is None else output_padding[i])
+        span = (k[i] - 1) * dilation[i] + 1
+        # 'same' crops as the forward convolution of that output size pads: the smaller half first
+        lo = max((spatial[i] - 1) * strides[i] + span - size, 0) // 2 if padding == "same" else 0
+        hi = min(full[i], lo + size)
+        bounds.append((lo, hi))
+        pads.append((0, lo + size - hi))        # output_padding can ask for more than col2im covers
+    y = irb.slice(y, tuple(bounds) + ((0, filters),))
+    return irb.pad(y, tuple(pads) + ((0, 0),))
+
+
 class BaseConv(Layer):
     rank = 2
     transpose = False
@@ -164,46 +222,17 @@ class BaseConv(Layer):
         return self.activation(KerasTensor(y))
 
     def _forward(self, x):
-        cin = x.shape[-1]
-        per_group, out_per_group = cin // self.groups, self.filters // self.groups
-        kernel = self.kernel.node()
-        outs = []
-        for g in range(self.groups):
-            xg = x if self.groups == 1 else irb.slice(x, _channel_bounds(x.shape, g * per_group, (g + 1) * per_group))
-            kg = kernel if self.groups == 1 else irb.slice(kernel, _channel_bounds(kernel.shape, g * out_per_group,
-                                                                                   (g + 1) * out_per_group))
-            cols = conv_windows(xg, self.kernel_size, self.strides, self.dilation_rate, self.padding)
-            outs.append(irb.matmul(cols, irb.reshape(kg, (cols.shape[-1], out_per_group))))
-        return outs[0] if len(outs) == 1 else irb.concat(outs, -1)
+        return conv(x, self.kernel.node(), self.strides, self.padding, self.dilation_rate)
 
     def _transposed(self, x):
-        """The gradient of a convolution with respect to its input: matmul, then col2im, then crop."""
-        k, r = self.kernel_size, self.rank
-        spatial = x.shape[1:-1]
-        cols = irb.matmul(x, irb.reshape(self.kernel.node(), (int(np.prod(k)) * self.filters, x.shape[-1])),
-                          transpose_b=True)                                  # (B, S.., prod(k)*F)
-        cols = irb.reshape(cols, (BATCH,) + tuple(spatial) + k + (self.filters,))
-        full = tuple((s - 1) * st + (kk - 1) * d + 1 for s, st, kk, d in zip(spatial, self.strides, k, self.dilation_rate))
-        y = irb.window_grad(cols, full, k, self.strides, self.dilation_rate)
-        bounds, pads = [(0, None)], [(0, 0)]
-        for i in range(r):
-            size = self.output_length(spatial[i], i)
-            span = (k[i] - 1) * self.dilation_rate[i] + 1
-            lo = max((spatial[i] - 1) * self.strides[i] + span - size, 0) // 2 if self.padding == "same" else 0
-            hi = min(full[i], lo + size)
-            bounds.append((lo, hi))
-            pads.append((0, lo + size - hi))
-        y = irb.slice(y, tuple(bounds) + ((0, self.filters),))
-        return irb.pad(y, tuple(pads) + ((0, 0),))
+        return conv_transpose(x, self.kernel.node(), self.strides, self.padding, self.dilation_rate,
+                              self.output_padding)
 
     def output_length(self, size, axis):
         """Keras's transposed-convolution output length along one spatial axis."""
-        k = (self.kernel_size[axis] - 1) * self.dilation_rate[axis] + 1
-        stride = self.strides[axis]
-        if self.output_padding is None:
-            return size * stride + max(k - stride, 0) if self.padding == "valid" else size * stride
-        pad = 0 if self.padding == "valid" else k // 2
-        return (size - 1) * stride + k - 2 * pad + self.output_padding[axis]
+        return transpose_output_length(size, self.kernel_size[axis], self.strides[axis], self.dilation_rate[axis],
+                                       self.padding, None if self.output_padding is None else
+                                       self.output_padding[axis])
 
     def get_config(self):
         config = super().get_config()

@@ -20,6 +20,33 @@ from .convolutional import (from_channels_last, normalize_data_format, normalize
 _LOWEST = float(np.finfo(np.float32).min)
 
 
+def pool(x, mode, pool_size, strides, padding):
+    """Max ('max') or average ('average') pooling of channels_last (B, S.., C) over windows."""
+    if x.dtype != "float32":
+        x = irb.cast(x, "float32")
+    r = len(pool_size)
+    spatial = x.shape[1:-1]
+    pads = [same_padding(s, k, st, 1) for s, k, st in zip(spatial, pool_size, strides)] \
+        if padding == "same" else [(0, 0)] * r
+    ones, axes = (1,) * r, tuple(range(1 + r, 1 + 2 * r))
+    if mode == "max":
+        win = irb.window(pad_spatial(x, pads, _LOWEST), pool_size, strides, ones)
+        return irb.reduce_max(win, axes)
+    win = irb.window(pad_spatial(x, pads), pool_size, strides, ones)
+    return irb.div(irb.reduce_sum(win, axes), irb.const(_window_counts(spatial, pads, pool_size, strides)))
+
+
+def _window_counts(spatial, pads, pool_size, strides):
+    """How many real (unpadded) inputs each output window covers, shape (1, O.., 1): evaluated
+    now, since spatial sizes are static."""
+    r = len(pool_size)
+    ones = irb.const(np.ones((1,) + tuple(spatial) + (1,), np.float32))
+    win = irb.window(pad_spatial(ones, pads), pool_size, strides, (1,) * r)
+    count = irb.reduce_sum(win, tuple(range(1 + r, 1 + 2 * r)))
+    values, _ = evaluate(Graph([], {"c": count}), {}, {}, batch=1)
+    return values["c"]
+
+
 class BasePooling(Layer):
     rank, mode = 2, "max"
 
@@ -33,28 +60,8 @@ class BasePooling(Layer):
 
     def call(self, inputs):
         x = to_channels_last(inputs.node, self.data_format)
-        if x.dtype != "float32":
-            x = irb.cast(x, "float32")
-        spatial = x.shape[1:-1]
-        pads = [same_padding(s, k, st, 1) for s, k, st in zip(spatial, self.pool_size, self.strides)] \
-            if self.padding == "same" else [(0, 0)] * self.rank
-        r, ones = self.rank, (1,) * self.rank
-        axes = tuple(range(1 + r, 1 + 2 * r))
-        if self.mode == "max":
-            win = irb.window(pad_spatial(x, pads, _LOWEST), self.pool_size, self.strides, ones)
-            y = irb.reduce_max(win, axes)
-        else:
-            win = irb.window(pad_spatial(x, pads), self.pool_size, self.strides, ones)
-            y = irb.div(irb.reduce_sum(win, axes), irb.const(self._counts(spatial, pads)))
+        y = pool(x, self.mode, self.pool_size, self.strides, self.padding)
         return KerasTensor(from_channels_last(y, self.data_format))
-
-    def _counts(self, spatial, pads):
-        """How many real (unpadded) inputs each output window covers, shape (1, O.., 1)."""
-        ones = irb.const(np.ones((1,) + tuple(spatial) + (1,), np.float32))
-        win = irb.window(pad_spatial(ones, pads), self.pool_size, self.strides, (1,) * self.rank)
-        count = irb.reduce_sum(win, tuple(range(1 + self.rank, 1 + 2 * self.rank)))
-        values, _ = evaluate(Graph([], {"c": count}), {}, {}, batch=1)
-        return values["c"]
 
     def get_config(self):
         config = super().get_config()
