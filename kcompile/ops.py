@@ -669,3 +669,7 @@ def convert_to_numpy(x):
 
 def current_step():
     return current_trace().step_node()
+
+
+# convolution and pooling ops live in their own module (they share the layers' implementation)
+from .ops_convolution import average_pool, conv, conv_transpose, depthwise_conv, max_pool, separable_conv  # noqa: E402,F401

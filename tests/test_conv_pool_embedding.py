@@ -463,3 +463,62 @@ def test_embedding_gradient_adds_repeated_rows():
     np.testing.assert_allclose(new[1], [2 * step] * 2, rtol=1e-6)
     np.testing.assert_allclose(new[3], [step] * 2, rtol=1e-6)
     np.testing.assert_array_equal(new[[0, 2, 4]], 0)
+
+
+# ---------------------------------------------------------------- kcompile.ops
+
+def test_ops_match_the_layers_eagerly():
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(2, 6, 5, 4)).astype(np.float32)
+    conv = layers.Conv2D(3, 3, strides=2, padding="same", use_bias=False)
+    want = conv(x)
+    np.testing.assert_allclose(keras.ops.conv(x, conv.get_weights()[0], 2, "same"), want, rtol=1e-5, atol=1e-6)
+    xf = np.transpose(x, (0, 3, 1, 2))
+    np.testing.assert_allclose(keras.ops.conv(xf, conv.get_weights()[0], 2, "same", data_format="channels_first"),
+                               np.transpose(want, (0, 3, 1, 2)), rtol=1e-5, atol=1e-6)
+    grouped = layers.Conv2D(4, 2, groups=2, use_bias=False)      # kernel (2, 2, 2, 4): two groups
+    want = grouped(x)
+    np.testing.assert_allclose(keras.ops.conv(x, grouped.get_weights()[0]), want, rtol=1e-5, atol=1e-6)
+    t = layers.Conv2DTranspose(2, 3, strides=2, output_padding=1, use_bias=False)
+    want = t(x)
+    np.testing.assert_allclose(keras.ops.conv_transpose(x, t.get_weights()[0], 2, output_padding=1), want,
+                               rtol=1e-5, atol=1e-6)
+    sep = layers.SeparableConv2D(3, 2, depth_multiplier=2, use_bias=False)
+    want = sep(x)
+    np.testing.assert_allclose(keras.ops.separable_conv(x, *sep.get_weights()), want, rtol=1e-5, atol=1e-6)
+    dw = layers.DepthwiseConv2D(2, strides=2, use_bias=False)
+    want = dw(x)
+    np.testing.assert_allclose(keras.ops.depthwise_conv(x, dw.get_weights()[0], 2), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(keras.ops.max_pool(x, 2, padding="same"), layers.MaxPooling2D(padding="same")(x))
+    np.testing.assert_allclose(keras.ops.average_pool(x, (3, 2), 1), layers.AveragePooling2D((3, 2), 1)(x),
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="kernel"):
+        keras.ops.conv(x, np.zeros((3, 3, 3, 2), np.float32))
+
+
+class _OpsBlock(layers.Layer):
+    """A custom layer written with kcompile.ops: depthwise conv, conv, max pool."""
+
+    def build(self, input_shape):
+        self.dk = self.add_weight(shape=(3, 3, input_shape[-1], 2), initializer="glorot_uniform")
+        self.k = self.add_weight(shape=(1, 1, 2 * input_shape[-1], 3), initializer="glorot_uniform")
+
+    def call(self, x):
+        y = keras.ops.depthwise_conv(x, self.dk, padding="same")
+        return keras.ops.max_pool(keras.ops.relu(keras.ops.conv(y, self.k)), 2)
+
+
+def test_ops_in_a_custom_layer_compile_and_train_like_the_interpreter():
+    rng = np.random.default_rng(10)
+    model = keras.Sequential([keras.Input((6, 6, 2)), _OpsBlock(), layers.Flatten(), layers.Dense(1)])
+    x = rng.normal(size=(3, 6, 6, 2)).astype(np.float32)
+    y = rng.normal(size=(3, 1)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0), model(x), rtol=1e-5, atol=1e-6)
+    start, results = model.get_weights(), []
+    for eager in (False, True):
+        model.set_weights(start)
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", run_eagerly=eager)
+        results.append(([model.train_on_batch(x, y) for _ in range(2)], model.get_weights()))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-4)
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -1,50 +1,16 @@
 """Pooling layers: Max/AveragePooling1D/2D/3D and GlobalMax/GlobalAveragePooling1D/2D/3D.
 
-Windowed pooling reduces the window axes of the `window` view (ir/primitives_spatial.py). With
-padding='same', max pooling never picks a padded position (padding holds the lowest float) and
-average pooling divides by the number of real inputs in each window, as Keras does; that count is
-a constant computed while tracing, since spatial sizes are static.
+Windowed pooling reduces the window axes of the `window` view (see convolution.pool). With
+padding='same', max pooling never picks a padded position and average pooling divides by the
+number of real inputs in each window, as Keras does.
 """
 from __future__ import annotations
 
-import numpy as np
-
+from ..convolution import (from_channels_last, normalize_data_format, normalize_padding, normalize_tuple, pool,
+                           to_channels_last)
 from ..ir import builder as irb
-from ..ir.interpreter import evaluate
-from ..ir.graph import Graph
 from ..tracing import KerasTensor
 from .base import InputSpec, Layer
-from .convolutional import (from_channels_last, normalize_data_format, normalize_padding, normalize_tuple,
-                            pad_spatial, same_padding, to_channels_last)
-
-_LOWEST = float(np.finfo(np.float32).min)
-
-
-def pool(x, mode, pool_size, strides, padding):
-    """Max ('max') or average ('average') pooling of channels_last (B, S.., C) over windows."""
-    if x.dtype != "float32":
-        x = irb.cast(x, "float32")
-    r = len(pool_size)
-    spatial = x.shape[1:-1]
-    pads = [same_padding(s, k, st, 1) for s, k, st in zip(spatial, pool_size, strides)] \
-        if padding == "same" else [(0, 0)] * r
-    ones, axes = (1,) * r, tuple(range(1 + r, 1 + 2 * r))
-    if mode == "max":
-        win = irb.window(pad_spatial(x, pads, _LOWEST), pool_size, strides, ones)
-        return irb.reduce_max(win, axes)
-    win = irb.window(pad_spatial(x, pads), pool_size, strides, ones)
-    return irb.div(irb.reduce_sum(win, axes), irb.const(_window_counts(spatial, pads, pool_size, strides)))
-
-
-def _window_counts(spatial, pads, pool_size, strides):
-    """How many real (unpadded) inputs each output window covers, shape (1, O.., 1): evaluated
-    now, since spatial sizes are static."""
-    r = len(pool_size)
-    ones = irb.const(np.ones((1,) + tuple(spatial) + (1,), np.float32))
-    win = irb.window(pad_spatial(ones, pads), pool_size, strides, (1,) * r)
-    count = irb.reduce_sum(win, tuple(range(1 + r, 1 + 2 * r)))
-    values, _ = evaluate(Graph([], {"c": count}), {}, {}, batch=1)
-    return values["c"]
 
 
 class BasePooling(Layer):
