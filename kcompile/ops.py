@@ -620,7 +620,7 @@ def _getitem(x, key):
                 out_shape.append(("keep", axis))
             else:
                 lo, hi, _ = k.indices(d)
-                bounds.append((lo, max(lo, hi)))
+                bounds.append((lo, hi if hi > lo else lo))   # (`max` here is the reduction op)
                 out_shape.append(("keep", axis))
         elif isinstance(k, (int, np.integer)):
             if d is BATCH:

@@ -13,7 +13,8 @@ from .activation_layers import ELU, PReLU, ReLU, LeakyReLU, Softmax
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average, concatenate,
                       dot, maximum, minimum, multiply, subtract)
 from .normalization import BatchNormalization, LayerNormalization, UnitNormalization
-from .preprocessing import CenterCrop, Normalization, Rescaling, Resizing
+from .preprocessing import (CategoryEncoding, CenterCrop, Discretization, IntegerLookup, Normalization, Rescaling,
+                            Resizing, StringLookup, TextVectorization)
 from .reshaping import (Cropping1D, Cropping2D, Cropping3D, Permute, RepeatVector, UpSampling1D, UpSampling2D,
                         UpSampling3D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D)
 from .wrappers import TimeDistributed
