@@ -106,6 +106,95 @@ def test_layer_normalization_and_unit_normalization():
     np.testing.assert_allclose(layers.UnitNormalization()(x), x / np.linalg.norm(x, axis=-1, keepdims=True), rtol=1e-5)
 
 
+@settings(deadline=None, max_examples=6)
+@given(groups=st.sampled_from([1, 2, -1]), spatial=st.integers(1, 3), channels_first=st.booleans())
+def test_group_normalization(groups, spatial, channels_first):
+    x = _x(2, spatial, 3, 4)
+    axis = 1 if channels_first else -1
+    if channels_first:
+        x = x.transpose(0, 3, 1, 2)
+    gn = layers.GroupNormalization(groups=groups, axis=axis, epsilon=1e-3, gamma_initializer="ones")
+    got = gn(x)
+    cl = x.transpose(0, 2, 3, 1) if channels_first else x
+    g = 4 if groups == -1 else groups
+    grouped = cl.reshape(2, spatial, 3, g, 4 // g)
+    want = ((grouped - grouped.mean((1, 2, 4), keepdims=True))
+            / np.sqrt(grouped.var((1, 2, 4), keepdims=True) + 1e-3)).reshape(cl.shape)
+    if channels_first:
+        want = want.transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="multiple of groups"):
+        layers.GroupNormalization(groups=3)(_x(1, 2, 4))
+
+
+# ---------------------------------------------------------------- noise and regularization
+
+def test_noise_layers_statistics_and_inference_identity():
+    x = _x(4, 6, 5)
+    noise = [layers.GaussianNoise(0.5, seed=1), layers.GaussianDropout(0.3, seed=2), layers.AlphaDropout(0.2, seed=3),
+             layers.SpatialDropout1D(0.5, seed=4), layers.ActivityRegularization(l1=0.1)]
+    for layer in noise:
+        np.testing.assert_array_equal(layer(x), x)           # identity outside training
+    zeros, ones = np.zeros((300, 100), np.float32), np.ones((300, 100), np.float32)
+    n = layers.GaussianNoise(0.5, seed=7)(zeros, training=True)
+    assert abs(n.mean()) < 0.01 and abs(n.std() - 0.5) < 0.01
+    # Box-Muller samples are normal: about 68.3% within one standard deviation
+    assert abs(np.mean(np.abs(n) < 0.5) - 0.6827) < 0.01
+    m = layers.GaussianDropout(0.3, seed=7)(ones, training=True)
+    assert abs(m.mean() - 1) < 0.01 and abs(m.std() - np.sqrt(0.3 / 0.7)) < 0.01
+    z = RNG.normal(size=(300, 100)).astype(np.float32)
+    a = layers.AlphaDropout(0.2, seed=7)(z, training=True)   # keeps zero mean and unit variance
+    assert abs(a.mean()) < 0.02 and abs(a.std() - 1) < 0.02
+    assert np.isclose(a, 1.0507009873554805 * -1.6732632423543772 * 0.0 + a).all()
+    for layer, shape, channel in [(layers.SpatialDropout1D(0.5, seed=1), (8, 5, 6), 2),
+                                  (layers.SpatialDropout2D(0.5, seed=1), (8, 3, 4, 6), 3),
+                                  (layers.SpatialDropout2D(0.5, seed=1, data_format="channels_first"), (8, 6, 3, 4), 1),
+                                  (layers.SpatialDropout3D(0.5, seed=1), (8, 2, 3, 2, 6), 4)]:
+        out = layer(np.ones(shape, np.float32), training=True)
+        per_map = np.moveaxis(out, channel, 1).reshape(8, 6, -1)
+        assert np.all(per_map.min(-1) == per_map.max(-1))      # whole feature maps kept or dropped
+        assert set(np.unique(out)) <= {0.0, 2.0} and 0 < (out == 0).mean() < 1
+    with pytest.raises(ValueError, match="rate"):
+        layers.GaussianDropout(1.5)
+    with pytest.raises(ValueError, match="ndim|rank|dimension"):
+        layers.SpatialDropout2D(0.5)(np.ones((2, 3, 4), np.float32))
+
+
+def test_noise_layers_in_compiled_training():
+    """Compiled train steps draw the same noise as the interpreter, the regularizer adds l1/l2 of its
+    input to the loss, and predict is deterministic."""
+    def build():
+        keras.utils.set_random_seed(3)
+        return keras.Sequential([keras.Input((6, 4)), layers.GaussianNoise(0.3, seed=5), layers.Dense(4),
+                                 layers.SpatialDropout1D(0.25, seed=6), layers.GaussianDropout(0.2, seed=8),
+                                 layers.AlphaDropout(0.1, seed=9), layers.ActivityRegularization(l1=0.01, l2=0.02),
+                                 layers.Flatten(), layers.Dense(1)])
+    x, y = _x(8, 6, 4), _x(8, 1)
+    results = []
+    for eager in (False, True):
+        model = build()
+        model.compile(optimizer="sgd", loss="mse", run_eagerly=eager)
+        results.append(([model.train_on_batch(x, y) for _ in range(3)], model.get_weights()))
+        np.testing.assert_array_equal(model.predict(x, verbose=0), model.predict(x, verbose=0))
+    (lc, wc), (le, we) = results
+    np.testing.assert_allclose(lc, le, rtol=1e-4, atol=1e-6)
+    for a, b in zip(wc, we):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    # the activity loss is part of evaluate's loss: l1*sum|h| + l2*sum h^2 of the regularized tensor
+    model = keras.Sequential([keras.Input((3,)), layers.ActivityRegularization(l1=0.5, l2=0.25)])
+    model.compile(optimizer="sgd", loss="mse")
+    xs = _x(4, 3)
+    want = 0.0 + 0.5 * np.abs(xs).sum() + 0.25 * (xs ** 2).sum()
+    np.testing.assert_allclose(model.evaluate(xs, xs, verbose=0), want, rtol=1e-5)
+
+
+def test_sin_cos_ops_compiled_and_gradient():
+    inp = keras.Input((5,))
+    model = keras.Model(inp, keras.ops.add(keras.ops.sin(inp), keras.ops.cos(keras.ops.multiply(inp, 3.0))))
+    x = np.linspace(-40, 40, 20, dtype=np.float32).reshape(4, 5)
+    np.testing.assert_allclose(model.predict(x, verbose=0), np.sin(x) + np.cos(3 * x), atol=2e-6)
+
+
 # ---------------------------------------------------------------- preprocessing
 
 def test_rescaling_centercrop_resizing_normalization():
@@ -233,3 +322,32 @@ def test_conformance_goldens(name, build, n_in, n_out, dialect):
     _close(loss, z["loss_step"], 0, 1e-4 * abs(float(z["loss_step"])) + 1e-6)
     for i, w in enumerate(model.get_weights()):
         _close(w, z[f"w_after_{i}"], 1e-5, 1e-3)
+
+
+# ---------------------------------------------------------------- noise
+
+def test_noise_layers_only_when_training_with_the_right_statistics():
+    x = np.ones((64, 32, 4), np.float32)
+    for layer in (layers.GaussianNoise(0.5, seed=1), layers.GaussianDropout(0.3, seed=2), layers.SpatialDropout1D(0.5),
+                  layers.AlphaDropout(0.2, seed=3)):
+        np.testing.assert_array_equal(layer(x, training=False), x)
+    noisy = np.asarray(layers.GaussianNoise(0.5, seed=1)(x, training=True)) - 1.0
+    assert abs(noisy.mean()) < 0.02 and abs(noisy.std() - 0.5) < 0.02
+    gd = np.asarray(layers.GaussianDropout(0.3, seed=2)(x, training=True))
+    assert abs(gd.mean() - 1.0) < 0.02 and abs(gd.std() - np.sqrt(0.3 / 0.7)) < 0.03
+    sd = np.asarray(layers.SpatialDropout1D(0.5, seed=4)(x, training=True))
+    per_channel = sd.std(axis=1)                     # a whole channel is kept or dropped
+    assert np.all(per_channel < 1e-6) and set(np.unique(sd)) <= {0.0, 2.0}
+    img = np.ones((8, 5, 5, 6), np.float32)
+    sd2 = np.asarray(layers.SpatialDropout2D(0.5, seed=5)(img, training=True))
+    assert np.all(sd2.std(axis=(1, 2)) < 1e-6)
+
+
+def test_activity_regularization_adds_its_loss():
+    model = keras.Sequential([keras.Input((3,)), layers.Dense(2, kernel_initializer="ones"),
+                              layers.ActivityRegularization(l1=0.1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.ones((4, 3), np.float32)
+    y = np.full((4, 2), 3.0, np.float32)
+    # predictions are exactly 3 (mse 0); the penalty is 0.1 * sum|y| / batch = 0.1 * 24 / 4, as in Keras 3
+    assert abs(model.evaluate(x, y, verbose=0) - 0.6) < 1e-5

@@ -55,9 +55,10 @@ def _unary(op):
     return lambda x: node(op, [as_node(x)])
 
 
-neg, exp, log, log1p, expm1, tanh, sigmoid, sqrt, abs, sign, floor, ceil, round, erf, softplus = (
+neg, exp, log, log1p, expm1, tanh, sigmoid, sqrt, abs, sign, floor, ceil, round, erf, softplus, cos, sin = (
     _unary(op) for op in ("neg", "exp", "log", "log1p", "expm1", "tanh", "sigmoid", "sqrt", "abs",
-                          "sign", "floor", "ceil", "round", "erf", "softplus"))
+                          "sign", "floor", "ceil", "round", "erf", "softplus", "cos", "sin"))
+sin, cos = _unary("sin"), _unary("cos")
 
 
 def copy(x):
@@ -103,6 +104,14 @@ def clip(x, lo, hi):
 
 def random_uniform(shape, seed, step):
     return node("random_uniform", [step], {"shape": tuple(shape), "seed": int(seed)})
+
+
+def random_normal(shape, seed, step):
+    """Standard normal samples by Box-Muller from two counter-based uniform streams."""
+    u1 = random_uniform(shape, seed, step)
+    u2 = random_uniform(shape, seed ^ 0x5BD1E995, step)
+    radius = sqrt(mul(log(sub(1.0, u1)), -2.0))          # 1 - u1 lies in (0, 1]
+    return mul(radius, cos(mul(u2, 2.0 * np.pi)))
 
 
 # ---------------------------------------------------------------- reductions

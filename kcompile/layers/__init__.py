@@ -12,12 +12,16 @@ from .pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D, AvgP
 from .activation_layers import ELU, PReLU, ReLU, LeakyReLU, Softmax
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average, concatenate,
                       dot, maximum, minimum, multiply, subtract)
-from .normalization import BatchNormalization, LayerNormalization, UnitNormalization
+from .noise import (ActivityRegularization, AlphaDropout, GaussianDropout, GaussianNoise, SpatialDropout1D,
+                    SpatialDropout2D, SpatialDropout3D)
+from .normalization import BatchNormalization, GroupNormalization, LayerNormalization, UnitNormalization
 from .preprocessing import (CategoryEncoding, CenterCrop, Discretization, IntegerLookup, Normalization, Rescaling,
                             Resizing, StringLookup, TextVectorization)
 from .reshaping import (Cropping1D, Cropping2D, Cropping3D, Permute, RepeatVector, UpSampling1D, UpSampling2D,
                         UpSampling3D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D)
 from .wrappers import TimeDistributed
+from .noise import (ActivityRegularization, AlphaDropout, GaussianDropout, GaussianNoise, SpatialDropout1D,
+                    SpatialDropout2D, SpatialDropout3D)
 from .recurrent import GRU, LSTM, RNN, Bidirectional, GRUCell, LSTMCell, SimpleRNN, SimpleRNNCell
 
 __all__ = [name for name in dir() if not name.startswith('_') and (name[0].isupper() or name in (

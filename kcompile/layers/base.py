@@ -276,7 +276,10 @@ class Layer:
                              f"({type(self).__name__}): {exc}. Input shape: {shapes}") from None
         if self.activity_regularizer is not None:
             for out in flatten(outputs):
-                trace.add_loss(_as_node(self.activity_regularizer(out)))
+                penalty = _as_node(self.activity_regularizer(out))
+                if out.ndim > 0:       # Keras 3 divides by the batch size (same strength at any batch size)
+                    penalty = irb.div(penalty, irb.batch_size())
+                trace.add_loss(penalty)
         _set_mask(outputs, self.compute_mask(inputs, mask))
         self._last_input_shape = shapes
         self._last_output_shape = map_structure(lambda t: t.shape if isinstance(t, KerasTensor) else None, outputs)
