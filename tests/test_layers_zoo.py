@@ -180,11 +180,12 @@ def test_noise_layers_in_compiled_training():
     np.testing.assert_allclose(lc, le, rtol=1e-4, atol=1e-6)
     for a, b in zip(wc, we):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    # the activity loss is part of evaluate's loss: l1*sum|h| + l2*sum h^2 of the regularized tensor
+    # the activity loss is part of evaluate's loss: (l1*sum|h| + l2*sum h^2) / batch size, as Keras 3
+    # normalises it (keras/src/layers/layer.py)
     model = keras.Sequential([keras.Input((3,)), layers.ActivityRegularization(l1=0.5, l2=0.25)])
     model.compile(optimizer="sgd", loss="mse")
     xs = _x(4, 3)
-    want = 0.0 + 0.5 * np.abs(xs).sum() + 0.25 * (xs ** 2).sum()
+    want = (0.5 * np.abs(xs).sum() + 0.25 * (xs ** 2).sum()) / 4
     np.testing.assert_allclose(model.evaluate(xs, xs, verbose=0), want, rtol=1e-5)
 
 

@@ -148,8 +148,6 @@ EMITTERS = {
     "sqrt": _unary_intrinsic("llvm.sqrt.f32"),
     "abs": _unary_intrinsic("llvm.fabs.f32"),
     "floor": _unary_intrinsic("llvm.floor.f32"),
-    "cos": _unary_intrinsic("llvm.cos.f32"),
-    "sin": _unary_intrinsic("llvm.sin.f32"),
     "ceil": _unary_intrinsic("llvm.ceil.f32"),
     "round": _unary_intrinsic("llvm.rint.f32"),
     "sign": _sign,

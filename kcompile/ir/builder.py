@@ -55,9 +55,9 @@ def _unary(op):
     return lambda x: node(op, [as_node(x)])
 
 
-neg, exp, log, log1p, expm1, tanh, sigmoid, sqrt, abs, sign, floor, ceil, round, erf, softplus, cos, sin = (
+neg, exp, log, log1p, expm1, tanh, sigmoid, sqrt, abs, sign, floor, ceil, round, erf, softplus = (
     _unary(op) for op in ("neg", "exp", "log", "log1p", "expm1", "tanh", "sigmoid", "sqrt", "abs",
-                          "sign", "floor", "ceil", "round", "erf", "softplus", "cos", "sin"))
+                          "sign", "floor", "ceil", "round", "erf", "softplus"))
 sin, cos = _unary("sin"), _unary("cos")
 
 

@@ -156,8 +156,6 @@ _UNARY = {
     "ceil": (np.ceil, None),
     "round": (np.round, None),  # numpy rounds half to even, as LLVM's rint does
     "erf": (_np_erf, lambda b, x, y, g: b.mul(g, b.mul(_SQRT_2_OVER_PI, b.exp(b.neg(b.mul(x, x)))))),
-    "cos": (np.cos, lambda b, x, y, g: b.neg(b.mul(g, b.sin(x)))),
-    "sin": (np.sin, lambda b, x, y, g: b.mul(g, b.cos(x))),
     "softplus": (lambda x: np.logaddexp(0.0, x.astype(np.float64)),
                  lambda b, x, y, g: b.mul(g, b.sigmoid(x))),
     "sin": (np.sin, lambda b, x, y, g: b.mul(g, b.cos(x))),

@@ -20,8 +20,6 @@ from .preprocessing import (CategoryEncoding, CenterCrop, Discretization, Intege
 from .reshaping import (Cropping1D, Cropping2D, Cropping3D, Permute, RepeatVector, UpSampling1D, UpSampling2D,
                         UpSampling3D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D)
 from .wrappers import TimeDistributed
-from .noise import (ActivityRegularization, AlphaDropout, GaussianDropout, GaussianNoise, SpatialDropout1D,
-                    SpatialDropout2D, SpatialDropout3D)
 from .recurrent import GRU, LSTM, RNN, Bidirectional, GRUCell, LSTMCell, SimpleRNN, SimpleRNNCell
 
 __all__ = [name for name in dir() if not name.startswith('_') and (name[0].isupper() or name in (

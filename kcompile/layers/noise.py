@@ -13,7 +13,7 @@ from .. import ops, random_state, regularizers
 from ..ir import builder as irb
 from ..ir.graph import BATCH
 from ..tracing import KerasTensor, current_trace
-from .base import Layer
+from .base import InputSpec, Layer
 from .convolutional import normalize_data_format
 from .core import Dropout, dropout_mask
 
@@ -100,6 +100,7 @@ class _SpatialDropout(Dropout):
     def __init__(self, rate, data_format=None, seed=None, **kwargs):
         super().__init__(rate, seed=seed, **kwargs)
         self.data_format = "channels_last" if self.rank == 1 else normalize_data_format(data_format)
+        self.input_spec = InputSpec(ndim=self.rank + 2)
 
     def call(self, inputs, training=False):
         if not training or self.rate == 0:
