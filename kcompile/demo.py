@@ -15,7 +15,7 @@ def synthetic_task(samples, seed):
     return x, y
 
 
-def run_demo(epochs=20, samples=2000, seed=1):
+def run_demo(epochs=20, samples=2000, seed=1, save_to="kcompile_demo.keras"):
     import kcompile as keras
     from kcompile import layers
 
@@ -44,4 +44,9 @@ def run_demo(epochs=20, samples=2000, seed=1):
     print(f"test loss {loss:.4f}, test accuracy {acc:.4f}")
     probs = model.predict(x_test[:5], verbose=0)
     print("predicted classes:", np.argmax(probs, axis=1).tolist(), " true:", labels[samples:samples + 5].tolist())
+    if save_to:
+        model.save(save_to)                       # Keras 3's .keras format, loadable by Keras itself
+        reloaded = keras.models.load_model(save_to)
+        same = np.array_equal(reloaded.predict(x_test[:5], verbose=0), probs)
+        print(f"saved to {save_to} and reloaded: {'identical' if same else 'DIFFERENT'} predictions")
     return model, acc
