@@ -85,8 +85,8 @@ def _gemm_module(epilogue_add_one=False):
     return jit, sig(jit.address("g"))
 
 
-@given(m=st.integers(0, 70), n=st.integers(0, 70), k=st.integers(0, 40), ta=st.booleans(), tb=st.booleans(),
-       accumulate=st.booleans(), epi=st.booleans())
+@given(m=st.integers(0, 70), n=st.integers(0, 70), k=st.integers(0, 40) | st.sampled_from([255, 256, 257, 600]),
+       ta=st.booleans(), tb=st.booleans(), accumulate=st.booleans(), epi=st.booleans())
 def test_gemm_every_edge_size(m, n, k, ta, tb, accumulate, epi):
     rng = np.random.default_rng(m * 1000 + n * 10 + k)
     a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)

@@ -17,7 +17,7 @@ from llvmlite import ir
 
 from .llvm_util import F32, I32, I64, PTR, VOID, for_range, gep_f, i64
 
-MR, NR, ROW_PANEL = 6, 16, 48
+MR, NR, ROW_PANEL, KC = 6, 16, 48, 256
 V8 = ir.VectorType(F32, 8)
 
 
@@ -67,9 +67,14 @@ def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False)
     tile = gep_f(b, scratch, b.mul(K, np_))   # staging for partial column tiles, after the panel
     kernels = {rows: _micro_kernel_fn(module, rows) for rows in (MR, 1)}
 
-    def call_kernel(rows, row, j0):
-        b.call(kernels[rows], [K, A, b.mul(row, a_rs), a_rs, a_cs, scratch, np_, j0, C, b.mul(row, ldc), ldc, N,
-                               accumulate, tile])
+    # K runs in blocks of KC (at least one block, so K = 0 still writes C): a long contraction
+    # (a weight gradient summed over batch x positions) then reuses a cached B block per panel
+    n_kblocks = b.sdiv(b.add(K, i64(KC - 1)), i64(KC))
+    n_kblocks = b.select(b.icmp_signed(">", n_kblocks, i64(0)), n_kblocks, i64(1))
+
+    def call_kernel(rows, row, j0, k0, kn, acc):
+        b.call(kernels[rows], [kn, A, b.add(b.mul(row, a_rs), b.mul(k0, a_cs)), a_rs, a_cs,
+                               gep_f(b, scratch, b.mul(k0, np_)), np_, j0, C, b.mul(row, ldc), ldc, N, acc, tile])
 
     n_panels = b.sdiv(b.add(M, i64(ROW_PANEL - 1)), i64(ROW_PANEL))
     with for_range(b, 0, n_panels, "panel") as p:
@@ -77,12 +82,17 @@ def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False)
         r1 = b.add(r0, i64(ROW_PANEL))
         r1 = b.select(b.icmp_signed("<", r1, M), r1, M)
         full_blocks = b.sdiv(b.sub(r1, r0), i64(MR))
-        with for_range(b, 0, b.sdiv(np_, i64(NR)), "jb") as jb:
-            j0 = b.mul(jb, i64(NR))
-            with for_range(b, 0, full_blocks, "rb") as rb:
-                call_kernel(MR, b.add(r0, b.mul(rb, i64(MR))), j0)
-            with for_range(b, b.add(r0, b.mul(full_blocks, i64(MR))), r1, "rr") as r:
-                call_kernel(1, r, j0)
+        with for_range(b, 0, n_kblocks, "kb") as kb:
+            k0 = b.mul(kb, i64(KC))
+            kn = b.sub(K, k0)
+            kn = b.select(b.icmp_signed("<", kn, i64(KC)), kn, i64(KC))
+            acc = b.select(b.icmp_signed(">", kb, i64(0)), ir.Constant(I32, 1), accumulate)
+            with for_range(b, 0, b.sdiv(np_, i64(NR)), "jb") as jb:
+                j0 = b.mul(jb, i64(NR))
+                with for_range(b, 0, full_blocks, "rb") as rb:
+                    call_kernel(MR, b.add(r0, b.mul(rb, i64(MR))), j0, k0, kn, acc)
+                with for_range(b, b.add(r0, b.mul(full_blocks, i64(MR))), r1, "rr") as r:
+                    call_kernel(1, r, j0, k0, kn, acc)
         if epilogue is not None:
             epilogue(b, r0, r1, extra)
     b.ret_void()
