@@ -9,7 +9,7 @@ from kcompile.ir import builder as b
 from kcompile.ir.graph import BATCH
 
 UNARY = ["neg", "exp", "log", "log1p", "expm1", "tanh", "sigmoid", "sqrt", "abs", "sign", "floor", "ceil",
-         "round", "erf", "softplus", "copy"]
+         "round", "erf", "softplus", "sin", "cos", "copy"]
 BINARY = ["add", "sub", "mul", "div", "maximum", "minimum", "pow", "greater", "greater_equal", "less",
           "less_equal", "equal", "not_equal"]
 POSITIVE_DOMAIN = {"log", "log1p", "sqrt", "pow", "div"}

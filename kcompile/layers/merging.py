@@ -4,12 +4,29 @@ from __future__ import annotations
 
 from functools import reduce
 
-from .. import ops
+from .. import backend, ops
 from .base import Layer
 
 
 class _Merge(Layer):
     min_inputs = 2
+    elementwise = True
+
+    def _align(self, xs):
+        """Keras's rule for inputs of different ranks: lower-rank inputs get size-1 axes inserted
+        right after the batch axis; then shapes must broadcast."""
+        rank = max(len(x.shape) for x in xs)
+        out = []
+        for x in xs:
+            for _ in range(rank - len(x.shape)):
+                x = ops.expand_dims(x, 1)
+            out.append(x)
+        for axis in range(1, rank):
+            sizes = {x.shape[axis] for x in out} - {1}
+            if len(sizes) > 1:
+                raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): inputs have incompatible shapes "
+                                 f"{[x.shape for x in xs]}")
+        return out
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -22,7 +39,8 @@ class _Merge(Layer):
 
     def call(self, inputs):
         self._check(inputs)
-        return self._merge(list(inputs))
+        xs = list(inputs)
+        return self._merge(self._align(xs) if self.elementwise else xs)
 
     def compute_mask(self, inputs, mask=None):
         if not isinstance(mask, list) or all(m is None for m in mask):
@@ -65,6 +83,7 @@ class Minimum(_Merge):
 
 class Concatenate(_Merge):
     min_inputs = 1
+    elementwise = False
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
@@ -84,6 +103,8 @@ class Concatenate(_Merge):
 
 
 class Dot(_Merge):
+    elementwise = False
+
     def __init__(self, axes, normalize=False, **kwargs):
         super().__init__(**kwargs)
         self.axes = list(axes) if isinstance(axes, (list, tuple)) else [int(axes), int(axes)]
@@ -102,7 +123,6 @@ class Dot(_Merge):
         if self.normalize:
             a = ops.multiply(a, ops.rsqrt(ops.maximum(ops.sum(ops.square(a), axis=ax, keepdims=True), 1e-12)))
             b = ops.multiply(b, ops.rsqrt(ops.maximum(ops.sum(ops.square(b), axis=bx, keepdims=True), 1e-12)))
-        from .. import backend
         return backend.batch_dot(a, b, axes=(ax, bx))
 
     def get_config(self):

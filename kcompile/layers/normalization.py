@@ -1,4 +1,4 @@
-"""BatchNormalization and LayerNormalization.
+"""BatchNormalization, LayerNormalization, UnitNormalization and GroupNormalization.
 
 BatchNormalization's moving statistics are state updated inside the compiled train step (through
 the trace's updates, like optimizer slots), only when training. As in Keras 3, a layer with
@@ -171,3 +171,50 @@ class UnitNormalization(Layer):
     def get_config(self):
         return {**super().get_config(), "axis": self.axis}
 
+
+
+class GroupNormalization(_Normalization):
+    """Normalizes each sample over groups of channels (and all other non-batch axes); groups=-1 is
+    instance normalization, groups=1 layer normalization over everything."""
+
+    def __init__(self, groups=32, axis=-1, epsilon=1e-3, center=True, scale=True, beta_initializer="zeros",
+                 gamma_initializer="ones", beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
+                 gamma_constraint=None, **kwargs):
+        if isinstance(axis, (list, tuple)):
+            raise ValueError(f"GroupNormalization: axis must be a single integer, got {axis!r}")
+        super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer, beta_regularizer,
+                         gamma_regularizer, beta_constraint, gamma_constraint, **kwargs)
+        self.groups = int(groups)
+
+    def _groups_for(self, channels):
+        groups = channels if self.groups == -1 else self.groups
+        if groups <= 0 or groups > channels or channels % groups:
+            raise ValueError(f"GroupNormalization '{self.name}': the number of channels ({channels}) must be a "
+                             f"multiple of groups ({self.groups}) and groups must not exceed it")
+        return groups
+
+    def build(self, input_shape):
+        (axis,) = self._feature_axes(input_shape)
+        self._groups_for(input_shape[axis])
+        self._add_affine((input_shape[axis],))
+        self.input_spec = InputSpec(ndim=len(input_shape), axes={axis: input_shape[axis]})
+        self.built = True
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        shape = tuple(x.shape)
+        (axis,) = self._feature_axes(shape)
+        channels = shape[axis]
+        groups = self._groups_for(channels)
+        grouped = ops.reshape(x, (-1,) + shape[1:axis] + (groups, channels // groups) + shape[axis + 1:])
+        reduce = tuple(a for a in range(1, len(shape) + 1) if a != axis)
+        mean = ops.mean(grouped, axis=reduce, keepdims=True)
+        centered = ops.subtract(grouped, mean)
+        variance = ops.mean(ops.square(centered), axis=reduce, keepdims=True)
+        y = ops.reshape(ops.multiply(centered, ops.rsqrt(ops.add(variance, self.epsilon))), (-1,) + shape[1:])
+        return self._affine(y, _param_shape(shape, [axis]))
+
+    def get_config(self):
+        config = self._common_config()
+        config["groups"] = self.groups
+        return config

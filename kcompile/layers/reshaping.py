@@ -7,6 +7,7 @@ from ..ir.graph import BATCH
 from ..tracing import KerasTensor
 from .base import InputSpec, Layer
 from .convolutional import from_channels_last, normalize_data_format, to_channels_last
+from .preprocessing.image import resize_images
 
 
 class Permute(Layer):
@@ -62,6 +63,9 @@ class _Spatial(Layer):
 
     def __init__(self, data_format=None, **kwargs):
         super().__init__(**kwargs)
+        if self.rank == 1 and data_format is not None:
+            raise ValueError(f"{type(self).__name__}: argument data_format is not supported (Keras's 1D layer is "
+                             f"channels_last only)")
         self.data_format = "channels_last" if self.rank == 1 else normalize_data_format(data_format)
         self.input_spec = InputSpec(ndim=self.rank + 2)
 
@@ -110,12 +114,17 @@ class _UpSampling(_Spatial):
     def __init__(self, size=2, data_format=None, interpolation="nearest", **kwargs):
         super().__init__(data_format, **kwargs)
         self.size = (int(size),) * self.rank if isinstance(size, int) else tuple(int(s) for s in size)
-        if interpolation != "nearest":
+        allowed = ("nearest", "bilinear") if self.rank == 2 else ("nearest",)
+        if interpolation not in allowed:
             raise ValueError(f"{type(self).__name__}: interpolation={interpolation!r} is not supported "
-                             "(use 'nearest', or layers.Resizing for bilinear)")
+                             f"(supported: {', '.join(allowed)})")
         self.interpolation = interpolation
 
     def _apply(self, x):
+        if self.interpolation == "bilinear":
+            # the same half-pixel bilinear resize as layers.Resizing / keras.ops.image.resize
+            h, w = x.shape[1], x.shape[2]
+            return resize_images(x, h * self.size[0], w * self.size[1], "bilinear")
         # repeat every spatial index: insert a size-s axis after each spatial axis, broadcast, merge
         spatial, c = x.shape[1:-1], x.shape[-1]
         expanded = (BATCH,) + sum(((d, 1) for d in spatial), ()) + (c,)
