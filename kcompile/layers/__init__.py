@@ -2,7 +2,9 @@
 from .base import InputSpec, Layer
 from .core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Lambda, Masking, Reshape
 from .convolutional import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D, Conv3DTranspose,
-                            DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D)
+                            Convolution1D, Convolution1DTranspose, Convolution2D, Convolution2DTranspose,
+                            Convolution3D, Convolution3DTranspose, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D,
+                            SeparableConv2D, SeparableConvolution1D, SeparableConvolution2D)
 from .embedding import Embedding
 from .pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D, AvgPool1D, AvgPool2D, AvgPool3D,
                       GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalAvgPool1D,

@@ -274,3 +274,9 @@ class SeparableConv1D(BaseSeparableConv):
 
 class SeparableConv2D(BaseSeparableConv):
     rank = 2
+
+
+# Keras's long aliases
+Convolution1D, Convolution2D, Convolution3D = Conv1D, Conv2D, Conv3D
+Convolution1DTranspose, Convolution2DTranspose, Convolution3DTranspose = Conv1DTranspose, Conv2DTranspose, Conv3DTranspose
+SeparableConvolution1D, SeparableConvolution2D = SeparableConv1D, SeparableConv2D
