@@ -522,3 +522,17 @@ def test_ops_in_a_custom_layer_compile_and_train_like_the_interpreter():
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-4)
     for a, b in zip(results[0][1], results[1][1]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_conv_lowers_to_a_window_copy_and_one_matmul_with_fused_epilogue():
+    from kcompile.convolution import conv
+    from kcompile.ir import builder as b
+    from kcompile.ir.graph import BATCH, Graph
+    from kcompile.ir.passes.pipeline import lower_to_kernels
+    x = b.input("x", (BATCH, 6, 6, 2))
+    w = b.input("w", (3, 3, 2, 4), index=1)
+    for padding, layout in (("valid", ["window"]), ("same", ["pad", "window"])):
+        y = b.relu(b.add(conv(x, w, (1, 1), padding, (1, 1)), b.const(np.ones(4, np.float32))))
+        kernels = lower_to_kernels(Graph([x, w], {"y": y}, [])).kernels
+        assert [k.root.op for k in kernels] == layout + ["matmul"]
+        assert [m.op for m in kernels[-1].members] == ["add", "maximum"]
