@@ -59,6 +59,21 @@ def test_dot_axes_and_normalize(batch, n, m, k, normalize, swap):
     assert layers.Dot.from_config(layers.Dot(axes=axes, normalize=normalize).get_config()).normalize == normalize
 
 
+def test_concatenate_joins_masks_along_time_and_ands_them_along_features():
+    a, b = keras.Input((3,), dtype="int32"), keras.Input((2, 4))
+    ea = layers.Embedding(10, 4, mask_zero=True)(a)
+    joined = layers.Concatenate(axis=1)([ea, b])
+    assert joined._keras_mask.shape == (None, 5)
+    assert layers.Concatenate()([ea, layers.Dense(2)(ea)])._keras_mask.shape == (None, 3)
+    model = keras.Model([a, b], layers.GlobalAveragePooling1D()(joined))
+    xa, xb = np.array([[1, 0, 0], [2, 3, 0]]), _x(2, 2, 4)
+    table = [layer for layer in model.layers if isinstance(layer, layers.Embedding)][0].get_weights()[0]
+    full = np.concatenate([table[xa], xb], 1)
+    keep = np.concatenate([xa != 0, np.ones((2, 2), bool)], 1)[..., None]
+    np.testing.assert_allclose(model.predict([xa, xb], verbose=0), (full * keep).sum(1) / keep.sum(1),
+                               rtol=1e-5, atol=1e-6)
+
+
 # ---------------------------------------------------------------- reshaping
 
 @settings(deadline=None, max_examples=10)

@@ -200,6 +200,10 @@ def test_string_lookup_keras_examples():
     np.testing.assert_array_equal(masked(np.array([["a", "c", "d"], ["d", "[MASK]", "b"]])), [[2, 4, 5], [5, 0, 3]])
     inverse = layers.StringLookup(vocabulary=VOCAB, invert=True)
     np.testing.assert_array_equal(inverse(np.array([[1, 3, 4], [4, 0, 2]])), [["a", "c", "d"], ["d", "[UNK]", "b"]])
+    # outside "int" mode the mask token has no index and is dropped
+    dropped = layers.StringLookup(vocabulary=VOCAB, mask_token="", output_mode="multi_hot")
+    assert dropped.get_vocabulary() == ["[UNK]"] + VOCAB
+    np.testing.assert_array_equal(dropped(np.array([["a", "", "z"]])), [[1, 1, 0, 0, 0]])
     assert layers.StringLookup(max_tokens=3).get_config()["max_tokens"] == 3
 
 

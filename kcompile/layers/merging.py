@@ -98,6 +98,21 @@ class Concatenate(_Merge):
                                  f"concatenation axis. Received: input_shape={[t.shape for t in xs]}")
         return ops.concatenate(xs, axis=axis)
 
+    def compute_mask(self, inputs, mask=None):
+        if not isinstance(mask, list) or all(m is None for m in mask):
+            return None
+        rank = len(inputs[0].shape)
+        axis = self.axis % rank
+        mask_rank = next(len(m.shape) for m in mask if m is not None)
+        if axis >= mask_rank:          # joining features: a step is kept when every input keeps it
+            return super().compute_mask(inputs, mask)
+        # joining along a masked (time) axis: the masks are joined the same way, unmasked inputs all kept
+        full = [ops.cast(m, "float32") if m is not None else
+                ops.ones_like(ops.reshape(ops.sum(ops.zeros_like(x), axis=tuple(range(mask_rank, rank))),
+                                          (-1,) + tuple(x.shape[1:mask_rank])))
+                for x, m in zip(inputs, mask)]
+        return ops.concatenate(full, axis=axis)
+
     def get_config(self):
         return {**super().get_config(), "axis": self.axis}
 

@@ -4,9 +4,11 @@ Strings have no place in the compiled graph, so these layers (and TextVectorizat
 them) are called on raw Python / numpy data and return numpy arrays, which are then fed to a
 compiled model. Calling them on a symbolic tensor is refused with a message saying so.
 
-Index layout as Keras 3: [mask token (when mask_token is set)] + num_oov_indices OOV buckets +
-vocabulary. With several OOV buckets an unknown token goes to bucket crc32(token) % n (Keras
-uses FarmHash, so the bucket of a given token may differ from Keras's; the split is as uniform).
+Index layout as Keras 3: [mask token (when mask_token is set and output_mode is "int")] +
+num_oov_indices OOV buckets + vocabulary. In the other output modes the mask token has no index
+and its occurrences are dropped. With several OOV buckets an unknown token goes to bucket
+crc32(token) % n (Keras uses FarmHash, so the bucket of a given token may differ from Keras's;
+the split is as uniform).
 """
 from __future__ import annotations
 
@@ -69,7 +71,12 @@ class IndexLookup(Layer):
     # ------------------------------------------------------------ vocabulary
     @property
     def _n_special(self):
-        return (self.mask_token is not None) + self.num_oov_indices
+        return self._mask_indexed + self.num_oov_indices
+
+    @property
+    def _mask_indexed(self):
+        """The mask token owns index 0 only in "int" mode (Keras drops it in the encoded modes)."""
+        return int(self.mask_token is not None and self.output_mode == "int")
 
     def set_vocabulary(self, vocabulary, idf_weights=None):
         kind = type(self).__name__
@@ -102,13 +109,13 @@ class IndexLookup(Layer):
         # OOV buckets get the mean idf (Keras's choice); the mask index gets 0
         specials = np.zeros(self._n_special, np.float32)
         if self.num_oov_indices:
-            specials[self.mask_token is not None:] = token_idf.mean() if token_idf.size else 0.0
+            specials[self._mask_indexed:] = token_idf.mean() if token_idf.size else 0.0
         self._idf = np.concatenate([specials, token_idf]).astype(np.float32)
 
     def get_vocabulary(self, include_special_tokens=True):
         if not include_special_tokens:
             return list(self._tokens)
-        head = ([self.mask_token] if self.mask_token is not None else []) + [self.oov_token] * self.num_oov_indices
+        head = [self.mask_token] * self._mask_indexed + [self.oov_token] * self.num_oov_indices
         return head + list(self._tokens)
 
     def vocabulary_size(self):
@@ -154,14 +161,14 @@ class IndexLookup(Layer):
     def _lookup(self, tokens):
         """Indices of a numpy object array of tokens."""
         mask = self._convert([self.mask_token])[0] if self.mask_token is not None else None
-        mask_offset = int(self.mask_token is not None)
+        mask_offset = self._mask_indexed
         out = np.empty(tokens.shape, np.int64)
         flat_in, flat_out = tokens.reshape(-1), out.reshape(-1)
         for i, token in enumerate(flat_in):
             index = self._index.get(token)
             if index is None:
                 if mask is not None and token == mask:
-                    index = 0
+                    index = 0 if mask_offset else -1          # -1: dropped by the encodings
                 elif self.num_oov_indices == 0:
                     raise ValueError(f"{type(self).__name__} '{self.name}': token {token!r} is not in the "
                                      f"vocabulary and num_oov_indices=0")
@@ -192,8 +199,6 @@ class IndexLookup(Layer):
         depth = self.max_tokens if self.pad_to_max_tokens else self.vocabulary_size()
         mode = "count" if self.output_mode == "tf_idf" else self.output_mode
         out = encode_numpy(indices, mode, depth, layer=f"{type(self).__name__} '{self.name}'")
-        if self.mask_token is not None and mode != "one_hot":
-            out[..., 0] = 0.0                   # the mask token is padding, not a category
         if self.output_mode == "tf_idf":
             if self._idf is None:
                 raise ValueError(f"{type(self).__name__} '{self.name}': tf_idf needs adapt() or idf_weights")
