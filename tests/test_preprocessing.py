@@ -227,6 +227,36 @@ def test_integer_lookup_keras_examples(tmp_path):
         strict(np.array([99]))
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"mask_token": 0}, {"num_oov_indices": 0}, {"output_mode": "one_hot"},
+                                    {"output_mode": "multi_hot"},
+                                    {"output_mode": "count", "max_tokens": 8, "pad_to_max_tokens": True},
+                                    {"output_mode": "tf_idf", "idf_weights": [0.1, 0.2, 0.3, 0.4]},
+                                    {"invert": True}])
+def test_integer_lookup_inside_a_compiled_model_matches_numpy(kwargs):
+    layer = layers.IntegerLookup(vocabulary=[12, 36, 1138, 42], **kwargs)
+    inp = keras.Input((3,), dtype="int32")
+    model = keras.Model(inp, layer(inp))
+    data = np.array([[0, 1138, 42], [42, 1000, 36]]) if not kwargs.get("invert") else np.array([[1, 3, 4], [4, 0, 2]])
+    if kwargs.get("num_oov_indices") == 0:
+        data[0, 0], data[1, 1] = 12, 36              # every value known: numpy refuses unknown ones
+    np.testing.assert_allclose(model.predict(data, verbose=0), layer(data), rtol=1e-6)
+
+
+def test_integer_lookup_feeds_an_embedding_model_that_trains():
+    ids = RNG.choice([7, 70, 700, 7000], size=(32, 4))
+    labels = (ids == 700).any(1, keepdims=True).astype(np.float32)
+    lookup = layers.IntegerLookup()
+    lookup.adapt(ids)
+    inp = keras.Input((4,), dtype="int32")
+    x = layers.Embedding(lookup.vocabulary_size(), 3)(lookup(inp))
+    model = keras.Model(inp, layers.Dense(1, activation="sigmoid")(layers.GlobalMaxPooling1D()(x)))
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy")
+    history = model.fit(ids, labels, epochs=20, batch_size=8, verbose=0)
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+    with pytest.raises(ValueError, match="OOV"):
+        layers.IntegerLookup(vocabulary=[1], num_oov_indices=2)(keras.Input((2,), dtype="int32"))
+
+
 @settings(deadline=None, max_examples=10)
 @given(vocab=st.lists(st.text("abcxyz", min_size=1, max_size=3), min_size=1, max_size=6, unique=True),
        queries=st.lists(st.text("abcxyz", min_size=1, max_size=3), min_size=1, max_size=8),

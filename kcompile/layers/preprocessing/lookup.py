@@ -1,8 +1,10 @@
 """StringLookup and IntegerLookup: vocabulary lookups that run eagerly in numpy.
 
-Strings have no place in the compiled graph, so these layers (and TextVectorization, built on
-them) are called on raw Python / numpy data and return numpy arrays, which are then fed to a
-compiled model. Calling them on a symbolic tensor is refused with a message saying so.
+Strings have no place in the compiled graph, so StringLookup (and TextVectorization, built on
+it) is called on raw Python / numpy data and returns numpy arrays, which are then fed to a
+compiled model; calling it on a symbolic tensor is refused with a message saying so.
+IntegerLookup does the same on numpy data, and can also sit inside a compiled model (integer
+inputs compared against its vocabulary as a constant) when it has at most one OOV index.
 
 Index layout as Keras 3: [mask token (when mask_token is set and output_mode is "int")] +
 num_oov_indices OOV buckets + vocabulary. In the other output modes the mask token has no index
@@ -19,7 +21,8 @@ import numpy as np
 
 from ..base import Layer
 from .adapt_data import _as_text, adapt_batches
-from .encoding import encode_numpy
+from ... import ops
+from .encoding import encode, encode_numpy
 
 LOOKUP_MODES = ("int", "one_hot", "multi_hot", "count", "tf_idf")
 
@@ -209,11 +212,15 @@ class IndexLookup(Layer):
 
     def __call__(self, inputs, *args, **kwargs):
         if hasattr(inputs, "node"):
-            raise ValueError(f"{type(self).__name__} '{self.name}' runs eagerly in numpy and cannot be part of a "
-                             f"compiled model: call it on your raw data and feed its output to the model")
+            if self._is_text:
+                raise ValueError(f"{type(self).__name__} '{self.name}' runs eagerly in numpy and cannot be part of "
+                                 f"a compiled model: call it on your raw data and feed its output to the model")
+            return super().__call__(inputs, *args, **kwargs)
         return self.call(inputs)
 
     def call(self, inputs):
+        if hasattr(inputs, "node"):
+            return self._graph_call(inputs)
         if self.invert:
             return self._invert(inputs)
         tokens = self._convert_array(_as_text(inputs) if self._is_text else inputs)
@@ -262,6 +269,46 @@ class IntegerLookup(IndexLookup):
 
     def _convert(self, values):
         return [int(v) for v in values]
+
+    def _graph_call(self, x):
+        """In a compiled model: compare against the vocabulary held as a constant (fixed when the
+        model is traced, so adapt first). An unknown value with num_oov_indices=0 gives index -1."""
+        if self.num_oov_indices > 1:
+            raise ValueError(f"IntegerLookup '{self.name}': with num_oov_indices > 1 (hashed OOV buckets) the "
+                             f"layer runs eagerly in numpy only; call it on your data before the model")
+        vocab = self.get_vocabulary()
+        if self.invert:
+            table = np.array(vocab, np.int64)
+            if np.abs(table).max() >= 2 ** 24:      # gathered through float32 arithmetic: exact below 2^24
+                raise ValueError(f"IntegerLookup '{self.name}': invert=True in a compiled model needs vocabulary "
+                                 f"values below 2**24 in magnitude; call it on numpy data instead")
+            index = ops.cast(x, "int32")
+            picked = ops.sum(ops.multiply(ops.one_hot(index, len(vocab)), table.astype(np.float32)), axis=-1)
+            return ops.cast(picked, "int32")
+        values = np.array(self._tokens, np.int64)
+        if values.size and (values.min() < -2 ** 31 or values.max() >= 2 ** 31):
+            raise ValueError(f"IntegerLookup '{self.name}': vocabulary values must fit in int32 in a compiled model")
+        x = ops.cast(x, "int32")
+        hits = ops.equal(ops.expand_dims(x, -1), values.astype(np.int32))             # (..., V) 0/1
+        positions = np.arange(values.size, dtype=np.float32) + self._n_special
+        found = ops.sum(hits, axis=-1)
+        miss = float(self._mask_indexed) if self.num_oov_indices else -1.0
+        index = ops.add(ops.sum(ops.multiply(hits, positions), axis=-1), ops.multiply(ops.subtract(1.0, found), miss))
+        if self.mask_token is not None:
+            index = ops.where(ops.equal(x, int(self.mask_token)), 0.0 if self._mask_indexed else -1.0, index)
+        index = ops.cast(index, "int32")
+        if self.output_mode == "int":
+            return index
+        depth = self.max_tokens if self.pad_to_max_tokens else self.vocabulary_size()
+        mode = "count" if self.output_mode == "tf_idf" else self.output_mode
+        out = encode(index, mode, depth, layer=f"IntegerLookup '{self.name}'")
+        if self.output_mode == "tf_idf":
+            if self._idf is None:
+                raise ValueError(f"IntegerLookup '{self.name}': tf_idf needs adapt() or idf_weights")
+            idf = np.zeros(depth, np.float32)
+            idf[:self._idf.size] = self._idf
+            out = ops.multiply(out, idf)
+        return out
 
     def _vocab_from_file(self, path):
         return [int(t) for t in super()._vocab_from_file(path) if t.strip()]
