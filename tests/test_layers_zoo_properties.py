@@ -215,3 +215,12 @@ def test_short_training_run_lowers_the_loss():
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse")
     history = model.fit(x, y, epochs=15, batch_size=8, verbose=0)
     assert history.history["loss"][-1] < 0.7 * history.history["loss"][0]
+
+
+@pytest.mark.parametrize("make", [layers.ReLU, layers.ELU, lambda: layers.LeakyReLU(0.2), layers.Softmax,
+                                  lambda: layers.Softmax(axis=1), lambda: layers.Dropout(0.5)])
+def test_time_distributed_equals_the_layer_on_each_step(make):
+    layer = make()
+    x = _x(2, 3, 4)
+    np.testing.assert_allclose(layers.TimeDistributed(layer)(x), np.stack([layer(x[:, t]) for t in range(3)], 1),
+                               rtol=1e-5, atol=1e-6)

@@ -1,7 +1,7 @@
 """TimeDistributed: apply a layer (or a whole model) to every time step of (batch, time, ...) inputs.
 
-Layers that already act on the last axis alone (Dense, Activation) are applied to the whole
-sequence at once; any other layer is applied to each step (static time length) with one shared
+Layers that act on the last axis alone (Dense, Activation, the elementwise activation layers,
+Softmax over the last axis) are applied to the whole sequence at once; any other layer is applied to each step (static time length) with one shared
 set of weights, so its gradients sum over steps.
 """
 from __future__ import annotations
@@ -11,7 +11,16 @@ from ..ir import builder as irb
 from ..ir.graph import BATCH
 from ..tracing import KerasTensor
 from .base import Layer
+from .activation_layers import ELU, LeakyReLU, ReLU, Softmax
 from .core import Activation, Dense
+
+_PER_LAST_AXIS = (Dense, Activation, ReLU, LeakyReLU, ELU)
+
+
+def _acts_on_last_axis(layer):
+    if type(layer) is Softmax:
+        return layer.axis in (-1, [-1], (-1,))
+    return type(layer) in _PER_LAST_AXIS
 
 
 class TimeDistributed(Layer):
@@ -32,7 +41,7 @@ class TimeDistributed(Layer):
 
     def call(self, inputs, training=False):
         kwargs = {"training": training} if self.layer._call_accepts("training") else {}
-        if type(self.layer) in (Dense, Activation):
+        if _acts_on_last_axis(self.layer):
             return self.layer(inputs, **kwargs)
         x = inputs.node
         steps = x.shape[1]
