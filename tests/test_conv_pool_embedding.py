@@ -277,6 +277,7 @@ def test_guide_vgg_convnet_trains():
     rng = np.random.default_rng(7)
     x = rng.random((16, 100, 100, 3)).astype(np.float32)
     y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 16)]
+    keras.set_random_seed(0)        # initial weights and dropout masks: a fixed, reproducible run
     model = keras.Sequential([
         keras.Input((100, 100, 3)),
         layers.Conv2D(32, (3, 3), activation="relu"), layers.Conv2D(32, (3, 3), activation="relu"),
@@ -319,7 +320,7 @@ def spatial_layers(draw):
     return layer, shape
 
 
-@settings(deadline=None, max_examples=12)
+@settings(deadline=None, max_examples=9)      # each example compiles two programs
 @given(case=spatial_layers(), batch=st.integers(1, 3), seed=st.integers(0, 99))
 def test_compiled_layers_match_interpreter_on_drawn_configs(case, batch, seed):
     """Forward pass and one training step of the native code equal the reference interpreter's
@@ -402,6 +403,7 @@ def test_channels_must_divide_into_groups_at_build():
 @pytest.fixture(scope="module")
 def masked_text_model():
     """Embedding(mask_zero) → GlobalAveragePooling1D (which averages unmasked steps only) → Dense."""
+    keras.set_random_seed(1)
     model = keras.Sequential([keras.Input((6,), dtype="int32"), layers.Embedding(12, 5, mask_zero=True),
                               layers.GlobalAveragePooling1D(), layers.Dense(3, activation="softmax")])
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy")
