@@ -90,7 +90,14 @@ class Discretization(Layer):
         self.num_bins = None if num_bins is None else int(num_bins)
         self.epsilon = float(epsilon)
         self.sparse = False
-        self._out_dtype = dtype
+        # outputs are int32 indices ("int") or float32 encodings; a requested dtype must be of that kind
+        if isinstance(dtype, dict):             # a serialized DTypePolicy
+            dtype = dtype.get("config", {}).get("name")
+        kind = "int" if output_mode == "int" else "float"
+        allowed = ("int32", "int64") if kind == "int" else ("float32", "float64")
+        if dtype is not None and str(dtype) not in allowed:
+            raise ValueError(f"Discretization: dtype={dtype!r} is not supported with output_mode={output_mode!r} "
+                             f"(outputs are {kind}: one of {', '.join(allowed)})")
 
     def adapt(self, data, batch_size=None, steps=None):
         if self.num_bins is None:
@@ -111,5 +118,6 @@ class Discretization(Layer):
         return encode(index, self.output_mode, len(boundaries) + 1, layer=f"Discretization '{self.name}'")
 
     def get_config(self):
-        return {**super().get_config(), "bin_boundaries": self.bin_boundaries, "num_bins": self.num_bins,
+        return {**super().get_config(), "dtype": "int32" if self.output_mode == "int" else "float32",
+                "bin_boundaries": self.bin_boundaries, "num_bins": self.num_bins,
                 "epsilon": self.epsilon, "output_mode": self.output_mode, "sparse": self.sparse}
