@@ -168,6 +168,11 @@ def test_category_encoding_keras_examples_compiled_and_weights():
     np.testing.assert_allclose(model.predict([xi, xw], verbose=0), want, rtol=1e-6)
     with pytest.raises(ValueError, match="count_weights"):
         multi(np.array([[0, 1]]), count_weights=np.ones((1, 2)))
+    as_int = layers.CategoryEncoding(3, output_mode="count", dtype="int64")
+    assert as_int(np.array([[0, 2, 2]])).tolist() == [[1, 0, 2]]
+    assert layers.CategoryEncoding.from_config(as_int.get_config()).out_dtype == "int64"
+    with pytest.raises(ValueError, match="dtype"):
+        layers.StringLookup(dtype="bool")
     with pytest.raises(ValueError, match="sparse"):
         layers.CategoryEncoding(3, sparse=True)
     with pytest.raises(ValueError, match="num_tokens"):

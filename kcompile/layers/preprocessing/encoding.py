@@ -17,6 +17,16 @@ from ..base import Layer
 OUTPUT_MODES = ("one_hot", "multi_hot", "count")
 
 
+def output_dtype(layer, dtype, allowed):
+    """The output dtype a preprocessing layer was asked for (a name or a serialized DTypePolicy),
+    checked against what it can produce; None when not given."""
+    if isinstance(dtype, dict):
+        dtype = dtype.get("config", {}).get("name")
+    if dtype is not None and str(dtype) not in allowed:
+        raise ValueError(f"{layer}: dtype={dtype!r} is not supported (one of {', '.join(allowed)})")
+    return None if dtype is None else str(dtype)
+
+
 def check_output_mode(layer, mode, allowed):
     if mode not in allowed:
         raise ValueError(f"{layer}: unknown `output_mode` {mode!r}; expected one of {', '.join(allowed)}")
@@ -70,8 +80,10 @@ def encode_numpy(indices, mode, depth, count_weights=None, layer="layer"):
 class CategoryEncoding(Layer):
     """Integer category indices in [0, num_tokens) to one-hot, multi-hot or count vectors."""
 
-    def __init__(self, num_tokens=None, output_mode="multi_hot", sparse=False, **kwargs):
+    def __init__(self, num_tokens=None, output_mode="multi_hot", sparse=False, dtype=None, **kwargs):
         super().__init__(**kwargs)
+        # float32 counts by default; an int dtype gives int32 outputs
+        self.out_dtype = output_dtype("CategoryEncoding", dtype, ("float32", "float64", "int32", "int64"))
         if num_tokens is None or int(num_tokens) < 1:
             raise ValueError(f"CategoryEncoding: `num_tokens` must be a positive integer, got {num_tokens!r}")
         if sparse:
@@ -87,14 +99,21 @@ class CategoryEncoding(Layer):
         arr = None if hasattr(inputs, "node") else np.asarray(inputs)
         if arr is not None and arr.ndim <= 1 and self.output_mode != "one_hot":
             # a rank-1 array is one sample (Keras 3), which has no batch axis for the graph
-            return encode_numpy(arr, self.output_mode, self.num_tokens, count_weights, "CategoryEncoding")
+            out = encode_numpy(arr, self.output_mode, self.num_tokens, count_weights, "CategoryEncoding")
+            return out.astype(np.int32) if self._int_output else out
         if count_weights is not None:
             return super().__call__(inputs, *args, count_weights=count_weights, **kwargs)
         return super().__call__(inputs, *args, **kwargs)
 
     def call(self, inputs, count_weights=None):
-        return encode(inputs, self.output_mode, self.num_tokens, count_weights, f"CategoryEncoding '{self.name}'")
+        out = encode(inputs, self.output_mode, self.num_tokens, count_weights, f"CategoryEncoding '{self.name}'")
+        return ops.cast(out, "int32") if self._int_output else out
+
+    @property
+    def _int_output(self):
+        return self.out_dtype in ("int32", "int64")
 
     def get_config(self):
-        return {**super().get_config(), "num_tokens": self.num_tokens, "output_mode": self.output_mode,
+        return {**super().get_config(), "dtype": self.out_dtype or "float32",
+                "num_tokens": self.num_tokens, "output_mode": self.output_mode,
                 "sparse": self.sparse}

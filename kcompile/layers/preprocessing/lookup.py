@@ -22,7 +22,7 @@ import numpy as np
 from ..base import Layer
 from .adapt_data import _as_text, adapt_batches
 from ... import ops
-from .encoding import encode, encode_numpy
+from .encoding import encode, encode_numpy, output_dtype
 
 LOOKUP_MODES = ("int", "one_hot", "multi_hot", "count", "tf_idf")
 
@@ -31,9 +31,11 @@ class IndexLookup(Layer):
     """Shared machinery of StringLookup and IntegerLookup (not a Keras public class)."""
 
     def __init__(self, max_tokens, num_oov_indices, mask_token, oov_token, vocabulary, idf_weights, invert,
-                 output_mode, pad_to_max_tokens, sparse, **kwargs):
+                 output_mode, pad_to_max_tokens, sparse, dtype=None, **kwargs):
         super().__init__(**kwargs)
         kind = type(self).__name__
+        # outputs: int64 indices, float32 encodings, or the tokens themselves when inverting
+        output_dtype(kind, dtype, ("int32", "int64", "float32", "float64", "string"))
         if sparse:
             raise ValueError(f"{kind}: argument sparse=True is not supported (outputs are dense numpy arrays)")
         if output_mode not in LOOKUP_MODES:

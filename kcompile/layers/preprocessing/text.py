@@ -20,7 +20,7 @@ import numpy as np
 
 from ..base import Layer
 from .adapt_data import _as_text, adapt_batches
-from .encoding import encode_numpy
+from .encoding import output_dtype
 from .lookup import StringLookup
 
 _PUNCTUATION = re.compile(r"""[!"#$%&()*+,\-./:;<=>?@\[\\\]^_`{|}~']""")
@@ -33,6 +33,8 @@ class TextVectorization(Layer):
                  output_mode="int", output_sequence_length=None, pad_to_max_tokens=False, vocabulary=None,
                  idf_weights=None, sparse=False, ragged=False, encoding="utf-8", name=None, **kwargs):
         kwargs.pop("vocabulary_size", None)            # written by some Keras versions' configs; derived here
+        output_dtype("TextVectorization", kwargs.pop("dtype", None),
+                     ("int32", "int64", "float32", "float64", "string"))
         super().__init__(name=name, **kwargs)
         if ragged:
             raise ValueError("TextVectorization: argument ragged=True is not supported (outputs are dense, padded)")
