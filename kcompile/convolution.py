@@ -26,6 +26,14 @@ def normalize_tuple(value, rank, name):
     return value
 
 
+def normalize_tuple_allow_zero(value, rank):
+    value = (int(value),) * rank if isinstance(value, (int, np.integer)) else tuple(int(v) for v in value)
+    if len(value) != rank or any(v < 0 for v in value):
+        raise ValueError(f"The `output_padding` argument must be a tuple of {rank} non-negative integers. "
+                         f"Received: {value}")
+    return value
+
+
 def normalize_padding(padding, allowed=("valid", "same")):
     padding = str(padding).lower()
     if padding not in allowed:
@@ -142,14 +150,6 @@ def conv_transpose(x, kernel, strides, padding, dilation, output_padding=None):
         pads.append((0, lo + size - hi))        # output_padding can ask for more than col2im covers
     y = irb.slice(y, tuple(bounds) + ((0, filters),))
     return irb.pad(y, tuple(pads) + ((0, 0),))
-
-
-def normalize_tuple_allow_zero(value, rank):
-    value = (int(value),) * rank if isinstance(value, (int, np.integer)) else tuple(int(v) for v in value)
-    if len(value) != rank or any(v < 0 for v in value):
-        raise ValueError(f"The `output_padding` argument must be a tuple of {rank} non-negative integers. "
-                         f"Received: {value}")
-    return value
 
 
 def _channel_bounds(shape, lo, hi):
