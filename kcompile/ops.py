@@ -644,9 +644,10 @@ def take(x, indices, axis=None):
     x, idx = _n(x), _n(indices)
     if axis is None or (axis % len(x.shape)) != 0 or BATCH in x.shape:
         raise ValueError("kcompile.ops.take supports gathering rows (axis=0) of a weight-like tensor")
-    # a gather written as one_hot(indices) @ rows
+    # a row gather (as Embedding uses); out-of-range indices give NaN rows, like Keras's JAX backend
     rows = irb.reshape(irb.cast(x, "float32"), (x.shape[0], -1))
-    return irb.reshape(irb.matmul(irb.one_hot(idx, x.shape[0]), rows), idx.shape + x.shape[1:])
+    idx = idx if idx.dtype == "int32" else irb.cast(idx, "int32")
+    return irb.reshape(irb.gather_rows(rows, idx), idx.shape + x.shape[1:])
 
 
 def shape(x):
