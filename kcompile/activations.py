@@ -113,7 +113,8 @@ def serialize(fn):
     for name, f in ALL.items():
         if f is fn:
             return name
-    name = getattr(fn, "__name__", None)
+    # a registered custom function is written by its registered name ("package>name"), as Keras does
+    name = getattr(fn, "_keras_registered_name", None) or getattr(fn, "__name__", None)
     if name is None:
         raise ValueError(f"Cannot serialize activation {fn!r}")
     return name

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import ops
+from . import schedules  # noqa: F401 - keras.optimizers.schedules
 from .variables import Variable
 
 

@@ -533,6 +533,7 @@ HANG_PATCH = (2192, 232)    # one byte of formats/k3/func_gru.weights.h5 that ma
 def short_probe(monkeypatch):
     from kcompile.saving import h5_format
     monkeypatch.setattr(h5_format, "HDF5_PROBE_TIMEOUT", 2.0)
+    monkeypatch.setattr(h5_format, "_PROBED_OK", set())     # probe again files that passed earlier
     return h5_format
 
 
@@ -592,3 +593,20 @@ def test_probe_outcomes(monkeypatch, short_probe, behaviour, match):
     else:
         with pytest.raises(KerasFileError, match=match.replace("(", r"\(")):
             read_h5_model(path)
+
+
+def test_probe_memo_is_keyed_by_content(tmp_path, monkeypatch, short_probe):
+    """A file that passed its probe is not forked for again, but any change to its bytes is."""
+    import signal
+    path = tmp_path / "m.h5"
+    data = SOURCES["h5_model_k2"].read_bytes()
+    path.write_bytes(data)
+    assert read_h5_model(path).layer_weights
+
+    def crash(source):
+        os.kill(os.getpid(), signal.SIGSEGV)
+    monkeypatch.setitem(short_probe._PROBE_WALKS, "model", crash)
+    assert read_h5_model(path).layer_weights          # same bytes: the earlier probe stands
+    path.write_bytes(data + b"\0")                    # changed bytes: probed again, and the probe crashes
+    with pytest.raises(KerasFileError, match="crashed"):
+        read_h5_model(path)

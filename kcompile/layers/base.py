@@ -444,7 +444,8 @@ class Layer:
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        from ..saving.model_build import deserialize_nested_layers     # wrappers hold layer configs
+        return cls(**deserialize_nested_layers(config))
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"

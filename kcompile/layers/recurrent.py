@@ -457,9 +457,11 @@ class Bidirectional(Layer):
         super().__init__(**kwargs)
         # fresh copies named as Keras names them (forward_<name>, backward_<name>)
         config = layer.get_config()
-        self.forward_layer = type(layer).from_config({**config, "name": "forward_" + layer.name})
+        # a reloaded config already holds forward_<name>: the prefix is not added twice (as Keras)
+        base = layer.name[len("forward_"):] if layer.name.startswith("forward_") else layer.name
+        self.forward_layer = type(layer).from_config({**config, "name": "forward_" + base})
         if backward_layer is None:
-            backward_layer = type(layer).from_config({**config, "name": "backward_" + layer.name,
+            backward_layer = type(layer).from_config({**config, "name": "backward_" + base,
                                                       "go_backwards": not layer.go_backwards})
         if backward_layer.go_backwards == layer.go_backwards:
             raise ValueError("Forward layer and backward layer should have different `go_backwards` value.")

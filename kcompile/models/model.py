@@ -131,19 +131,19 @@ class Model(Trainer, Layer):
                                  custom_objects)
 
     # ------------------------------------------------------------ saving (kcompile/saving)
-    def save(self, filepath, overwrite=True, save_format=None, include_optimizer=True, **kwargs):
+    def save(self, filepath, overwrite=True, **kwargs):
         """Save to `.keras` (Keras 3's zip) or `.h5` (legacy HDF5): structure, weights, compile
         configuration and optimizer state, written atomically."""
         from ..saving.api import save_model
-        save_model(self, filepath, overwrite=overwrite, save_format=save_format, include_optimizer=include_optimizer)
+        save_model(self, filepath, overwrite=overwrite, **kwargs)
 
-    def save_weights(self, filepath, overwrite=True, save_format=None, **kwargs):
+    def save_weights(self, filepath, overwrite=True, **kwargs):
         from ..saving.api import save_weights
-        save_weights(self, filepath, overwrite=overwrite, save_format=save_format)
+        save_weights(self, filepath, overwrite=overwrite, **kwargs)
 
-    def load_weights(self, filepath, skip_mismatch=False, by_name=False, **kwargs):
+    def load_weights(self, filepath, skip_mismatch=False, **kwargs):
         from ..saving.api import load_weights
-        load_weights(self, filepath, skip_mismatch=skip_mismatch, by_name=by_name)
+        load_weights(self, filepath, skip_mismatch=skip_mismatch, **kwargs)
 
     def to_json(self, **kwargs):
         from ..saving.api import to_json
@@ -151,7 +151,7 @@ class Model(Trainer, Layer):
 
     def to_yaml(self, **kwargs):
         from ..saving.api import to_yaml
-        return to_yaml(self)
+        return to_yaml(self, **kwargs)
 
 
 def _snake(name):

@@ -16,10 +16,10 @@ from .json_yaml import dumps_json, dumps_yaml, read_json_config, read_yaml_confi
 from .keras_zip import read_keras_zip, write_keras_zip
 from .model_build import build_model
 from .model_serialize import model_to_config
-from .object_registry import custom_object_scope
+from .object_registry import custom_object_scope, resolve_user_objects
 from .sniff import detect_format
-from .weights_map import (assign_keras3, assign_legacy, assign_optimizer, keras3_tree, legacy_layer_weights,
-                          optimizer_arrays)
+from .optimizer_state import keras_optimizer_variables, restore_optimizer_state
+from .weights_map import assign_keras3, assign_legacy, keras3_tree, legacy_layer_weights
 
 
 def _path(filepath):
@@ -42,26 +42,32 @@ def _confirm_overwrite(path, overwrite):
 
 # ---------------------------------------------------------------- whole models
 
-def save_model(model, filepath, overwrite=True, save_format=None, include_optimizer=True, **kwargs):
+def _reject(what, kwargs):
+    if kwargs:
+        raise TypeError(f"{what}: argument(s) not supported: {sorted(kwargs)}")
+
+
+def save_model(model, filepath, overwrite=True, save_format=None, include_optimizer=True, zipped=None, **kwargs):
+    _reject("save()", kwargs)
+    if zipped is False:
+        raise ValueError("save(zipped=False) (an unzipped .keras directory) is not supported; save a .keras file")
     path = _path(filepath)
     kind = _kind_for_saving(path, save_format)
     _confirm_overwrite(path, overwrite)
     top = model_to_config(model)
     canonical = dialects.normalize_model_config(top, source=path)
     optimizer = getattr(model, "optimizer", None) if include_optimizer else None
-    trainable = model.trainable_weights
-    if optimizer is not None:
-        optimizer.build(trainable)
+    opt_vars = keras_optimizer_variables(optimizer, model.trainable_weights) if optimizer is not None else []
     if kind == "keras":
         tree = keras3_tree(model)
         if optimizer is not None and canonical.get("compile_config") is not None:
-            tree["optimizer/vars"] = optimizer_arrays(optimizer)
+            tree["optimizer/vars"] = [v.numpy() for _, v in opt_vars]
         write_keras_zip(path, dialects.to_keras3_config(canonical), weights=tree)
     else:
-        training = None
-        if canonical.get("compile_config") is not None:
+        training = None          # Keras writes no training config without the optimizer
+        if optimizer is not None and canonical.get("compile_config") is not None:
             training = dialects.to_keras2_training_config(canonical["compile_config"])
-        opt = [(f"{v.path}:0", v.numpy()) for v in optimizer.variables] if optimizer is not None and training else ()
+        opt = [(name, v.numpy()) for name, v in opt_vars] if training else ()
         write_h5_model(path, dialects.to_keras2_config(canonical), training, legacy_layer_weights(model), opt)
 
 
@@ -77,7 +83,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
                 assign_keras3(model, archive.weights, path)
             training = canonical.get("compile_config")
             if compile and training is not None:
-                _compile_from(model, training, path)
+                _compile_from(model, training, path, custom_objects)
                 _restore_optimizer(model, archive.weights.optimizer if archive.weights else [], path)
             return model
         if kind == "h5_model":
@@ -86,63 +92,87 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
             model = build_model(canonical, custom_objects, safe_mode, path)
             assign_legacy(model, stored.layer_weights, path)
             if compile and stored.training_config is not None:
-                _compile_from(model, dialects.normalize_training_config(stored.training_config, source=path), path)
+                _compile_from(model, dialects.normalize_training_config(stored.training_config, source=path), path,
+                              custom_objects)
                 _restore_optimizer(model, [a for _, a in stored.optimizer_weights], path)
             return model
         if kind in ("json", "yaml"):
             config = read_json_config(path) if kind == "json" else read_yaml_config(path)
-            return model_from_config(config, custom_objects, safe_mode, source=path)
+            return model_from_config(config, custom_objects, safe_mode, source=path, compile=compile)
     raise KerasFileError(f"this is a {kind.replace('_', ' ')} file, not a saved model (use load_weights)", path)
 
 
-def _compile_from(model, training, source):
+def _compile_from(model, training, source, custom_objects=None):
     from .. import optimizers
     opt = training.get("optimizer")
+    user = lambda v: resolve_user_objects(v, custom_objects)  # noqa: E731 - custom losses, metrics, optimizers
     try:
         # a compile config without an optimizer compiles with compile()'s default, as Keras does
-        optimizer = "rmsprop" if opt is None else optimizers.get({"class_name": opt["class_name"],
-                                                                  "config": opt["config"]})
-        model.compile(optimizer=optimizer, loss=training.get("loss"), loss_weights=training.get("loss_weights"),
-                      metrics=training.get("metrics"), weighted_metrics=training.get("weighted_metrics"))
+        optimizer = "rmsprop" if opt is None else user(opt)
+        if isinstance(optimizer, dict):
+            optimizer = optimizers.get({"class_name": opt["class_name"], "config": opt["config"]})
+        from .. import losses, metrics
+        model.compile(optimizer=optimizer, loss=_objects(user(training.get("loss")), losses.get),
+                      loss_weights=training.get("loss_weights"),
+                      metrics=_objects(user(training.get("metrics")), metrics.get),
+                      weighted_metrics=_objects(user(training.get("weighted_metrics")), metrics.get))
     except (ValueError, TypeError) as exc:
         raise KerasFileError(f"the training configuration cannot be applied ({exc}); load with compile=False "
                              "to get the model without it", source) from None
 
 
+def _objects(value, get):
+    """Loss/metric envelopes ({"class_name", "config"}) inside a per-output list or dict -> objects."""
+    if isinstance(value, dict) and isinstance(value.get("class_name"), str) and "config" in value:
+        return get({"class_name": value["class_name"], "config": value["config"]})
+    if isinstance(value, dict):
+        return {k: _objects(v, get) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_objects(v, get) for v in value]
+    return value
+
+
 def _restore_optimizer(model, arrays, source):
     if model.optimizer is not None and len(arrays):
-        assign_optimizer(model.optimizer, arrays, model.trainable_weights, source)
+        restore_optimizer_state(model.optimizer, arrays, model.trainable_weights, source)
 
 
-def model_from_config(config, custom_objects=None, safe_mode=True, source=None):
+def model_from_config(config, custom_objects=None, safe_mode=True, source=None, compile=False):
+    """A model from a config dict (either dialect); compile=True also applies its compile_config,
+    as Keras 3's model_from_json does."""
     with custom_object_scope(custom_objects or {}):
         canonical = dialects.normalize_model_config(config, source=source)
-        return build_model(canonical, custom_objects, safe_mode, source)
+        model = build_model(canonical, custom_objects, safe_mode, source)
+        if compile and canonical.get("compile_config") is not None:
+            _compile_from(model, canonical["compile_config"], source, custom_objects)
+        return model
 
 
 def model_from_json(json_string, custom_objects=None):
-    return model_from_config(read_json_config(json_string), custom_objects, source="the JSON string")
+    return model_from_config(read_json_config(json_string), custom_objects, source="the JSON string", compile=True)
 
 
 def model_from_yaml(yaml_string, custom_objects=None):
-    return model_from_config(read_yaml_config(yaml_string), custom_objects, source="the YAML string")
+    return model_from_config(read_yaml_config(yaml_string), custom_objects, source="the YAML string", compile=True)
 
 
-def to_json(model, **kwargs):
-    config = dialects.to_keras3_config(dialects.normalize_model_config(model_to_config(model)))
-    config.pop("compile_config", None)
-    return dumps_json(config, **kwargs)
+def to_json(model, **kwargs):      # kwargs go to json.dumps, as in Keras
+    """Keras 3's to_json: the config.json structure, compile_config included."""
+    return dumps_json(dialects.to_keras3_config(dialects.normalize_model_config(model_to_config(model))), **kwargs)
 
 
-def to_yaml(model):
-    config = dialects.to_keras3_config(dialects.normalize_model_config(model_to_config(model)))
-    config.pop("compile_config", None)
-    return dumps_yaml(config)
+def to_yaml(model, **kwargs):      # kwargs go to yaml.dump, as in Keras 2
+    """The same structure as to_json, as YAML (Keras <= 2.4 had this; Keras 3 dropped it)."""
+    return dumps_yaml(dialects.to_keras3_config(dialects.normalize_model_config(model_to_config(model))), **kwargs)
 
 
 # ---------------------------------------------------------------- weights only
 
-def save_weights(model, filepath, overwrite=True, save_format=None):
+def save_weights(model, filepath, overwrite=True, save_format=None, max_shard_size=None, **kwargs):
+    _reject("save_weights()", kwargs)
+    if max_shard_size is not None:
+        raise ValueError("save_weights(max_shard_size=...) (sharded weights) is not supported for writing; "
+                         "sharded files written by Keras load with load_weights")
     path = _path(filepath)
     _confirm_overwrite(path, overwrite)
     if path.endswith(".weights.h5") and save_format in (None, "keras", "h5"):
@@ -155,6 +185,7 @@ def save_weights(model, filepath, overwrite=True, save_format=None):
 
 
 def load_weights(model, filepath, skip_mismatch=False, by_name=False, **kwargs):
+    _reject("load_weights()", kwargs)
     path = _path(filepath)
     kind = detect_format(path)
     if kind in ("h5_weights_keras3", "weights_sharded"):

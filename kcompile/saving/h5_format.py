@@ -36,6 +36,7 @@ this off; ``HDF5_PROBE_TIMEOUT`` / ``HDF5_PROBE_MEMORY`` bound the child.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import os
@@ -861,6 +862,9 @@ def _probe(source, label, kind):
         return
     if isinstance(source, (str, bytes, os.PathLike)) and not os.path.isfile(source):
         return                         # open_h5 reports missing files and directories itself
+    key = _probe_key(source, kind)
+    if key is not None and key in _PROBED_OK:
+        return
     if hasattr(os, "fork") and threading.active_count() == 1:
         status = _probe_fork(source, kind)
     else:
@@ -868,6 +872,28 @@ def _probe(source, label, kind):
     if status is not None:
         raise KerasFileError(f"the HDF5 library {status} while parsing the file's metadata: "
                              "the file is corrupt", label)
+    if key is not None:
+        _PROBED_OK.add(key)
+
+
+# Small files whose walk already passed, keyed by a digest of their bytes: loading one model
+# reads the same file several times, and a probe costs a fork (tens of ms in a large process).
+# Keying by content (not by mtime, whose granularity can hide a rewrite) means any change to the
+# file is probed again; larger files are always probed (hashing them would cost more).
+_PROBED_OK = set()
+_PROBE_MEMO_MAX_BYTES = 16 << 20
+
+
+def _probe_key(source, kind):
+    if not isinstance(source, (str, bytes, os.PathLike)):
+        return None
+    try:
+        if os.path.getsize(source) > _PROBE_MEMO_MAX_BYTES:
+            return None
+        with open(source, "rb") as fh:
+            return kind, hashlib.blake2b(fh.read(), digest_size=20).digest()
+    except OSError:
+        return None
 
 
 def _quiet_child():

@@ -255,7 +255,8 @@ def dumps_json(config, *, indent=None, sort_keys=False) -> str:
         raise KerasFileError(f"config cannot be written as JSON: {exc}") from None
 
 
-def dumps_yaml(config) -> str:
-    """Serialize a config as YAML (plain types only, keys sorted like Keras's `to_yaml`)."""
+def dumps_yaml(config, **kwargs) -> str:
+    """Serialize a config as YAML (plain types only, keys sorted like Keras's `to_yaml`); kwargs
+    go to the YAML dumper (indent, width, ...)."""
     plain = json.loads(dumps_json(config))
-    return yaml.safe_dump(plain, default_flow_style=False, sort_keys=True)
+    return yaml.safe_dump(plain, **{"default_flow_style": False, "sort_keys": True, **kwargs})

@@ -13,13 +13,25 @@ import types
 
 from .config_dialects import is_tensor_ref
 from .errors import KerasFileError
-from .object_registry import resolve_class
+from .object_registry import resolve_class, resolve_layer_config_objects
 
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
 
 
 class UnsupportedModelError(ValueError):
-    """Raised with the full list of layers kcompile cannot build from a config."""
+    """Raised with the full list of layers kcompile cannot build from a config.
+
+    `problems` holds (layer name, class name, reason); `unknown_classes` the class names that
+    nothing registered or built in resolves (in first-seen order)."""
+
+    def __init__(self, message, problems=()):
+        super().__init__(message)
+        self.problems = list(problems)
+        self.unknown_classes = list(dict.fromkeys(c for _, c, why in self.problems if why == _UNKNOWN))
+
+
+_UNKNOWN = ("unknown layer class (pass it in custom_objects, or register it with "
+            "keras.utils.register_keras_serializable)")
 
 
 def build_model(canonical, custom_objects=None, safe_mode=True, source=None):
@@ -28,7 +40,8 @@ def build_model(canonical, custom_objects=None, safe_mode=True, source=None):
     if problems:
         where = f" in {source}" if source else ""
         raise UnsupportedModelError(f"The model{where} uses features kcompile does not support:\n"
-                                    + "\n".join(f"  - {p}" for p in problems))
+                                    + "\n".join(f"  - layer '{name}' ({cls}): {why}" for name, cls, why in problems),
+                                    problems)
     return model
 
 
@@ -90,31 +103,34 @@ class _Builder:
     # ------------------------------------------------------------ layers
     def layer(self, entry):
         class_name, config = entry["class_name"], dict(entry["config"])
-        label = f"layer '{config.get('name', entry.get('name', '?'))}' ({class_name})"
+        name = config.get("name", entry.get("name", "?"))
         cls = resolve_class(class_name, entry.get("registered_name"), self.custom_objects)
         if class_name in MODEL_CLASSES and cls is not None and (cls.__name__ in ("Sequential", "Model")):
             return self.model(class_name, config)
         if cls is None:
-            self.problems.append(f"{label}: unknown layer class (pass it in custom_objects, or register it "
-                                 "with keras.utils.register_keras_serializable)")
+            self.problems.append((name, class_name, _UNKNOWN))
             return None
         try:
             config = self.inner_objects(class_name, config)
             if config is None:
                 return None
-            layer = cls.from_config(config)
+            layer = cls.from_config(resolve_layer_config_objects(config, self.custom_objects))
         except (ValueError, TypeError, NotImplementedError) as exc:
-            self.problems.append(f"{label}: {exc}")
+            self.problems.append((name, class_name, str(exc)))
             return None
         return layer
 
     def inner_objects(self, class_name, config):
         """Deserialize the layers/cells/functions a wrapper's config holds."""
-        for key in ("layer", "backward_layer", "cell"):
+        for key in NESTED_LAYER_KEYS:
             value = config.get(key)
-            if isinstance(value, dict) and "class_name" in value:
-                inner = self.layer({"class_name": value["class_name"], "config": value.get("config", {}),
-                                    "registered_name": value.get("registered_name")})
+            if key == "cells" and isinstance(value, list):
+                inner = [self.nested(v) for v in value]
+                if any(v is None for v in inner):
+                    return None
+                config[key] = inner
+            elif _is_envelope(value):
+                inner = self.nested(value)
                 if inner is None:
                     return None
                 config[key] = inner
@@ -123,6 +139,12 @@ class _Builder:
             config.pop("function_type", None), config.pop("module", None)
             config.pop("output_shape_type", None), config.pop("output_shape_module", None)
         return config
+
+    def nested(self, value):
+        if not _is_envelope(value):
+            return value
+        return self.layer({"class_name": value["class_name"], "config": value.get("config", {}),
+                           "registered_name": value.get("registered_name")})
 
     def function(self, spec, layer_name):
         if isinstance(spec, dict) and spec.get("class_name") == "__lambda__":
@@ -142,6 +164,27 @@ class _Builder:
         if found is None:
             raise ValueError(f"function {name!r} of Lambda layer '{layer_name}' is unknown; pass it in custom_objects")
         return found
+
+
+NESTED_LAYER_KEYS = ("layer", "backward_layer", "cell", "cells")
+
+
+def _is_envelope(value):
+    return isinstance(value, dict) and isinstance(value.get("class_name"), str)
+
+
+def deserialize_nested_layers(config, custom_objects=None):
+    """A wrapper layer's config (TimeDistributed, Bidirectional, RNN) with the layers it holds
+    built from their config envelopes; what Layer.from_config uses, so `cls.from_config(
+    layer.get_config())` works for wrappers as in Keras."""
+    if not any(_is_envelope(config.get(k)) or isinstance(config.get(k), list) for k in NESTED_LAYER_KEYS):
+        return config
+    problems = []
+    out = _Builder(custom_objects, True, problems).inner_objects(None, dict(config))
+    if problems:
+        raise UnsupportedModelError("the layers inside this wrapper cannot be built:\n" + "\n".join(
+            f"  - layer '{name}' ({cls}): {why}" for name, cls, why in problems), problems)
+    return out
 
 
 def _lambda_globals():

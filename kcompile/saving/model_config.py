@@ -8,6 +8,10 @@ def serialize_layer(layer):
     registered = type(layer).__dict__.get("_keras_registered_name")     # not inherited by subclasses
     entry = {"module": "keras.layers" if registered is None else type(layer).__module__,
              "class_name": type(layer).__name__, "config": layer.get_config(), "registered_name": registered}
+    if type(layer).__name__ == "Model" and getattr(layer, "_functional", False):      # as Keras 3 names it
+        entry.update(module="keras.src.models.functional", class_name="Functional")
+    elif type(layer).__name__ == "Sequential":
+        entry["module"] = "keras"
     if not isinstance(layer, InputLayer) and layer.built:
         try:
             shape = layer.input_shape

@@ -73,7 +73,9 @@ def functional_config(model):
     def io(struct):
         if isinstance(struct, KerasTensor):
             record, index = struct._history
-            return [record.fn.name, node_index(record), index]
+            # Keras 3 counts a nested Functional's calls from 1 here (its node 0 is its own construction)
+            shift = 1 if type(record.fn).__name__ == "Model" and getattr(record.fn, "_functional", False) else 0
+            return [record.fn.name, node_index(record) + shift, index]
         if isinstance(struct, dict):
             return {k: io(v) for k, v in struct.items()}
         return [io(v) for v in struct]
@@ -101,5 +103,10 @@ def _serial(value, module):
     if isinstance(value, (list, tuple)):
         return [_serial(v, module) for v in value]
     if callable(value) and hasattr(value, "__name__") and not hasattr(value, "get_config"):
-        return value.__name__
-    return module.serialize(value)
+        from ..utils.serialization import get_registered_name
+        return get_registered_name(value)          # "package>name" for registered functions
+    entry = module.serialize(value)
+    registered = type(value).__dict__.get("_keras_registered_name")
+    if registered is not None and isinstance(entry, dict):        # a registered custom Loss/Metric subclass
+        entry = {**entry, "module": type(value).__module__, "registered_name": registered}
+    return entry

@@ -139,32 +139,3 @@ def assign_keras3(model, tree, source, skip_mismatch=False):
             raise KerasFileError(f"weights do not match the model at {problem}", source)
         for v, a in zip(variables, arrays):
             v.assign(np.asarray(a, dtype=v.dtype))
-
-
-# ---------------------------------------------------------------- optimizer state
-
-def optimizer_arrays(optimizer):
-    return [v.numpy() for v in optimizer.variables]
-
-
-def assign_optimizer(optimizer, arrays, trainable, source):
-    """Restore optimizer state; layouts tried: Keras 3 / kcompile ([iterations, learning_rate, slots
-    per variable]), the same without learning_rate (schedules), and Keras 2 ([iterations, all slots
-    of one kind, then the next kind]). Returns False (with a warning) when none fits."""
-    optimizer.build(trainable)
-    variables = optimizer.variables
-    it, lr, slots = variables[0], variables[1], variables[2:]
-    per_var = len(slots) // max(1, len(trainable))
-    kinds = [[slots[i * per_var + k] for i in range(len(trainable))] for k in range(per_var)] if per_var else []
-    candidates = [[it, lr] + slots, [it] + slots, [it] + [v for kind in kinds for v in kind]]
-    arrays = [np.asarray(a) for a in arrays]
-    for layout in candidates:
-        if len(layout) == len(arrays) and all(tuple(a.shape) == tuple(v.shape) for a, v in zip(arrays, layout)):
-            for v, a in zip(layout, arrays):
-                v.assign(a.astype(v.dtype))
-            return True
-    if arrays:
-        warnings.warn(f"{source}: the optimizer state in the file ({len(arrays)} arrays) does not match this "
-                      f"optimizer ({type(optimizer).__name__}, {len(variables)} variables); it starts fresh",
-                      stacklevel=3)
-    return False

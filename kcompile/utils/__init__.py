@@ -8,8 +8,8 @@ from .numerical_utils import normalize, to_categorical
 from .progbar import Progbar
 from .py_dataset import PyDataset, Sequence
 from .sequence_utils import pad_sequences
-from ..saving.object_registry import (CustomObjectScope, custom_object_scope, get_registered_name,
-                                      get_registered_object, register_keras_serializable)
+from .serialization import (CustomObjectScope, custom_object_scope, get_registered_name,
+                            get_registered_object, register_keras_serializable)
 from .timeseries_dataset import timeseries_dataset_from_array
 
 __all__ = ["set_random_seed", "to_categorical", "normalize", "Progbar", "PyDataset", "Sequence", "plot_model",
