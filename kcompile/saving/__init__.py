@@ -5,7 +5,11 @@ api.py is the public surface (load_model, save_model, load_weights, save_weights
 """
 from .api import load_model, load_weights, model_from_config, model_from_json, model_from_yaml, save_model, \
     save_weights
-from .object_registry import custom_object_scope, get_registered_object, register_keras_serializable
+from .object_registry import (CustomObjectScope, custom_object_scope, get_custom_objects, get_registered_name,
+                              get_registered_object, register_keras_serializable)
+from .objects import deserialize_keras_object, serialize_keras_object
 
 __all__ = ["load_model", "save_model", "load_weights", "save_weights", "model_from_json", "model_from_yaml",
-           "model_from_config", "register_keras_serializable", "custom_object_scope", "get_registered_object"]
+           "model_from_config", "register_keras_serializable", "custom_object_scope", "CustomObjectScope",
+           "get_registered_object", "get_registered_name", "get_custom_objects", "serialize_keras_object",
+           "deserialize_keras_object"]

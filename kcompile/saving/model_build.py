@@ -187,6 +187,17 @@ def deserialize_nested_layers(config, custom_objects=None):
     return out
 
 
+def build_layer(entry, custom_objects=None, safe_mode=True):
+    """One layer from its config envelope, nested layers included; UnsupportedModelError lists
+    every problem found."""
+    problems = []
+    layer = _Builder(custom_objects, safe_mode, problems).layer(entry)
+    if problems:
+        raise UnsupportedModelError("The layer cannot be built:\n" + "\n".join(
+            f"  - layer '{name}' ({cls}): {why}" for name, cls, why in problems), problems)
+    return layer
+
+
 def _lambda_globals():
     from .. import backend, ops
     return {"ops": ops, "K": backend, "keras": __import__("kcompile")}

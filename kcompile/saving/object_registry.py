@@ -3,8 +3,8 @@
 newly added layers resolve without being listed anywhere."""
 from __future__ import annotations
 
-from ..utils.serialization import (CustomObjectScope, custom_object_scope, get_registered_name,  # noqa: F401
-                                   get_registered_object, register_keras_serializable)
+from ..utils.serialization import (CustomObjectScope, custom_object_scope, get_custom_objects,  # noqa: F401
+                                   get_registered_name, get_registered_object, register_keras_serializable)
 
 
 def builtin_layer_classes():

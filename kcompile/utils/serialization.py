@@ -28,6 +28,11 @@ def register_keras_serializable(package="Custom", name=None):
     return decorator
 
 
+def get_custom_objects():
+    """The global registry itself (name -> object), which code may update directly, as in Keras."""
+    return _REGISTERED
+
+
 def get_registered_name(obj):
     return getattr(obj, "_keras_registered_name", None) or getattr(obj, "__name__", type(obj).__name__)
 
