@@ -58,3 +58,18 @@ def test_shared_lstm_twin_model():
     h = model.fit([data_a, data_b], labels, epochs=3, batch_size=8, verbose=0)
     assert len(model.trainable_weights) == 5           # one LSTM's three weights, shared, plus the Dense
     assert h.history["loss"][-1] < h.history["loss"][0]
+
+
+def test_time_distributed_of_a_whole_model_feeding_an_lstm():
+    """The guide's video pattern: a per-frame convnet model applied with TimeDistributed, then an LSTM."""
+    frame_model = keras.Sequential([keras.Input((4, 4, 1)), layers.Conv2D(2, 3), layers.Flatten(), layers.Dense(3)])
+    video = keras.Input((5, 4, 4, 1))
+    encoded = layers.TimeDistributed(frame_model)(video)
+    model = keras.Model(video, layers.LSTM(2)(encoded))
+    model.compile(optimizer="adam", loss="mse")
+    data = np.random.default_rng(3).random((6, 5, 4, 4, 1)).astype(np.float32)
+    per_frame = np.stack([frame_model.predict(data[:, t], verbose=0) for t in range(5)], 1)
+    np.testing.assert_allclose(keras.Model(video, encoded).predict(data, verbose=0), per_frame, rtol=1e-5, atol=1e-6)
+    history = model.fit(data, np.zeros((6, 2), np.float32), epochs=3, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert len(model.trainable_weights) == 4 + 3       # the frame model's weights once, then the LSTM's
