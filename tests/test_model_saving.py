@@ -403,6 +403,39 @@ def test_custom_objects_by_registration_scope_or_argument(tmp_path):
         keras.utils.register_keras_serializable("Tests")(type("NoConfig", (), {}))
 
 
+@keras.utils.register_keras_serializable(package="Tests")
+class Offsets(keras.layers.Layer):
+    """Keeps its table outside weights and config, in an asset file, as lookup layers do."""
+
+    def __init__(self, table=None, **kwargs):
+        super().__init__(**kwargs)
+        self.table = list(table or [])
+
+    def call(self, x):
+        # the model is assembled (and called symbolically) before its assets are loaded
+        return x + np.asarray(self.table, np.float32) if self.table else x
+
+    def save_assets(self, dir_path):
+        with open(f"{dir_path}/table.txt", "w") as fh:
+            fh.write("\n".join(str(v) for v in self.table))
+
+    def load_assets(self, dir_path):
+        with open(f"{dir_path}/table.txt") as fh:
+            self.table = [float(v) for v in fh.read().split()]
+
+
+def test_layer_assets_travel_in_keras_archives(tmp_path):
+    model = keras.Sequential([keras.Input((2,)), Offsets([1.0, 2.0]), keras.layers.Dense(1), Offsets([5.0])])
+    model.save(tmp_path / "a.keras")
+    with zipfile.ZipFile(tmp_path / "a.keras") as zf:
+        assert zf.read("assets/layers/offsets/table.txt") == b"1.0\n2.0"
+        assert zf.read("assets/layers/offsets_1/table.txt") == b"5.0"
+    loaded = keras.models.load_model(tmp_path / "a.keras")
+    assert loaded.layers[0].table == [1.0, 2.0] and loaded.layers[2].table == [5.0]
+    x = np.ones((2, 2), np.float32)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
 def test_lambda_bytecode_refused_in_safe_mode(tmp_path):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Lambda(lambda t: t * 2.0)])
     model.save(tmp_path / "l.keras")

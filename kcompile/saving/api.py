@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from . import config_dialects as dialects
+from .assets import collect_assets, restore_assets
 from .errors import KerasFileError
 from .h5_format import read_h5_model, read_h5_weights, read_keras3_weights, read_sharded_weights, write_h5_model, \
     write_h5_weights, write_keras3_weights
@@ -62,7 +63,7 @@ def save_model(model, filepath, overwrite=True, save_format=None, include_optimi
         tree = keras3_tree(model)
         if optimizer is not None and canonical.get("compile_config") is not None:
             tree["optimizer/vars"] = [v.numpy() for _, v in opt_vars]
-        write_keras_zip(path, dialects.to_keras3_config(canonical), weights=tree)
+        write_keras_zip(path, dialects.to_keras3_config(canonical), weights=tree, assets=collect_assets(model))
     else:
         training = None          # Keras writes no training config without the optimizer
         if optimizer is not None and canonical.get("compile_config") is not None:
@@ -81,6 +82,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
             model = build_model(canonical, custom_objects, safe_mode, path)
             if archive.weights is not None:
                 assign_keras3(model, archive.weights, path)
+            restore_assets(model, path, archive.assets)
             training = canonical.get("compile_config")
             if compile and training is not None:
                 _compile_from(model, training, path, custom_objects)

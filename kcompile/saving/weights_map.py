@@ -88,11 +88,12 @@ def _assign_layer(layer, arrays, source, skip_mismatch):
 
 # ---------------------------------------------------------------- Keras 3 object paths
 
-def keras3_paths(model):
-    """{path: [Variable, ...]} in Keras 3's naming, for the model's layers (not the optimizer)."""
+def keras3_objects(model):
+    """[(path, layer or model)] in Keras 3's naming ("layers/dense_1", "layers/lstm/cell"), the
+    model itself at "" — the paths of `<path>/vars` in weight files and of `assets/<path>/`."""
     from ..layers.base import to_snake_case
     from ..models.model import Model
-    out = {"vars": []}
+    out = [("", model)]
 
     def container(layers, prefix):
         counts = {}
@@ -100,21 +101,27 @@ def keras3_paths(model):
             base = "functional" if type(layer) is Model else to_snake_case(type(layer).__name__)
             n = counts.get(base, 0)
             counts[base] = n + 1
-            path = f"{prefix}layers/{base if n == 0 else f'{base}_{n}'}"
-            visit(layer, path)
+            visit(layer, f"{prefix}layers/{base if n == 0 else f'{base}_{n}'}")
 
     def visit(layer, path):
+        out.append((path, layer))
         if isinstance(layer, Model):
-            out[f"{path}/vars"] = []
             container(_top_layers(layer), f"{path}/")
             return
-        out[f"{path}/vars"] = _own(layer)
         for attr, value in layer.__dict__.items():
             if attr.startswith("_") or not hasattr(value, "_own_weights") or value not in layer._layers:
                 continue
             visit(value, f"{path}/{attr}")
     container(_top_layers(model), "")
     return out
+
+
+def keras3_paths(model):
+    """{path: [Variable, ...]} in Keras 3's naming, for the model's layers (not the optimizer);
+    a model's own group is empty (its layers' variables sit under its layers)."""
+    from ..models.model import Model
+    return {f"{path}/vars" if path else "vars": [] if isinstance(obj, Model) else _own(obj)
+            for path, obj in keras3_objects(model)}
 
 
 def keras3_tree(model):
