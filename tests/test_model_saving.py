@@ -167,6 +167,24 @@ def test_weights_round_trip(tmp_path, trained, name, save_format):
     _same_predictions(model, clone, x)
 
 
+def test_sharded_weights_and_optimizer_state_in_weights_files(tmp_path, trained):
+    model, x, _ = trained
+    index = tmp_path / "w.weights.json"
+    model.save_weights(index, max_shard_size=2e-7)          # 200 bytes: several shards
+    shards = sorted(p.name for p in tmp_path.glob("w_*.weights.h5"))
+    assert len(shards) > 2 and shards[0] == "w_00000.weights.h5"
+    weight_map = json.loads(index.read_text())["weight_map"]
+    assert set(weight_map["/optimizer/vars"]) <= set(shards) and "/layers/dense/vars" in weight_map
+    clone = keras.models.model_from_json(model.to_json())      # compiled from the compile config
+    clone.load_weights(index)
+    _same_predictions(model, clone, x)
+    assert int(clone.optimizer.iterations.numpy()) == int(model.optimizer.iterations.numpy()) > 0
+    with pytest.raises(ValueError, match=r"\.weights\.json"):
+        model.save_weights(tmp_path / "w.weights.h5", max_shard_size=1.0)
+    with pytest.raises(TypeError, match="not supported"):
+        model.save_weights(tmp_path / "w.weights.h5", compression="gzip")
+
+
 def test_load_weights_from_full_model_file_and_by_name(tmp_path, trained):
     model, x, _ = trained
     model.save(tmp_path / "m.h5")

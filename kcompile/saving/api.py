@@ -12,7 +12,7 @@ from . import config_dialects as dialects
 from .assets import collect_assets, restore_assets
 from .errors import KerasFileError
 from .h5_format import read_h5_model, read_h5_weights, read_keras3_weights, read_sharded_weights, write_h5_model, \
-    write_h5_weights, write_keras3_weights
+    write_h5_weights, write_keras3_weights, write_sharded_weights
 from .json_yaml import dumps_json, dumps_yaml, read_json_config, read_yaml_config
 from .keras_zip import read_keras_zip, write_keras_zip
 from .model_build import build_model
@@ -170,15 +170,30 @@ def to_yaml(model, **kwargs):      # kwargs go to yaml.dump, as in Keras 2
 
 # ---------------------------------------------------------------- weights only
 
+def _weights_tree(model):
+    """The model's Keras 3 weights tree, with the optimizer's state when it is compiled (as Keras 3's
+    save_weights writes it)."""
+    tree = keras3_tree(model)
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None:
+        tree["optimizer/vars"] = [v.numpy() for _, v in keras_optimizer_variables(optimizer, model.trainable_weights)]
+    return tree
+
+
 def save_weights(model, filepath, overwrite=True, save_format=None, max_shard_size=None, **kwargs):
+    """`.weights.h5` (Keras 3 object paths), `.h5`/`.hdf5`/no extension (Keras 2 layout), or with
+    max_shard_size (GB) a `.weights.json` index with shards of at most that size."""
     _reject("save_weights()", kwargs)
-    if max_shard_size is not None:
-        raise ValueError("save_weights(max_shard_size=...) (sharded weights) is not supported for writing; "
-                         "sharded files written by Keras load with load_weights")
     path = _path(filepath)
     _confirm_overwrite(path, overwrite)
-    if path.endswith(".weights.h5") and save_format in (None, "keras", "h5"):
-        write_keras3_weights(path, keras3_tree(model))
+    if max_shard_size is not None:
+        if not path.endswith(".weights.json"):
+            raise ValueError(f"With max_shard_size the filename must end in `.weights.json`. Received: filepath={path}")
+        if not max_shard_size > 0:
+            raise ValueError(f"max_shard_size must be a positive number of GB. Received: {max_shard_size!r}")
+        write_sharded_weights(path, _weights_tree(model), float(max_shard_size) * 1e9)
+    elif path.endswith(".weights.h5") and save_format in (None, "keras", "h5"):
+        write_keras3_weights(path, _weights_tree(model))
     elif save_format in (None, "h5", "hdf5") and (path.endswith((".h5", ".hdf5")) or not os.path.splitext(path)[1]):
         write_h5_weights(path, legacy_layer_weights(model))     # Keras 2's layout (also for a path with no extension)
     else:
@@ -195,6 +210,8 @@ def load_weights(model, filepath, skip_mismatch=False, by_name=False, **kwargs):
             raise ValueError("by_name=True only applies to legacy .h5 weight files")
         tree = read_keras3_weights(path) if kind == "h5_weights_keras3" else read_sharded_weights(path)
         assign_keras3(model, tree, path, skip_mismatch)
+        if getattr(model, "optimizer", None) is not None:     # Keras 3 restores a compiled model's optimizer too
+            _restore_optimizer(model, tree.optimizer, path)
     elif kind in ("h5_weights_legacy", "h5_model"):
         stored = read_h5_weights(path)
         assign_legacy(model, stored.layer_weights, path, by_name=by_name, skip_mismatch=skip_mismatch)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import math
 import os
 import re
@@ -764,6 +765,39 @@ def write_keras3_weights(path_or_h5file, weights, names=None) -> None:
                                  path_or_h5file.file.filename) from None
     else:
         _write_guarded(path_or_h5file, "writing the weights file", body)
+
+
+def write_sharded_weights(index_path, weights, max_shard_bytes) -> list:
+    """Write a Keras 3 weights tree as `<base>.weights.json` plus `<base>_00000.weights.h5`, ...
+    (the layout read_sharded_weights reads): `vars` groups in order, a new shard whenever the
+    next group would pass `max_shard_bytes` (a group larger than that gets a shard of its own).
+    Shards are written first, the index last, each atomically. Returns the shard paths."""
+    from .atomic import atomic_write
+    label = os.fsdecode(index_path)
+    if not label.endswith(".weights.json"):
+        raise KerasFileError("a sharded weights index must end in '.weights.json'", label)
+    base = label[:-len(".weights.json")]
+    groups, current, size, total = [], {}, 0, 0
+    for path, arrays in weights.items():
+        arrays = [_as_array(a, f"{path}/{i}") for i, a in enumerate(arrays)]
+        nbytes = sum(a.nbytes for a in arrays)
+        if current and size + nbytes > max_shard_bytes:
+            groups.append(current)
+            current, size = {}, 0
+        current[path.strip("/")] = arrays
+        size += nbytes
+        total += nbytes
+    groups.append(current)
+    weight_map, written = {}, []
+    for n, group in enumerate(groups):
+        shard = f"{base}_{n:05d}.weights.h5"
+        write_keras3_weights(shard, group)
+        written.append(shard)
+        for path in group:
+            weight_map[f"/{path}"] = [os.path.basename(shard)]
+    with atomic_write(label, "w") as fh:
+        json.dump({"metadata": {"total_size": float(total)}, "weight_map": weight_map}, fh, indent=4)
+    return written
 
 
 def read_sharded_weights(index_path) -> Keras3Weights:
