@@ -86,10 +86,14 @@ class CallRecord:
 
 
 class Trace:
-    def __init__(self, training=False, step=None, recording=False):
+    def __init__(self, training=False, step=None, recording=False, executes=False, static_batch=None):
         self.training = training
         self.step = step                 # IR node of the RNG step counter (int32 scalar)
         self.recording = recording       # True while defining a functional model
+        # True when the traced graph will run (not a shape probe): stateful layers then read and
+        # write their state, whose rows are `static_batch` (the model's declared batch size)
+        self.executes = executes
+        self.static_batch = static_batch
         self.losses = []                 # scalar IR nodes added to the training loss
         self.updates = {}                # slot name -> IR node (new value)
 

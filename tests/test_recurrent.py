@@ -242,8 +242,6 @@ def test_masking_carries_state_over_masked_steps():
 
 
 def test_unsupported_arguments_are_named():
-    with pytest.raises(ValueError, match="stateful"):
-        layers.LSTM(3, stateful=True)
     with pytest.raises(ValueError, match="recurrent_constraint"):
         layers.GRU(3, recurrent_constraint="non_neg")
 

@@ -168,12 +168,23 @@ def argmax(x, axis=-1):
 
 # ---------------------------------------------------------------- layout
 
-def reshape(x, shape):
+def reshape(x, shape, rebatch=False):
     x = as_node(x)
     shape = tuple(shape)
     if shape == x.shape:
         return x
+    if rebatch:
+        return node("reshape", [x], {"shape": shape, "rebatch": True})
     return node("reshape", [x], {"shape": _resolve_reshape(x.shape, shape)})
+
+
+def rebatch(x, batch):
+    """View a (batch, ...) tensor of static batch as (BATCH, ...), or a (BATCH, ...) one as
+    (batch, ...): how stateful layers read and write their per-sample state. Valid only when the
+    run-time batch equals `batch` (the runtime checks that before running)."""
+    x = as_node(x)
+    lead = BATCH if x.shape[0] is not BATCH else int(batch)
+    return reshape(x, (lead,) + tuple(x.shape[1:]), rebatch=True)
 
 
 def _resolve_reshape(old, new):

@@ -334,6 +334,14 @@ register("argmax", "reduction", _argmax_rule,
 def _reshape_rule(inputs, attrs):
     (x,) = inputs
     new = attrs["shape"]
+    if attrs.get("rebatch"):
+        # a stateful layer's (batch, ...) state seen as the run-time batch, or back: same rows
+        # when the run-time batch equals the static one, which the runtime checks before running
+        ok = ((new[0] is BATCH) != (x.shape[0] is BATCH) and BATCH not in new[1:] + x.shape[1:]
+              and _static_size(new[1:]) == _static_size(x.shape[1:]))
+        if not ok:
+            raise ShapeError(f"cannot rebatch {format_shape(x.shape)} to {format_shape(new)}")
+        return new, x.dtype
     if new.count(BATCH) != x.shape.count(BATCH) or _static_size(new) != _static_size(x.shape):
         raise ShapeError(f"cannot reshape {format_shape(x.shape)} to {format_shape(new)}")
     return new, x.dtype
@@ -345,7 +353,7 @@ def _static_size(shape):
 
 register("reshape", "layout", _reshape_rule,
          lambda args, attrs, shape: args[0].reshape(shape),
-         lambda b, node, g: [b.reshape(g, node.inputs[0].shape)])
+         lambda b, node, g: [b.reshape(g, node.inputs[0].shape, rebatch=node.attrs.get("rebatch", False))])
 
 
 def _transpose_rule(inputs, attrs):

@@ -145,6 +145,10 @@ class Layer:
             self._regularized.append((var, reg))
         return var
 
+    def _persistent_state(self):
+        """Variables outside the weights that compiled steps read and update (stateful RNN states)."""
+        return []
+
     def _all_layers(self):
         seen, out = set(), []
 
@@ -351,18 +355,23 @@ class Layer:
         # tensor-valued keyword arguments (mask, initial_state, ...) are batch inputs too
         kwargs = {k: map_structure(lambda v: to_placeholder(v) if isinstance(v, np.ndarray) and v.ndim else v, v)
                   for k, v in kwargs.items()}
-        trace = Trace(training=training)
+        batch = next((np.shape(v)[0] for v in feeds.values() if np.ndim(v)), 1)
+        trace = Trace(training=training, executes=True, static_batch=batch)
         trace.step = irb.const(0, "int32")
         with trace_scope(trace):
             out = self(symbolic, *args[1:], training=training, **kwargs)
         flat = flatten(out)
-        graph = Graph(placeholders, {str(i): t.node for i, t in enumerate(flat)}, [])
-        state = {}
+        graph = Graph(placeholders, {str(i): t.node for i, t in enumerate(flat)}, [], trace.updates)
+        variables = {}
         for layer in [self] + self._all_layers():
-            for w in layer._own_weights:
-                state[w.slot.name] = w.numpy()
-        batch = next((np.shape(v)[0] for v in feeds.values() if np.ndim(v)), 1)
-        values, _ = evaluate(graph, feeds, state, batch=batch)
+            for v in list(layer._own_weights) + layer._persistent_state():
+                variables[v.slot.name] = v
+        state = {name: v.numpy() for name, v in variables.items()}
+        values, updates = evaluate(graph, feeds, state, batch=batch)
+        # as in Keras, a call updates the layer's state (BatchNormalization's moving statistics
+        # when training, a stateful RNN's states)
+        for name, value in updates.items():
+            variables[name].assign(np.asarray(value, variables[name].dtype))
         results = iter([values[str(i)] for i in range(len(flat))])
         return map_structure(lambda t: next(results), out)
 

@@ -8,6 +8,10 @@ loop, and only h·U and the gate arithmetic run per step. A user cell (`RNN(cell
 
 Inside the loop the row of each step is [state_0 | state_1 | ... | output (if not state_0)];
 sequences are time-major there (time, batch, ...) so each step reads a contiguous slab.
+
+A stateful layer keeps its final states in non-trainable variables of the model's declared batch
+size (as Keras 3, not among the layer's weights): the compiled predict, train and evaluate steps
+all start from them and write them back, and `reset_states()` zeroes them.
 """
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ from .. import activations, initializers, ops, random_state, regularizers
 from ..ir import builder as irb
 from ..ir.graph import BATCH
 from ..ir.scan import scan
-from ..tracing import KerasTensor
+from ..tracing import KerasTensor, current_trace
+from ..variables import Variable
 from .base import InputSpec, Layer
 from .core import dropout_mask
 
@@ -251,14 +256,13 @@ class RNN(Layer):
                  stateful=False, unroll=False, zero_output_for_mask=False, time_major=False, **kwargs):
         if isinstance(cell, (list, tuple)):
             raise ValueError("RNN: stacked cells (a list of cells) are not supported; stack RNN layers instead")
-        if stateful:
-            raise ValueError(f"{type(self).__name__}: stateful=True is not supported yet")
         if time_major:
             raise ValueError(f"{type(self).__name__}: time_major=True is not supported")
         super().__init__(**kwargs)
         self.cell = cell
         self.return_sequences, self.return_state = bool(return_sequences), bool(return_state)
-        self.go_backwards, self.stateful = bool(go_backwards), False
+        self.go_backwards, self.stateful = bool(go_backwards), bool(stateful)
+        self.states = None                  # stateful: the state variables, made on the first run
         self.unroll = bool(unroll)          # a hint only: the loop is always a compiled loop
         self.zero_output_for_mask = bool(zero_output_for_mask)
         self.supports_masking = True
@@ -315,6 +319,9 @@ class RNN(Layer):
             m = irb.reshape(irb.transpose(m, (1, 0)), (steps, BATCH, 1))
             per_step = irb.concat([per_step, m], 2)
 
+        state_vars = self._state_variables(x) if self.stateful else None
+        if initial_state is None and state_vars is not None:
+            initial_state = [_kt(irb.rebatch(v.node(), None)) for v in state_vars]
         init = self._initial_row(initial_state, sizes)
         R = sum(sizes)
         out_width = self.cell.output_size if not builtin else sizes[0]
@@ -356,6 +363,10 @@ class RNN(Layer):
         for s in sizes:
             states.append(_kt(irb.slice(final, ((0, None), (start, start + s)))))
             start += s
+        if state_vars is not None:
+            trace = current_trace()
+            for var, new in zip(state_vars, states):
+                trace.add_update(var.slot.name, irb.rebatch(new.node, var.shape[0]))
         if self.go_backwards and not aligned:
             outputs = irb.reverse(outputs, 0)
         seq = irb.transpose(outputs, (1, 0, 2))
@@ -380,8 +391,60 @@ class RNN(Layer):
             nodes.append(n)
         return irb.concat(nodes, 1)
 
+    # ------------------------------------------------------------ stateful
+    def _state_variables(self, x):
+        """The state variables a running (not shape-probing) trace reads and updates; None otherwise."""
+        trace = current_trace()
+        if not trace.executes:
+            return None
+        batch = trace.static_batch
+        if batch is None:
+            raise ValueError(f"Layer '{self.name}': when using `stateful=True` in a RNN, the batch size must be "
+                             f"static. Found dynamic batch size: sequence.shape={x.shape}. Give the model a "
+                             f"fixed batch size: `Input(..., batch_size=N)`, or `batch_input_shape`/`batch_size` "
+                             f"on the first layer of a Sequential model.")
+        if self.states is None:
+            self._make_states([np.zeros((batch, s), np.float32) for s in self.state_size])
+        elif self.states[0].shape[0] != batch:
+            raise ValueError(f"Layer '{self.name}': if an RNN is stateful, the batch size of the input sequences "
+                             f"must be the same as the batch size of the initial state.\n"
+                             f"- Expected batch size: {self.states[0].shape[0]}\n- Received batch size: {batch}")
+        return self.states
+
+    def _make_states(self, values):
+        self.states = [Variable(v, trainable=False, name="rnn_state", path=f"{self.name}/rnn_state_{i}",
+                                kind="rnn_state") for i, v in enumerate(values)]
+
+    def _persistent_state(self):
+        return list(self.states or [])
+
     def reset_states(self, states=None):
-        raise ValueError(f"Layer '{self.name}' is not stateful (stateful=True is not supported yet)")
+        """Zero the states of a stateful layer, or set them to `states` (one array per state, as Keras 2)."""
+        if not self.stateful:
+            raise AttributeError(f"Layer '{self.name}' is not stateful: construct it with stateful=True")
+        if states is None:
+            for v in self.states or []:
+                v.assign(np.zeros(v.shape, v.dtype))
+            return
+        given = list(states) if isinstance(states, (list, tuple)) else [states]
+        if len(given) != len(self.state_size):
+            raise ValueError(f"Layer '{self.name}' expects {len(self.state_size)} state(s), "
+                             f"but it received {len(given)} state value(s)")
+        values = []
+        for i, (value, size) in enumerate(zip(given, self.state_size)):
+            value = np.asarray(value, np.float32)
+            expected_batch = self.states[0].shape[0] if self.states else value.shape[0] if value.ndim else None
+            if value.shape != (expected_batch, size):
+                raise ValueError(f"State {i} is incompatible with layer '{self.name}': expected shape "
+                                 f"{(expected_batch, size)}, got {value.shape}")
+            values.append(value)
+        if self.states is None:
+            self._make_states(values)
+        else:
+            for v, value in zip(self.states, values):
+                v.assign(value)
+
+    reset_state = reset_states
 
     def get_config(self):
         config = super().get_config()
@@ -500,6 +563,18 @@ class Bidirectional(Layer):
         merge = _MERGES[self.merge_mode]
         out = [fo, bo] if merge is None else [merge(fo, bo)]
         return out + f_states + b_states if self.return_state else (out if merge is None else out[0])
+
+    @property
+    def stateful(self):
+        return self.forward_layer.stateful
+
+    def reset_states(self):
+        if not self.stateful:
+            raise AttributeError(f"Layer '{self.name}' is not stateful: its RNN layer needs stateful=True")
+        self.forward_layer.reset_states()
+        self.backward_layer.reset_states()
+
+    reset_state = reset_states
 
     def get_config(self):
         from ..saving.model_config import serialize_layer

@@ -51,6 +51,7 @@ class CompiledModel:
         self._variants = {}
         self._x_shapes = None          # concrete input shapes of the variant being traced
         self.dynamic = any(d is None for _, shape, _ in input_specs for d in shape[1:])
+        self.static_batch = model._declared_batch_size()   # rows of stateful layers' states
         self.native = None
 
     # ------------------------------------------------------------ tracing
@@ -60,7 +61,8 @@ class CompiledModel:
                 for i, ((name, spec, dtype), shape) in enumerate(zip(self.input_specs, shapes))]
 
     def _forward(self, training):
-        trace = Trace(training=training, step=self.seed_step.node())
+        trace = Trace(training=training, step=self.seed_step.node(), executes=True,
+                      static_batch=self.static_batch)
         xs = self._inputs()
         with trace_scope(trace):
             out = self.model(xs if len(xs) > 1 else xs[0], training=training)
@@ -69,9 +71,9 @@ class CompiledModel:
         return xs, outs, trace
 
     def predict_graph(self):
-        xs, outs, _ = self._forward(False)
-        return Graph([x.node for x in xs], {f"y{i}": o.node for i, o in enumerate(outs)},
-                     name="predict")
+        xs, outs, trace = self._forward(False)
+        return Graph([x.node for x in xs], {f"y{i}": o.node for i, o in enumerate(outs)}, [],
+                     trace.updates, name="predict")
 
     def _targets(self, y_shapes):
         ys, sws = [], []
@@ -141,7 +143,7 @@ class CompiledModel:
         ys, sws = self._targets(y_shapes)
         with trace_scope(trace):
             total, updates = self._loss_and_metrics(outs, ys, sws, trace, training=False)
-        return self._graph(xs, ys, sws, {"loss": total.node}, updates, None, "evaluate")
+        return self._graph(xs, ys, sws, {"loss": total.node}, updates, trace, "evaluate")
 
     def _graph(self, xs, ys, sws, outputs, updates, trace, name):
         inputs = [x.node for x in xs] + [y.node for y in ys if y is not None] + [s.node for s in sws if s is not None]
@@ -153,6 +155,8 @@ class CompiledModel:
     # ------------------------------------------------------------ variables and compilation
     def all_variables(self):
         vs = list(self.model.weights) + [self.seed_step]
+        for layer in self.model._all_layers():
+            vs += layer._persistent_state()
         if self.model.optimizer is not None:
             vs += list(self.model.optimizer.variables)
         vs += self.loss_tracker.variables
@@ -168,6 +172,14 @@ class CompiledModel:
                 seen.add(id(v))
                 out.append(v)
         return out
+
+    def check_batch(self, n):
+        """Stateful layers hold one state row per sample: every batch must have that many rows."""
+        if self.static_batch is not None and n != self.static_batch and \
+                any(layer._persistent_state() for layer in self.model._all_layers()):
+            raise ValueError(f"Model '{self.model.name}' has stateful layers built for batches of "
+                             f"{self.static_batch} samples, but received a batch of {n}: pass "
+                             f"batch_size={self.static_batch} and a number of samples divisible by it")
 
     def sync_state(self):
         """Make sure every variable lives in this model's pool (a shared layer may have moved)."""

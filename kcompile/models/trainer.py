@@ -121,6 +121,24 @@ class Trainer:
             return [(t._history[0].fn.name, t.shape, t.dtype) for t in self.inputs]
         return None
 
+    def _declared_batch_size(self):
+        """The batch size fixed by the model's inputs (`Input(batch_size=...)`), or None."""
+        sizes = set()
+        for t in getattr(self, "inputs", None) or []:
+            history = getattr(t, "_history", None)
+            shape = getattr(history[0].fn, "batch_shape", None) if history else None
+            if shape and shape[0] is not None:
+                sizes.add(int(shape[0]))
+        if len(sizes) > 1:
+            raise ValueError(f"Model '{self.name}': its inputs declare different batch sizes {sorted(sizes)}")
+        return sizes.pop() if sizes else None
+
+    def reset_states(self):
+        """Zero the states of every stateful layer (Keras 2's `Model.reset_states`)."""
+        for layer in self._all_layers():
+            if getattr(layer, "stateful", False) and hasattr(layer, "reset_states"):
+                layer.reset_states()
+
     def _ensure_compiled_model(self, x_arrays=None, y_shapes=None):
         if self._compile_args is None:
             raise RuntimeError("You must call `compile()` before using the model.")
@@ -261,6 +279,7 @@ class Trainer:
             if entry == "train" and ys is not None and not self.trainable_weights:
                 raise ValueError(f"Model '{self.name}' has no trainable weights to train")
             raise ValueError(f"'{entry}' needs a loss and targets (compile the model with a loss and pass y)")
+        cm.check_batch(n)
         cm.sync_state()
         return variant.run(entry, n, self._feeds(xs, ys, sample_weight, n))
 
@@ -326,6 +345,7 @@ class Trainer:
         if x.ndim != len(shape) or x.shape[1:] != tuple(shape[1:]) or x.shape[0] == 0:
             return None
         variant = next(iter(cm._variants.values()))
+        cm.check_batch(x.shape[0])
         cm.sync_state()
         return self._structure_outputs(variant.run("predict", x.shape[0], [x]))
 
@@ -428,6 +448,9 @@ class Trainer:
             feeds = [np.ascontiguousarray(a[idx[:rows]]) for a in feeds]
         elif rows < n:
             feeds = [a[:rows] for a in feeds]
+        cm.check_batch(adapter.batch_size)
+        if rows % adapter.batch_size:
+            cm.check_batch(rows % adapter.batch_size)
         cm.sync_state()
         cbs.on_train_batch_begin(0)
         variant.module.run_loop(variant.prefix + "train", adapter.batch_size, feeds)

@@ -59,7 +59,8 @@ def algebraic(graph):
             return ins[1]
         if node.op == "neg" and ins[0].op == "neg":
             return ins[0].inputs[0]
-        if node.op == "reshape" and ins[0].op == "reshape":
+        if node.op == "reshape" and ins[0].op == "reshape" and \
+                not (node.attrs.get("rebatch") or ins[0].attrs.get("rebatch")):
             inner = ins[0].inputs[0]
             return inner if inner.shape == node.shape else b.reshape(inner, node.shape)
         if node.op == "transpose" and ins[0].op == "transpose":      # e.g. between stacked RNN layers
