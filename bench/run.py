@@ -3,7 +3,9 @@
 Dense 64 relu, Dropout 0.5, Dense 64 relu, Dropout 0.5, Dense 10 softmax on 20 inputs; SGD
 lr 0.01 momentum 0.9 nesterov; 1000 samples, batch 128. Baselines run in the same process:
 the numpy reference interpreter (run_eagerly=True) always, PyTorch and Keras when importable.
-Usage: python bench/run.py [--quick] [--write]   (--write updates bench/RESULTS.md)
+Usage: python bench/run.py [--quick] [--write] [--all]   (--write updates bench/RESULTS.md;
+--all then runs the other benchmarks too: bench/recurrent.py, the LSTM and the functional API
+guide's headline model, and bench/convnet.py, the VGG-like convnet)
 """
 from __future__ import annotations
 
@@ -108,6 +110,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs and repeats")
     parser.add_argument("--write", action="store_true", help="write the table to bench/RESULTS.md")
+    parser.add_argument("--all", action="store_true",
+                        help="then run bench/recurrent.py and bench/convnet.py (each in its own process)")
     args = parser.parse_args()
     epochs, repeat = (5, 2) if args.quick else (30, 5)
     rows = {"kcompile (native)": bench_kcompile(False, epochs, repeat)}
@@ -141,6 +145,12 @@ def main():
     if args.write:
         from results_file import write_section
         write_section("bench/run.py", "## Guide MLP (`python bench/run.py --write`)\n\n" + text + NOTES)
+    if args.all:
+        import subprocess
+        here = os.path.dirname(os.path.abspath(__file__))
+        for script in ("recurrent.py", "convnet.py"):
+            subprocess.run([sys.executable, os.path.join(here, script)] + (["--write"] if args.write else []),
+                           check=True)
 
 
 if __name__ == "__main__":
