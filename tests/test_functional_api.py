@@ -143,3 +143,24 @@ def test_subclassed_model_with_training_flag():
     h = model.fit(x, y, epochs=40, verbose=0)
     assert h.history["loss"][-1] < 0.5 * h.history["loss"][0]
     np.testing.assert_allclose(model.predict(x, verbose=0), model.predict(x, verbose=0))   # inference: no dropout
+
+
+def test_bad_functional_input_is_a_clear_error_naming_the_layer_or_input():
+    with pytest.raises(ValueError, match='layer "rnn".*expected ndim=3, found ndim=2'):
+        layers.LSTM(3, name="rnn")(keras.Input((4,)))
+    with pytest.raises(ValueError, match='layer "conv".*expected ndim=4'):
+        layers.Conv2D(3, 3, name="conv")(keras.Input((4, 5)))
+    with pytest.raises(ValueError, match=r"'plus' \(Add\).*incompatible shapes \[\(None, 3\), \(None, 4\)\]"):
+        layers.Add(name="plus")([keras.Input((3,)), keras.Input((4,))])
+    with pytest.raises(ValueError, match="'cat'.*matching shapes"):
+        layers.Concatenate(name="cat")([keras.Input((3, 2)), keras.Input((4, 3))])
+    with pytest.raises(ValueError, match=r"'dotted' \(Dot\).*axis values 3 .* 4"):
+        layers.Dot(axes=1, name="dotted")([keras.Input((3,)), keras.Input((4,))])
+    a, b = keras.Input((3,), name="a"), keras.Input((3,), name="b")
+    with pytest.raises(ValueError, match="Graph disconnected.*'b'"):
+        keras.Model(a, layers.Dense(2)(b))
+    model = keras.Model([a, b], layers.Add()([a, b]))
+    with pytest.raises(ValueError, match=r"Missing data for input 'b'.*\['a', 'c'\]"):
+        model.predict({"a": np.zeros((2, 3)), "c": np.zeros((2, 3))}, verbose=0)
+    with pytest.raises(ValueError, match=r"Input 1 .*expected shape=\(None, 3\), found shape=\(2, 4\)"):
+        model.predict({"a": np.zeros((2, 3)), "b": np.zeros((2, 4))}, verbose=0)

@@ -34,7 +34,8 @@ class _Merge(Layer):
 
     def _check(self, inputs):
         if not isinstance(inputs, (list, tuple)) or len(inputs) < self.min_inputs:
-            raise ValueError(f"A merge layer should be called on a list of at least {self.min_inputs} inputs. "
+            raise ValueError(f"Layer '{self.name}': a merge layer should be called on a list of at least "
+                             f"{self.min_inputs} inputs. "
                              f"Received: inputs={inputs} (not a list of tensors)")
 
     def call(self, inputs):
@@ -57,7 +58,8 @@ class Add(_Merge):
 class Subtract(_Merge):
     def _merge(self, xs):
         if len(xs) != 2:
-            raise ValueError(f"A `Subtract` layer should be called on exactly 2 inputs. Received: inputs={xs}")
+            raise ValueError(f"Layer '{self.name}': a `Subtract` layer should be called on exactly 2 inputs. "
+                             f"Received: inputs={xs}")
         return ops.subtract(xs[0], xs[1])
 
 
@@ -94,8 +96,8 @@ class Concatenate(_Merge):
         axis = self.axis % rank
         for x in xs[1:]:
             if len(x.shape) != rank or any(a != b for i, (a, b) in enumerate(zip(x.shape, xs[0].shape)) if i != axis):
-                raise ValueError("A `Concatenate` layer requires inputs with matching shapes except for the "
-                                 f"concatenation axis. Received: input_shape={[t.shape for t in xs]}")
+                raise ValueError(f"Layer '{self.name}': a `Concatenate` layer requires inputs with matching shapes "
+                                 f"except for the concatenation axis. Received: input_shape={[t.shape for t in xs]}")
         return ops.concatenate(xs, axis=axis)
 
     def compute_mask(self, inputs, mask=None):
@@ -128,12 +130,13 @@ class Dot(_Merge):
 
     def _merge(self, xs):
         if len(xs) != 2:
-            raise ValueError(f"A `Dot` layer should be called on exactly 2 inputs. Received: inputs={xs}")
+            raise ValueError(f"Layer '{self.name}': a `Dot` layer should be called on exactly 2 inputs. "
+                             f"Received: inputs={xs}")
         a, b = xs
         ra, rb = len(a.shape), len(b.shape)
         ax, bx = self.axes[0] % ra, self.axes[1] % rb
         if a.shape[ax] != b.shape[bx]:
-            raise ValueError(f"Incompatible input shapes: axis values {a.shape[ax]} (at axis {ax}) != "
+            raise ValueError(f"Layer '{self.name}' (Dot): incompatible input shapes: axis values {a.shape[ax]} (at axis {ax}) != "
                              f"{b.shape[bx]} (at axis {bx}). Full input shapes: {a.shape}, {b.shape}")
         if self.normalize:
             a = ops.multiply(a, ops.rsqrt(ops.maximum(ops.sum(ops.square(a), axis=ax, keepdims=True), 1e-12)))
