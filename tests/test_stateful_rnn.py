@@ -137,3 +137,24 @@ def test_errors_name_the_batch_problem():
     with pytest.raises(ValueError, match="batches of 4 samples, but received a batch of 2"):
         fixed.fit(np.zeros((6, 5, 3)), np.zeros((6, 1)), batch_size=4, shuffle=False, verbose=0)
     fixed.fit(np.zeros((8, 5, 3)), np.zeros((8, 1)), batch_size=4, shuffle=False, verbose=0)
+
+
+def test_subclassed_model_takes_the_batch_size_it_was_built_on():
+    class Model(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.rnn = layers.GRU(3, stateful=True)
+            self.head = layers.Dense(1)
+
+        def call(self, x):
+            return self.head(self.rnn(x))
+
+    x = np.random.default_rng(5).normal(size=(8, 5, 2)).astype(np.float32)
+    model = Model()
+    model.compile("sgd", "mse")
+    model.fit(x, np.zeros((8, 1)), batch_size=4, shuffle=False, verbose=0)
+    assert model.rnn.states[0].shape == (4, 3)
+    first = model.predict(x[:4], verbose=0)
+    assert not np.allclose(model.predict(x[:4], verbose=0), first)
+    with pytest.raises(ValueError, match="batches of 4 samples"):
+        model.predict(x[:3], verbose=0)

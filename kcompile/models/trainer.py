@@ -122,7 +122,10 @@ class Trainer:
         return None
 
     def _declared_batch_size(self):
-        """The batch size fixed by the model's inputs (`Input(batch_size=...)`), or None."""
+        """The batch size fixed by the model's inputs (`Input(batch_size=...)`); for a subclassed
+        model, that of the first batch it was built on; or None."""
+        if getattr(self, "_first_batch_size", None) is not None:
+            return self._first_batch_size
         sizes = set()
         for t in getattr(self, "inputs", None) or []:
             history = getattr(t, "_history", None)
@@ -165,6 +168,7 @@ class Trainer:
             # a subclassed model: inputs take the data's shapes
             self._subclass_specs = [(f"input_{i}", (None,) + a.shape[1:], "int32" if a.dtype.kind in "iu" else "float32")
                                     for i, a in enumerate(x_arrays)]
+            self._first_batch_size = int(x_arrays[0].shape[0])   # as Keras builds on the first batch
             self._model_input_specs = lambda: self._subclass_specs
             from ..tracing import KerasTensor, Trace, trace_scope
             from ..ir import builder as irb
