@@ -62,8 +62,11 @@ def _concrete(x):
     return x
 
 
-def keras_op(fn):
-    """Wrap an op: nodes in, KerasTensor or numpy out; record the call while defining a model."""
+def keras_op(fn, name=None):
+    """Wrap an op: nodes in, KerasTensor or numpy out; record the call while defining a model.
+    `name` names an op made by a helper as Keras names it (summaries and saved files use it)."""
+    if name is not None:
+        fn.__name__ = fn.__qualname__ = name
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         symbolic = _symbolic_inputs(args, kwargs)
@@ -109,29 +112,28 @@ def _pair(x, y):
 
 # ---------------------------------------------------------------- elementwise
 
-def _binary(builder_fn):
-    @keras_op
-    def op(x, y):
-        return builder_fn(*_pair(x, y))
-    return op
+def _binary(builder_fn, name):
+    def op(x1, x2):
+        return builder_fn(*_pair(x1, x2))
+    return keras_op(op, name)
 
 
-add = _binary(irb.add)
-subtract = _binary(irb.sub)
-multiply = _binary(irb.mul)
-maximum = _binary(irb.maximum)
-minimum = _binary(irb.minimum)
-greater = _binary(irb.greater)
-greater_equal = _binary(irb.greater_equal)
-less = _binary(irb.less)
-less_equal = _binary(irb.less_equal)
-equal = _binary(irb.equal)
-not_equal = _binary(irb.not_equal)
+add = _binary(irb.add, "add")
+subtract = _binary(irb.sub, "subtract")
+multiply = _binary(irb.mul, "multiply")
+maximum = _binary(irb.maximum, "maximum")
+minimum = _binary(irb.minimum, "minimum")
+greater = _binary(irb.greater, "greater")
+greater_equal = _binary(irb.greater_equal, "greater_equal")
+less = _binary(irb.less, "less")
+less_equal = _binary(irb.less_equal, "less_equal")
+equal = _binary(irb.equal, "equal")
+not_equal = _binary(irb.not_equal, "not_equal")
 
 
 @keras_op
-def divide(x, y):
-    a, b = _pair(x, y)
+def divide(x1, x2):
+    a, b = _pair(x1, x2)
     return irb.div(irb.cast(a, "float32"), irb.cast(b, "float32"))
 
 
@@ -139,8 +141,8 @@ true_divide = divide
 
 
 @keras_op
-def power(x, y):
-    a, b = _pair(x, y)
+def power(x1, x2):
+    a, b = _pair(x1, x2)
     if b.op == "const" and b.attrs["value"].size == 1 and float(b.attrs["value"]) == 2.0:
         return irb.mul(a, a)
     return irb.pow(irb.cast(a, "float32"), irb.cast(b, "float32"))
@@ -166,34 +168,33 @@ def _rmatmul(x, y):
     return matmul(y, x)
 
 
-def _unary(builder_fn, float_only=True):
-    @keras_op
+def _unary(builder_fn, name, float_only=True):
     def op(x):
         node = _n(x)
         return builder_fn(irb.cast(node, "float32") if float_only else node)
-    return op
+    return keras_op(op, name)
 
 
-negative = _unary(irb.neg, float_only=False)
-exp = _unary(irb.exp)
-log = _unary(irb.log)
-log1p = _unary(irb.log1p)
-expm1 = _unary(irb.expm1)
-sqrt = _unary(irb.sqrt)
-tanh = _unary(irb.tanh)
-sigmoid = _unary(irb.sigmoid)
-softplus = _unary(irb.softplus)
-erf = _unary(irb.erf)
-sin = _unary(irb.sin)
-cos = _unary(irb.cos)
-sign = _unary(irb.sign)
-floor = _unary(irb.floor)
-ceil = _unary(irb.ceil)
-round = _unary(irb.round)
-abs = _unary(irb.abs)
+negative = _unary(irb.neg, "negative", float_only=False)
+exp = _unary(irb.exp, "exp")
+log = _unary(irb.log, "log")
+log1p = _unary(irb.log1p, "log1p")
+expm1 = _unary(irb.expm1, "expm1")
+sqrt = _unary(irb.sqrt, "sqrt")
+tanh = _unary(irb.tanh, "tanh")
+sigmoid = _unary(irb.sigmoid, "sigmoid")
+softplus = _unary(irb.softplus, "softplus")
+erf = _unary(irb.erf, "erf")
+sin = _unary(irb.sin, "sin")
+cos = _unary(irb.cos, "cos")
+sign = _unary(irb.sign, "sign")
+floor = _unary(irb.floor, "floor")
+ceil = _unary(irb.ceil, "ceil")
+round = _unary(irb.round, "round")
+abs = _unary(irb.abs, "abs")
 absolute = abs
-square = _unary(lambda x: irb.mul(x, x), float_only=False)
-relu = _unary(irb.relu)
+square = _unary(lambda x: irb.mul(x, x), "square", float_only=False)
+relu = _unary(irb.relu, "relu")
 
 
 @keras_op
@@ -234,13 +235,13 @@ def cast(x, dtype):
 
 
 @keras_op
-def logical_and(x, y):
-    return irb.mul(irb.not_equal(_n(x), 0.0), irb.not_equal(_n(y), 0.0))
+def logical_and(x1, x2):
+    return irb.mul(irb.not_equal(_n(x1), 0.0), irb.not_equal(_n(x2), 0.0))
 
 
 @keras_op
-def logical_or(x, y):
-    return irb.maximum(irb.not_equal(_n(x), 0.0), irb.not_equal(_n(y), 0.0))
+def logical_or(x1, x2):
+    return irb.maximum(irb.not_equal(_n(x1), 0.0), irb.not_equal(_n(x2), 0.0))
 
 
 @keras_op
@@ -328,17 +329,16 @@ def hard_sigmoid(x):
 
 # ---------------------------------------------------------------- reductions
 
-def _reduction(builder_fn):
-    @keras_op
+def _reduction(builder_fn, name):
     def op(x, axis=None, keepdims=False):
         return builder_fn(_n(x), axis, keepdims)
-    return op
+    return keras_op(op, name)
 
 
-sum = _reduction(irb.reduce_sum)
-mean = _reduction(lambda x, axis, keepdims: irb.reduce_mean(irb.cast(x, "float32"), axis, keepdims))
-max = _reduction(irb.reduce_max)
-min = _reduction(irb.reduce_min)
+sum = _reduction(irb.reduce_sum, "sum")
+mean = _reduction(lambda x, axis, keepdims: irb.reduce_mean(irb.cast(x, "float32"), axis, keepdims), "mean")
+max = _reduction(irb.reduce_max, "max")
+min = _reduction(irb.reduce_min, "min")
 amax, amin = max, min
 
 
@@ -549,8 +549,8 @@ def concatenate(xs, axis=0):
 
 
 @keras_op
-def stack(xs, axis=0):
-    nodes = [_n(x) for x in xs]
+def stack(x, axis=0):
+    nodes = [_n(t) for t in x]
     axis = axis % (len(nodes[0].shape) + 1)
     return irb.concat([irb.reshape(n, n.shape[:axis] + (1,) + n.shape[axis:]) for n in nodes], axis)
 

@@ -69,7 +69,18 @@ def save_model(model, filepath, overwrite=True, save_format=None, include_optimi
         if optimizer is not None and canonical.get("compile_config") is not None:
             training = dialects.to_keras2_training_config(canonical["compile_config"])
         opt = [(name, v.numpy()) for name, v in opt_vars] if training else ()
-        write_h5_model(path, dialects.to_keras2_config(canonical), training, legacy_layer_weights(model), opt)
+        # Keras 2 has no config for ops applied to symbolic tensors: such models are written in the
+        # Keras 3 dialect, which Keras 3 (and kcompile) read
+        config = dialects.to_keras3_config(canonical) if _has_operations(canonical) else \
+            dialects.to_keras2_config(canonical)
+        write_h5_model(path, config, training, legacy_layer_weights(model), opt)
+
+
+def _has_operations(canonical):
+    from .operations import is_operation_entry
+    layers = canonical.get("config", {}).get("layers", [])
+    return any(is_operation_entry(e) or (isinstance(e.get("config"), dict) and _has_operations(e))
+               for e in layers if isinstance(e, dict))
 
 
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):

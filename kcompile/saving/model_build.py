@@ -14,6 +14,7 @@ import types
 from .config_dialects import is_tensor_ref
 from .errors import KerasFileError
 from .object_registry import resolve_class, resolve_layer_config_objects
+from .operations import build_operation, is_operation_entry
 
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
 
@@ -104,6 +105,12 @@ class _Builder:
     def layer(self, entry):
         class_name, config = entry["class_name"], dict(entry["config"])
         name = config.get("name", entry.get("name", "?"))
+        if is_operation_entry(entry):
+            try:
+                return build_operation(entry)
+            except ValueError as exc:
+                self.problems.append((name, class_name, str(exc)))
+                return None
         cls = resolve_class(class_name, entry.get("registered_name"), self.custom_objects)
         if class_name in MODEL_CLASSES and cls is not None and (cls.__name__ in ("Sequential", "Model")):
             return self.model(class_name, config)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .errors import KerasFileError
 from .model_config import serialize_layer
+from .operations import operation_entry
 
 
 def model_to_config(model):
@@ -33,16 +34,23 @@ def functional_config(model):
     for t in model.inputs:
         own.add(id(t._history[0]))
 
+    op_names = _operation_names(model, records)
+
     def node_index(record):
+        if id(record) in op_names:
+            return 0                       # each op call is an operation of its own
         layer = record.fn
         mine = [r for r in layer._inbound if id(r) in own]
         return next(i for i, r in enumerate(mine) if r is record)
+
+    def source(record):
+        return op_names.get(id(record)) or record.fn.name
 
     def ref(t):
         record, index = t._history
         return {"class_name": "__keras_tensor__",
                 "config": {"shape": list(t.shape), "dtype": t.dtype,
-                           "keras_history": [record.fn.name, node_index(record), index]}}
+                           "keras_history": [source(record), node_index(record), index]}}
 
     def tensors(value):
         if isinstance(value, KerasTensor):
@@ -62,9 +70,13 @@ def functional_config(model):
         entries.append(entry)
     for record in records:
         if not isinstance(record.fn, Layer):
-            raise KerasFileError(f"model '{model.name}' applies the op '{getattr(record.fn, '__name__', record.fn)}' "
-                                 "directly to symbolic tensors; saving such a graph is not supported yet — use the "
-                                 "equivalent layer (e.g. layers.Concatenate / layers.Add / layers.Lambda)")
+            entry = operation_entry(record, op_names[id(record)], tensors)
+            if entry is None:
+                raise KerasFileError(f"model '{model.name}' applies '{getattr(record.fn, '__name__', record.fn)}' "
+                                     "to symbolic tensors, which Keras cannot rebuild from a file (slicing, or an "
+                                     "op Keras lacks); use the equivalent layer (e.g. layers.Lambda)")
+            entries.append(entry)
+            continue
         if isinstance(record.fn, InputLayer):
             continue
         kwargs = {k: tensors(v) for k, v in record.kwargs.items() if k != "training"}
@@ -75,12 +87,30 @@ def functional_config(model):
             record, index = struct._history
             # Keras 3 counts a nested Functional's calls from 1 here (its node 0 is its own construction)
             shift = 1 if type(record.fn).__name__ == "Model" and getattr(record.fn, "_functional", False) else 0
-            return [record.fn.name, node_index(record) + shift, index]
+            return [source(record), node_index(record) + shift, index]
         if isinstance(struct, dict):
             return {k: io(v) for k, v in struct.items()}
         return [io(v) for v in struct]
     return {"name": model.name, "trainable": model.trainable, "layers": entries,
             "input_layers": io(model._input_struct), "output_layers": io(model._output_struct)}
+
+
+def _operation_names(model, records):
+    """Unique names for the model's recorded op calls, as Keras names operations ("add", "add_1")."""
+    from ..layers.base import Layer, to_snake_case
+    taken = {layer.name for layer in model._layers}
+    names = {}
+    for record in records:
+        if isinstance(record.fn, Layer):
+            continue
+        base = to_snake_case(getattr(record.fn, "__name__", "operation"))
+        name, i = base, 0
+        while name in taken:
+            i += 1
+            name = f"{base}_{i}"
+        taken.add(name)
+        names[id(record)] = name
+    return names
 
 
 def compile_config_of(model):
