@@ -67,7 +67,7 @@ class IndexLookup(Layer):
 
     # ------------------------------------------------------------ token conversion (subclasses)
     def _convert(self, values):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define _convert (StringLookup and IntegerLookup do)")
 
     def _vocab_from_file(self, path):
         with open(path, encoding="utf-8") as f:
