@@ -604,7 +604,7 @@ def _getitem(x, key):
     key = key if isinstance(key, tuple) else (key,)
     if Ellipsis in key:
         i = key.index(Ellipsis)
-        fill = len(x.shape) - (len(key) - 1 - sum(k is None for k in key))
+        fill = len(x.shape) - (len(key) - 1 - builtins.sum(k is None for k in key))
         key = key[:i] + (slice(None),) * fill + key[i + 1:]
     bounds, out_shape, axis = [], [], 0
     for k in key:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .errors import KerasFileError
 from .model_config import serialize_layer
-from .operations import operation_entry
+from .operations import operation_entry, operation_name
 
 
 def model_to_config(model):
@@ -103,7 +103,7 @@ def _operation_names(model, records):
     for record in records:
         if isinstance(record.fn, Layer):
             continue
-        base = to_snake_case(getattr(record.fn, "__name__", "operation"))
+        base = to_snake_case(operation_name(record.fn))
         name, i = base, 0
         while name in taken:
             i += 1

@@ -27,7 +27,22 @@ _BINARY = ("add", "divide", "dot", "equal", "greater", "greater_equal", "less", 
            "logical_or", "matmul", "maximum", "minimum", "multiply", "not_equal", "power", "subtract", "true_divide")
 CALL_PARAMETERS = {**{n: ("x",) for n in _UNARY}, **{n: ("x1", "x2") for n in _BINARY},
                    "concatenate": ("xs",), "einsum": ("operands",), "take": ("x", "indices"),
-                   "where": ("condition", "x1", "x2")}
+                   "where": ("condition", "x1", "x2"), "get_item": ("x", "key")}
+# Keras operation names whose kcompile.ops function has another name (`x[...]` is GetItem)
+_FUNCTION_NAMES = {"get_item": "_getitem"}
+_OPERATION_NAMES = {v: k for k, v in _FUNCTION_NAMES.items()}
+
+
+def operation_name(function):
+    """The Keras operation name of a kcompile.ops function ("add", "get_item")."""
+    name = getattr(function, "__name__", "operation")
+    return _OPERATION_NAMES.get(name, name)
+
+
+def _ops_function(op_name):
+    from .. import ops
+    function = getattr(ops, _FUNCTION_NAMES.get(op_name, op_name), None)
+    return function if callable(function) else None
 
 
 def operation_module(name):
@@ -56,6 +71,8 @@ class SavedOperation:
         self.name, self.function, self.arguments = name, function, arguments
 
     def __call__(self, *args, **kwargs):
+        if self.function.__name__ == "_getitem" and len(args) == 2:
+            args = (args[0], decode_index_key(args[1]))
         params = list(inspect.signature(self.function).parameters.values())
         if any(p.kind is p.VAR_POSITIONAL for p in params):
             # e.g. einsum(subscripts, *operands): the constructor arguments lead, the tensors follow
@@ -67,13 +84,12 @@ class SavedOperation:
 
 def build_operation(entry):
     """The SavedOperation for a config entry; ValueError naming what kcompile lacks."""
-    from .. import ops
     from ..layers.base import to_snake_case
     class_name, module = entry["class_name"], entry.get("module")
     config = dict(entry.get("config") or {})
     name = config.pop("name", entry.get("name", to_snake_case(class_name)))
-    function = getattr(ops, to_snake_case(class_name), None)
-    if function is None or not callable(function):
+    function = _ops_function(to_snake_case(class_name))
+    if function is None:
         raise ValueError(f"the operation {module}.{class_name} is not supported by kcompile.ops")
     try:
         parameters = inspect.signature(function).parameters
@@ -93,16 +109,17 @@ def build_operation(entry):
 def operation_entry(record, name, tensors):
     """The Keras 3 config entry of one recorded `kcompile.ops` call, or None when Keras has no
     operation of that name. `tensors` maps the call's values to their saved form."""
-    from .. import ops
     function = record.fn
-    op_name = getattr(function, "__name__", None)
-    if op_name not in CALL_PARAMETERS or getattr(ops, op_name, None) is not function:
+    op_name = operation_name(function)
+    if op_name not in CALL_PARAMETERS or _ops_function(op_name) is not function:
         return None
     bound = inspect.signature(function).bind(*record.args, **record.kwargs)
     call_names = CALL_PARAMETERS[op_name]
     args, config = [], {"name": name}
     for key, value in bound.arguments.items():
-        if key in call_names:
+        if key == "key":
+            args.append(encode_index_key(value))
+        elif key in call_names:
             args.extend(value if key == "operands" else [value])
         else:
             config[key] = _plain(value)
@@ -118,3 +135,28 @@ def _plain(value):
     if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
         return value.item()
     return value
+
+
+# How Keras 3 writes the key of `x[key]`: a tuple as a list, slices and Ellipsis as tagged dicts
+def encode_index_key(key):
+    if isinstance(key, tuple):
+        return [encode_index_key(k) for k in key]
+    if isinstance(key, slice):
+        return {"class_name": "__slice__",
+                "config": {"start": _plain(key.start), "stop": _plain(key.stop), "step": _plain(key.step)}}
+    if key is Ellipsis:
+        return {"class_name": "__ellipsis__", "config": {}}
+    return _plain(key)
+
+
+def decode_index_key(value):
+    if isinstance(value, list):
+        return tuple(decode_index_key(v) for v in value)
+    if isinstance(value, dict) and value.get("class_name") == "__slice__":
+        c = value.get("config") or {}
+        return slice(c.get("start"), c.get("stop"), c.get("step"))
+    if isinstance(value, dict) and value.get("class_name") == "__ellipsis__":
+        return Ellipsis
+    if value is None or isinstance(value, int):
+        return value
+    raise ValueError(f"an index key Keras does not write: {value!r}")
