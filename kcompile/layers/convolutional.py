@@ -163,6 +163,12 @@ class Conv3DTranspose(BaseConv):
 
 # ---------------------------------------------------------------- depthwise and separable
 
+def _positive_depth_multiplier(value):
+    if int(value) < 1:
+        raise ValueError(f"depth_multiplier must be a positive integer, got {value}")
+    return int(value)
+
+
 class BaseDepthwiseConv(BaseConv):
     """Each input channel convolved with its own `depth_multiplier` filters."""
 
@@ -180,9 +186,7 @@ class BaseDepthwiseConv(BaseConv):
                          kernel_initializer=depthwise_initializer, bias_initializer=bias_initializer,
                          kernel_regularizer=depthwise_regularizer, bias_regularizer=bias_regularizer,
                          activity_regularizer=activity_regularizer, bias_constraint=bias_constraint, **kwargs)
-        self.depth_multiplier = int(depth_multiplier)
-        if self.depth_multiplier < 1:
-            raise ValueError(f"depth_multiplier must be a positive integer, got {depth_multiplier}")
+        self.depth_multiplier = _positive_depth_multiplier(depth_multiplier)
 
     def _build_kernels(self, channels):
         self.filters = channels * self.depth_multiplier
@@ -232,9 +236,7 @@ class BaseSeparableConv(BaseConv):
                          kernel_initializer=depthwise_initializer, bias_initializer=bias_initializer,
                          kernel_regularizer=depthwise_regularizer, bias_regularizer=bias_regularizer,
                          activity_regularizer=activity_regularizer, bias_constraint=bias_constraint, **kwargs)
-        self.depth_multiplier = int(depth_multiplier)
-        if self.depth_multiplier < 1:
-            raise ValueError(f"depth_multiplier must be a positive integer, got {depth_multiplier}")
+        self.depth_multiplier = _positive_depth_multiplier(depth_multiplier)
         self.pointwise_initializer = initializers.get(pointwise_initializer)
         self.pointwise_regularizer = regularizers.get(pointwise_regularizer)
 

@@ -326,6 +326,15 @@ def _resolve(group, name, what, label):
     return obj
 
 
+def _resolve_group(parent, name, label, what=None):
+    """`_resolve` for a path that must lead to a group."""
+    what = what or repr(name)
+    obj = _resolve(parent, name, what, label)
+    if not isinstance(obj, h5py.Group):
+        raise KerasFileError(f"{what} is not a group", label)
+    return obj
+
+
 def _read_dataset(obj, what, label) -> np.ndarray:
     if not isinstance(obj, h5py.Dataset):
         raise KerasFileError(f"{what} is a group, not a dataset", label)
@@ -405,16 +414,12 @@ def _read_layers(root, label):
         if name in seen:
             raise KerasFileError(f"layer {name!r} is listed twice in layer_names", label)
         seen.add(name)
-        group = _resolve(root, name, f"layer {name!r}", label)
-        if not isinstance(group, h5py.Group):
-            raise KerasFileError(f"layer {name!r} is not a group", label)
+        group = _resolve_group(root, name, label, f"layer {name!r}")
         weight_names = _read_names(group, "weight_names", label, required=False)
         layers.append((name, _read_weight_list(group, weight_names, label)))
     top = []
     if "top_level_model_weights" in root:
-        group = _resolve(root, "top_level_model_weights", "top_level_model_weights", label)
-        if not isinstance(group, h5py.Group):
-            raise KerasFileError("top_level_model_weights is not a group", label)
+        group = _resolve_group(root, "top_level_model_weights", label)
         top = _read_weight_list(group, _read_names(group, "weight_names", label, required=False),
                                 label)
     return layers, top
@@ -453,18 +458,14 @@ def _read_h5_model(f, label):
     training_config = _json_attr(f, "training_config", label, required=False)
     if "model_weights" not in f:
         raise KerasFileError("missing group 'model_weights'", label)
-    mw = _resolve(f, "model_weights", "model_weights", label)
-    if not isinstance(mw, h5py.Group):
-        raise KerasFileError("'model_weights' is not a group", label)
+    mw = _resolve_group(f, "model_weights", label)
     keras_version = _optional_text_attr(f, "keras_version", label) or \
         _optional_text_attr(mw, "keras_version", label)
     backend = _optional_text_attr(f, "backend", label) or _optional_text_attr(mw, "backend", label)
     layers, top = _read_layers(mw, label)
     optimizer = []
     if "optimizer_weights" in f:
-        og = _resolve(f, "optimizer_weights", "optimizer_weights", label)
-        if not isinstance(og, h5py.Group):
-            raise KerasFileError("'optimizer_weights' is not a group", label)
+        og = _resolve_group(f, "optimizer_weights", label)
         optimizer = _read_weight_list(og, _read_names(og, "weight_names", label, required=False),
                                       label)
     return H5ModelFile(model_config=model_config, training_config=training_config,
@@ -485,9 +486,7 @@ def _read_h5_weights(f, label):
     root = f
     if "layer_names" not in f.attrs and "layer_names0" not in f.attrs:
         if "model_weights" in f:
-            root = _resolve(f, "model_weights", "model_weights", label)
-            if not isinstance(root, h5py.Group):
-                raise KerasFileError("'model_weights' is not a group", label)
+            root = _resolve_group(f, "model_weights", label)
         else:
             raise KerasFileError("no 'layer_names' attribute: not a legacy Keras weights file "
                                  "(a Keras 3 .weights.h5 file is read with read_keras3_weights)",
