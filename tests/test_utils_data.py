@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import kcompile as keras
@@ -221,10 +221,16 @@ def test_pad_sequences_sample_shape_dtype_and_errors():
 @given(n=st.integers(6, 40), length=st.integers(1, 5), stride=st.integers(1, 4), rate=st.integers(1, 3),
        batch=st.one_of(st.none(), st.integers(1, 7)), start=st.integers(0, 3), cut=st.integers(0, 3),
        with_targets=st.booleans())
+@example(n=6, length=1, stride=1, rate=1, batch=None, start=3, cut=3, with_targets=False)
 def test_timeseries_windows_match_reference(n, length, stride, rate, batch, start, cut, with_targets):
     data = np.arange(n * 2).reshape(n, 2)
     targets = np.arange(n) * 10 if with_targets else None
     end = n - cut if cut else None
+    if start and end is not None and end <= start:
+        # Keras refuses an empty [start_index, end_index) range rather than yielding no windows
+        with pytest.raises(ValueError, match="`end_index` must be higher than `start_index`"):
+            keras.utils.timeseries_dataset_from_array(data, targets, length, start_index=start, end_index=end)
+        return
     ds = keras.utils.timeseries_dataset_from_array(data, targets, length, sequence_stride=stride, sampling_rate=rate,
                                                    batch_size=batch, start_index=start or None, end_index=end)
     stop = end or n
