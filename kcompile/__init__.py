@@ -13,7 +13,8 @@ from .models import Model, Sequential  # noqa: E402
 from .random_state import set_random_seed  # noqa: E402
 from .saving.from_keras import from_keras  # noqa: E402
 from .variables import Variable  # noqa: E402
+from .aot import build, load_built  # noqa: E402
 
 __all__ = ["Sequential", "Model", "Input", "InputLayer", "Layer", "Variable", "layers", "models", "optimizers",
            "losses", "metrics", "activations", "initializers", "regularizers", "callbacks", "utils", "backend",
-           "ops", "data", "distribute", "set_random_seed", "__version__"]
+           "ops", "data", "distribute", "set_random_seed", "build", "load_built", "__version__"]

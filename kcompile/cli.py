@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from . import __version__
+from .codegen.target import TARGETS
 
 
 def _demo(args):
@@ -18,6 +19,25 @@ def _inspect(args):
     status, text = inspect_file(args.model, show_ir=not args.no_ir)
     print(text, end="")
     return status
+
+
+def _build(args):
+    from .aot import build, c_identifier
+    from .saving.api import load_model
+    from .saving.model_build import UnsupportedModelError
+    entries = [e.strip() for e in args.entries.split(",") if e.strip()] if args.entries else None
+    try:
+        model = load_model(args.model)
+        if args.weights_from is not None:
+            model.load_weights(args.weights_from)
+    except UnsupportedModelError as exc:
+        print(f"kcompile: {args.model} uses what kcompile cannot compile:\n{exc}", file=sys.stderr)
+        return 1
+    manifest = build(model, args.output, name=args.name, target=args.target, entries=entries, weights=args.weights)
+    name = c_identifier(manifest.name)
+    print(f"wrote {args.output}/: {name}.h {name}.o" + (" lib" + name + ".so" if "predict" in manifest.abi else "")
+          + f" {name}_manifest.json example.c Makefile (entries: {', '.join(manifest.entries)})")
+    return 0
 
 
 def main(argv=None):
@@ -38,6 +58,21 @@ def main(argv=None):
     inspect.add_argument("model", help="path of the model file")
     inspect.add_argument("--no-ir", action="store_true", help="print only the summary and the support check")
     inspect.set_defaults(func=_inspect)
+    build = sub.add_parser("build", help="compile a saved model ahead of time into a C library (object file, "
+                                         "shared library, header, manifest, example program)",
+                           description="Exit status: 0 on success, 1 when the model uses something kcompile "
+                                       "does not support (all of it is listed), 2 on a usage error.")
+    build.add_argument("model", help="the model file: .keras, .h5, or .json/.yaml (with --weights-from)")
+    build.add_argument("-o", "--output", required=True, help="the folder to write")
+    build.add_argument("--name", help="prefix of every C symbol (default: the model's name)")
+    build.add_argument("--target", default="host", choices=["host"] + sorted(TARGETS),
+                       help="the machine to generate code for (default: this one)")
+    build.add_argument("--entries", help="comma-separated subset of predict,train,evaluate (default: every entry "
+                                         "the model supports: train and evaluate need a compiled model)")
+    build.add_argument("--weights", choices=["embedded", "file"], default="embedded",
+                       help="embed the initial state in the library (default) or write it to NAME.state")
+    build.add_argument("--weights-from", metavar="FILE", help="load weights from FILE (.weights.h5 or .h5) first")
+    build.set_defaults(func=_build)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -10,7 +10,7 @@ from kcompile.ir.graph import BATCH, Graph
 from kcompile.ir.interpreter import evaluate
 from kcompile.ir.passes.pipeline import lower_to_kernels
 from kcompile.ir.primitives import PRIMITIVES
-from kcompile.runtime.native import NativeModule
+from kcompile.runtime.native import jit_executable
 from kcompile.runtime.state import StatePool
 
 from primitive_cases import ALL_OPS, feed_shape, make_case, values
@@ -18,7 +18,7 @@ from primitive_cases import ALL_OPS, feed_shape, make_case, values
 
 def run_both(graph, feeds, batch):
     expected, _ = evaluate(graph, feeds, {}, batch=batch)
-    module = NativeModule({"f": lower_to_kernels(graph)}, StatePool())
+    module = jit_executable({"f": lower_to_kernels(graph)}, StatePool())
     try:
         got = module.run("f", batch, [np.ascontiguousarray(feeds[i.attrs["name"]]) for i in graph.inputs])
     finally:

@@ -12,7 +12,7 @@ from kcompile.ir.graph import BATCH, Graph
 from kcompile.ir.interpreter import evaluate
 from kcompile.ir.passes.pipeline import lower_to_kernels
 from kcompile.ir.scan import scan
-from kcompile.runtime.native import NativeModule
+from kcompile.runtime.native import jit_executable
 from kcompile.runtime.state import StatePool
 
 from conftest import CONFORMANCE
@@ -125,7 +125,7 @@ def test_scan_compiled_matches_interpreter(T, N, F, U, seed):
     graph, names = _rnn_graph(T, F, U)
     feeds = {k: v.astype(np.float32) for k, v in _feeds(np.random.default_rng(seed), N, T, F, U).items()}
     want, _ = evaluate(graph, feeds, {}, batch=N)
-    native = NativeModule({"f": lower_to_kernels(graph)}, StatePool())
+    native = jit_executable({"f": lower_to_kernels(graph)}, StatePool())
     got = native.run("f", N, [feeds[n] for n in names])
     for name, value in zip(graph.outputs, got):
         np.testing.assert_allclose(value, want[name], rtol=1e-4, atol=1e-4, err_msg=name)

@@ -1,37 +1,28 @@
-"""LLVM target machines, the optimization pipeline and an MCJIT wrapper (see llvm_codegen.md)."""
+"""The optimization pipeline, object emission, and an MCJIT wrapper with a verified on-disk cache.
+
+See llvm_codegen.md. Compiled objects are cached on disk (KCOMPILE_CACHE_DIR, default
+~/.cache/kcompile; KCOMPILE_CACHE=0 turns it off) keyed by the IR text and the target. An entry
+is a header — format, kcompile and LLVM versions, target, key, payload size and SHA-256 — then
+the object. Anything that does not verify is deleted and compiled again with a warning: a
+truncated or tampered entry never reaches the machine-code loader. The folder is created 0700
+and not used when other users can write to it.
+"""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import stat
 import tempfile
-import threading
+import warnings
 
 import llvmlite
 import llvmlite.binding as llvm
 
-_init_lock = threading.Lock()
-_initialized = False
+from .. import __version__
+from .target import ensure_llvm, get_target
 
-
-def ensure_llvm():
-    """One-time target initialization (llvm.initialize() itself is deprecated and raises)."""
-    global _initialized
-    with _init_lock:
-        if not _initialized:
-            llvm.initialize_native_target()
-            llvm.initialize_native_asmprinter()
-            _initialized = True
-
-
-def host_target_machine(aot=False):
-    ensure_llvm()
-    target = llvm.Target.from_default_triple()
-    kwargs = dict(cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3)
-    if aot:
-        kwargs.update(reloc="pic", codemodel="default")
-    else:
-        kwargs.update(codemodel="jitdefault")
-    return target.create_target_machine(**kwargs)
+CACHE_FORMAT = "kcompile-object-2"
 
 
 def optimize(module, tm, level=3):
@@ -45,64 +36,127 @@ def optimize(module, tm, level=3):
     pb.getModulePassManager().run(module, pb)
 
 
+def parse(ir_module, target):
+    """The module as a verified LLVM module for `target` (malformed IR raises instead of crashing)."""
+    ensure_llvm()
+    tm = target.machine()
+    ir_module.triple = target.triple
+    ir_module.data_layout = str(tm.target_data)
+    text = str(ir_module)
+    mod = llvm.parse_assembly(text)
+    mod.verify()
+    return mod, text
+
+
+def emit_object(ir_module, target):
+    """Optimized, position-independent object code of `ir_module` for `target` (bytes)."""
+    mod, _ = parse(ir_module, target)
+    tm = target.machine()
+    optimize(mod, tm)
+    return tm.emit_object(mod)
+
+
 def cache_dir():
-    """Where compiled objects are kept (KCOMPILE_CACHE_DIR; KCOMPILE_CACHE=0 turns caching off)."""
+    """Where compiled objects are kept, or None when caching is off or the folder is unsafe."""
     if os.environ.get("KCOMPILE_CACHE", "1") == "0":
         return None
-    return os.environ.get("KCOMPILE_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "kcompile")
+    directory = os.environ.get("KCOMPILE_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "kcompile")
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        info = os.stat(directory)
+    except OSError:
+        return None
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
+        warnings.warn(f"kcompile: not using the compile cache {directory}: other users can write to it "
+                      f"(chmod 700 it, or set KCOMPILE_CACHE_DIR)", RuntimeWarning, stacklevel=3)
+        return None
+    return directory
+
+
+class ObjectCache:
+    """Verified cache entries: header line (JSON) + object bytes."""
+
+    def __init__(self, text, target):
+        self.directory = cache_dir()
+        self.identity = {"format": CACHE_FORMAT, "kcompile": __version__, "llvmlite": llvmlite.__version__,
+                         "llvm": ".".join(map(str, llvm.llvm_version_info)), "target": target.describe()}
+        digest = hashlib.sha256(json.dumps(self.identity, sort_keys=True).encode() + b"\n" + text.encode())
+        self.key = digest.hexdigest()
+        self.path = None if self.directory is None else os.path.join(self.directory, self.key + ".o")
+
+    def load(self):
+        """The cached object bytes, or None (a bad entry is deleted with a warning)."""
+        if self.path is None:
+            return None
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return None
+        problem = self._verify(data)
+        if problem is None:
+            return data[data.index(b"\n") + 1:]
+        warnings.warn(f"kcompile: discarding a corrupt compile-cache entry {self.path} ({problem}); recompiling",
+                      RuntimeWarning, stacklevel=3)
+        try:
+            os.remove(self.path)
+        except OSError:
+            pass
+        return None
+
+    def _verify(self, data):
+        end = data.find(b"\n")
+        if end < 0:
+            return "no header"
+        try:
+            header = json.loads(data[:end])
+        except ValueError:
+            return "unreadable header"
+        if not isinstance(header, dict):
+            return "unreadable header"
+        payload = data[end + 1:]
+        if header.get("identity") != self.identity or header.get("key") != self.key:
+            return "written for another model, version or target"
+        if header.get("size") != len(payload):
+            return f"payload of {len(payload)} bytes, header says {header.get('size')}"
+        if header.get("sha256") != hashlib.sha256(payload).hexdigest():
+            return "checksum mismatch"
+        return None
+
+    def store(self, payload):
+        if self.path is None or os.path.exists(self.path):
+            return
+        payload = bytes(payload)
+        header = {"identity": self.identity, "key": self.key, "size": len(payload),
+                  "sha256": hashlib.sha256(payload).hexdigest()}
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(json.dumps(header).encode() + b"\n" + payload)
+                os.replace(tmp, self.path)   # atomic: a concurrent reader sees the old state or the whole entry
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except OSError:
+            pass   # the cache is an optimization only
 
 
 class JitModule:
-    """Parse, verify, optimize and JIT one llvmlite module; close() frees the machine code.
+    """Parse, verify, optimize and JIT one llvmlite module for a target this process can run
+    (the host by default); close() frees the machine code."""
 
-    Object code is cached on disk keyed by the IR text and the target, so compiling the same
-    model again skips LLVM's optimizer and code generator.
-    """
-
-    def __init__(self, ir_module):
-        ensure_llvm()
-        tm = host_target_machine()
-        ir_module.triple = llvm.get_process_triple()
-        ir_module.data_layout = str(tm.target_data)
-        text = str(ir_module)
-        self._mod = llvm.parse_assembly(text)
-        self._mod.verify()          # malformed IR would crash the optimizer instead of raising
-        self._asm_tm = tm
-        self._text = text
-        cached, path = self._lookup(text)
+    def __init__(self, ir_module, target="host"):
+        self.target = get_target(target)
+        self._mod, self._text = parse(ir_module, self.target)
+        cache = ObjectCache(self._text, self.target)
+        cached = cache.load()
         if cached is None:
-            optimize(self._mod, tm)
+            optimize(self._mod, self.target.machine())
         # MCJIT takes ownership of the module and of its own target machine
-        self._engine = llvm.create_mcjit_compiler(self._mod, host_target_machine())
-        self._engine.set_object_cache(lambda mod, buf: self._store(path, buf), lambda mod: cached)
+        self._engine = llvm.create_mcjit_compiler(self._mod, self.target.machine(jit=True))
+        self._engine.set_object_cache(lambda mod, buf: cache.store(buf), lambda mod: cached)
         self._engine.finalize_object()
-
-    @staticmethod
-    def _lookup(text):
-        directory = cache_dir()
-        if directory is None:
-            return None, None
-        key = hashlib.sha256("\n".join([text, llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten(),
-                                        llvmlite.__version__, "kcompile-object-1"]).encode()).hexdigest()
-        path = os.path.join(directory, key + ".o")
-        try:
-            with open(path, "rb") as f:
-                return f.read(), path
-        except OSError:
-            return None, path
-
-    @staticmethod
-    def _store(path, buf):
-        if path is None or os.path.exists(path):
-            return
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                f.write(bytes(buf))
-            os.replace(tmp, path)
-        except OSError:
-            pass   # the cache is an optimization only
 
     def address(self, name):
         addr = self._engine.get_function_address(name)
@@ -113,9 +167,10 @@ class JitModule:
     @property
     def assembly(self):
         """The optimized machine code as text (recompiled from the IR: a cache hit skipped optimization)."""
+        tm = self.target.machine()
         mod = llvm.parse_assembly(self._text)
-        optimize(mod, self._asm_tm)
-        return self._asm_tm.emit_assembly(mod)
+        optimize(mod, tm)
+        return tm.emit_assembly(mod)
 
     def close(self):
         if self._engine is not None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from ..ir.graph import BATCH
 from ..ir.passes.memory import base_of, buffer_of
 from ..ir.primitives_spatial import window_strides
 from . import gemm
 from .elementwise import EMITTERS
 from .llvm_util import F32, FP_FLAGS, I32, I64, PTR, REDUCE_FLAGS, VOID, byte_offset, for_range, gep_f, i64, llvm_type
 from .loops import ONE, Access, Mono, broadcast_strides, collapse, contiguous_strides, dim, emit_nest, prod
+from .sizes import Poly, WorkspaceSize
 
 _SCALAR_LEAVES = ("batch_size",)
 
@@ -31,7 +31,7 @@ class EmitContext:
 
 
 def lower_program(module, program, entry_name, slot_offsets):
-    """Define the entry point; returns `scratch_bytes(n)`, the gemm scratch its calls need."""
+    """Define the entry point; returns its WorkspaceSize (planned buffers + the largest scratch)."""
     entry = ir.Function(module, ir.FunctionType(VOID, [I64, PTR, PTR, PTR, PTR]), entry_name)
     n, ins, outs, state, ws = entry.args
     b = ir.IRBuilder(entry.append_basic_block("entry"))
@@ -52,17 +52,14 @@ def lower_program(module, program, entry_name, slot_offsets):
         return byte_offset(b, ws, i64(buf.static_offset))
 
     scratch_needs = []
-    for t, kernel in enumerate(program.kernels):
-        emitter = _KernelEmitter(module, f"{entry_name}.k{t}", kernel, plan)
+    for step in program.schedule:
+        emitter = _KernelEmitter(module, f"{entry_name}.k{step.kernel}", program.kernels[step.kernel], plan)
         fn, arg_buffers = emitter.emit()
         scratch_needs += emitter.scratch_needs
         b.call(fn, [n] + [gemm_scratch if buf == "gemm_scratch" else address(buf) for buf in arg_buffers])
     b.ret_void()
-
-    def scratch_bytes(batch):
-        # kernels run one after another, so they share one scratch area
-        return max([need(batch) for need in scratch_needs] or [0])
-    return scratch_bytes
+    # kernels run one after another, so they share one scratch area after the planned buffers
+    return WorkspaceSize(Poly(plan.workspace_coefficients), scratch_needs)
 
 
 def lower_step_loop(module, program, entry_name):
@@ -104,7 +101,7 @@ class _KernelEmitter:
     def __init__(self, module, name, kernel, plan):
         self.module, self.name, self.kernel, self.plan = module, name, kernel, plan
         self.consts = {}
-        self.scratch_needs = []    # functions batch -> scratch bytes this kernel uses
+        self.scratch_needs = []    # Polys in the batch size: scratch bytes this kernel uses
 
     # --- arguments: one pointer per distinct buffer the kernel touches
     def _collect_buffers(self):
@@ -365,7 +362,7 @@ class _KernelEmitter:
         else:
             N = dim(w.shape[-1])
             b_rs, b_cs = N, ONE
-        self.scratch_needs.append(lambda batch: 4 * gemm.scratch_floats(_eval(K, batch), _eval(N, batch)))
+        self.scratch_needs.append(4 * gemm.scratch_floats(Poly.of(K), Poly.of(N)))
         members = self.kernel.members
         fused = bool(members) and self._epilogue_collapses(members, node.shape)
 
@@ -388,18 +385,16 @@ class _KernelEmitter:
 
     def _emit_scan(self):
         """The time loop of a scan (ir/scan.py): the body is a program of its own, called per step."""
-        from ..ir.passes.pipeline import lower_to_kernels
         b = self.b
         node = self.kernel.root
         init, xs = node.inputs[0], node.inputs[1]
         body_name = f"{self.name}.body"
-        body = lower_to_kernels(node.attrs["body"])
-        body_scratch = lower_program(self.module, body, body_name, {})
+        body_size = lower_program(self.module, self.kernel.body, body_name, {})
         body_fn = self.module.globals[body_name]
+        body_fn.linkage = "internal"
         count = len(node.inputs)
         pointer_bytes = -(-8 * (count + 1) // 64) * 64
-        self.scratch_needs.append(
-            lambda batch: pointer_bytes + body.memory.workspace_bytes(batch) + body_scratch(batch))
+        self.scratch_needs += [body_size.base + pointer_bytes + s for s in body_size.scratch or [Poly()]]
         scratch = self.args[self.buf_index["gemm_scratch"]]
         ins, outs = scratch, b.gep(scratch, [i64(count)], source_etype=PTR)
         ws = byte_offset(b, scratch, i64(pointer_bytes))

@@ -13,12 +13,13 @@ import numpy as np
 from ..ir import builder as irb
 from ..ir.autodiff import grad
 from ..ir.graph import BATCH, Graph, concrete_shape
-from ..ir.interpreter import evaluate as interpret
 from ..ir.passes.pipeline import lower_to_kernels
 from ..layers.base import flatten
 from ..layers.dynamic_shapes import concrete_input_shape
 from ..metrics import Mean
-from ..runtime.native import NativeModule
+from ..codegen.manifest import EntryInfo, Manifest
+from ..runtime.executable import InterpreterExecutable
+from ..runtime.native import jit_executable
 from ..runtime.state import StatePool
 from ..tracing import KerasTensor, Trace, trace_scope
 from ..variables import Variable
@@ -173,6 +174,12 @@ class CompiledModel:
                 out.append(v)
         return out
 
+    def fixed_batch(self):
+        """The one batch size every call must have (stateful layers keep a state row per sample), or None."""
+        if self.static_batch is not None and any(layer._persistent_state() for layer in self.model._all_layers()):
+            return self.static_batch
+        return None
+
     def check_batch(self, n):
         """Stateful layers hold one state row per sample: every batch must have that many rows."""
         if self.static_batch is not None and n != self.static_batch and \
@@ -197,14 +204,24 @@ class CompiledModel:
                                  f"{[spec for _, spec, _ in self.input_specs]}: it is compiled when data arrives")
             key = (tuple(tuple(s[1:]) for s in x_shapes), key)
         if key not in self._variants:
-            self._x_shapes = x_shapes if self.dynamic else None
-            try:
-                self._build(y_shapes, key)
-            finally:
-                self._x_shapes = None
+            with self.pool.lock.write():     # building moves variables into the pool: no call may run meanwhile
+                if key not in self._variants:
+                    self._x_shapes = x_shapes if self.dynamic else None
+                    try:
+                        self._build(y_shapes, key)
+                    finally:
+                        self._x_shapes = None
         return self._variants[key]
 
-    def _build(self, y_shapes, key):
+    def any_executable(self):
+        """An already compiled variant (every variant has the predict entry), or None."""
+        for executable in list(self._variants.values()):
+            return executable
+        return None
+
+    def entry_graphs(self, y_shapes):
+        """The graphs of every entry these targets allow (predict; train and evaluate with targets),
+        with every variable they touch moved into this model's state pool."""
         graphs = {"predict": self.predict_graph()}
         if any(s is not None for s in y_shapes):
             if self.model.optimizer is not None and self.model.trainable_weights:
@@ -213,51 +230,20 @@ class CompiledModel:
         self._variables = self.all_variables()
         for v in self._variables:
             v.adopt_into(self.pool)
-        prefix = f"v{len(self._variants)}_"
+        return graphs
+
+    def _build(self, y_shapes, key):
+        graphs = self.entry_graphs(y_shapes)
+        name = f"v{len(self._variants)}"   # not the model name: identical models share cached code
         if self.run_eagerly:
-            self._variants[key] = _Eager(graphs, self.pool)
+            manifest = Manifest(name, {"name": "interpreter"}, {k: EntryInfo.of_graph(g) for k, g in graphs.items()},
+                                *self.pool.layout(), max_batch=2 ** 31, static_batch=self.fixed_batch())
+            self._variants[key] = InterpreterExecutable(graphs, self.pool, manifest)
         else:
-            programs = {prefix + k: lower_to_kernels(g) for k, g in graphs.items()}
-            module = NativeModule(programs, self.pool, name=self.model.name)
-            self._variants[key] = _Native(module, prefix)
+            programs = {k: lower_to_kernels(g) for k, g in graphs.items()}
+            self._variants[key] = jit_executable(programs, self.pool, name=name, static_batch=self.fixed_batch())
 
     def close(self):
         for v in self._variants.values():
             v.close()
         self._variants = {}
-
-
-class _Native:
-    def __init__(self, module, prefix):
-        self.module, self.prefix = module, prefix
-
-    def run(self, entry, n, inputs):
-        return self.module.run(self.prefix + entry, n, inputs)
-
-    def has(self, entry):
-        return self.prefix + entry in self.module.entries
-
-    def close(self):
-        self.module.close()
-
-
-class _Eager:
-    """Runs the same graphs on the numpy reference interpreter (run_eagerly=True)."""
-
-    def __init__(self, graphs, pool):
-        self.graphs, self.pool = graphs, pool
-
-    def has(self, entry):
-        return entry in self.graphs
-
-    def run(self, entry, n, inputs):
-        graph = self.graphs[entry]
-        feeds = {node.attrs["name"]: arr for node, arr in zip(graph.inputs, inputs)}
-        state = {name: self.pool.view(name) for name in self.pool.slots}
-        outputs, updates = interpret(graph, feeds, state, batch=n)
-        for name, value in updates.items():
-            self.pool.view(name)[...] = value
-        return [outputs[k] for k in graph.outputs]
-
-    def close(self):
-        pass

@@ -162,6 +162,21 @@ class Trainer:
                 self._compiled_model.variant(y_shapes)
         return self._compiled_model
 
+    def _training_setup(self):
+        """(input specs, TrainingSpec, target shapes) as compile() resolves them for a model whose
+        input shapes are known; predict only (no losses) when the model was not compiled."""
+        specs = self._known_input_specs()
+        if specs is None:
+            raise ValueError(f"Model '{self.name}' has no known input shapes: build it (or call it on data) first")
+        names = self._output_names_list()
+        if self._compile_args is None:
+            return specs, TrainingSpec([None] * len(names), [1.0] * len(names), [[] for _ in names],
+                                       [[] for _ in names], names), [None] * len(names)
+        out_shapes = self._output_shapes()
+        y_shapes = [_default_target_shape(l, s) for l, s in
+                    zip(self._resolve_spec(None, out_shapes).losses, out_shapes)]
+        return specs, self._resolve_spec(y_shapes, out_shapes), y_shapes
+
     def _build_from_data(self, x_arrays):
         builder = getattr(self, "_ensure_built_from_data", None)
         if builder is None:
@@ -342,13 +357,14 @@ class Trainer:
         """The latency path: one float32 C-contiguous array of the right shape straight to native code."""
         cm = self._compiled_model
         if cm is None or not isinstance(x, np.ndarray) or x.dtype != np.float32 or not x.flags.c_contiguous \
-                or len(cm.input_specs) != 1 or not cm._variants or cm.input_specs[0][2] != "float32" \
-                or cm.dynamic:
+                or len(cm.input_specs) != 1 or cm.input_specs[0][2] != "float32" or cm.dynamic:
             return None
         shape = cm.input_specs[0][1]
         if x.ndim != len(shape) or x.shape[1:] != tuple(shape[1:]) or x.shape[0] == 0:
             return None
-        variant = next(iter(cm._variants.values()))
+        variant = cm.any_executable()
+        if variant is None:
+            return None
         cm.check_batch(x.shape[0])
         cm.sync_state()
         return self._structure_outputs(variant.run("predict", x.shape[0], [x]))
@@ -401,10 +417,11 @@ class Trainer:
         start_epoch = initial_epoch if start_epoch is None else start_epoch
         self._initial_epoch_override = None
         epoch_logs = {}
+        prepared = {}    # the whole-epoch path's checked feeds, made once per fit
         for epoch in range(start_epoch, epochs):
             self.reset_metrics()
             cbs.on_epoch_begin(epoch)
-            if not self._fast_epoch(adapter, cbs):
+            if not self._fast_epoch(adapter, cbs, prepared):
                 for step, (xb, yb, swb) in enumerate(adapter.epoch_iterator()):
                     cbs.on_train_batch_begin(step)
                     self._run("train", xb, yb, swb)
@@ -422,11 +439,12 @@ class Trainer:
         cbs.on_train_end(epoch_logs)
         return self.history
 
-    def _fast_epoch(self, adapter, cbs):
-        """Train a whole epoch of array data in one native call when nothing needs per-batch hooks.
+    def _fast_epoch(self, adapter, cbs, prepared):
+        """Train a whole epoch of array data in one run_loop call when nothing needs per-batch hooks.
 
-        The arrays are permuted once (when shuffling) so batches are consecutive rows; the native
-        loop then runs every step. Returns False when the per-batch path must be used.
+        The arrays are permuted once (when shuffling) so batches are consecutive rows; the
+        executable then runs every step (native code in one call). Returns False when the
+        per-batch path must be used. `prepared` keeps the checked feeds between epochs.
         """
         cm = self._compiled_model
         if not isinstance(adapter, ArrayAdapter) or adapter.shuffle == "batch" or cm is None or cm.run_eagerly:
@@ -434,18 +452,17 @@ class Trainer:
         if any(callbacks_module.uses_batch_hooks(c) for c in cbs.callbacks
                if not isinstance(c, (callbacks_module.ProgbarLogger, callbacks_module.History))):
             return False
-        prepared = getattr(adapter, "_native_feeds", None)
-        if prepared is None:   # checked and converted once per fit, not once per epoch
+        if not prepared:   # checked and converted once per fit, not once per epoch
             xs = self._check_x(self._x_list(adapter.x))
             ys = self._y_list(adapter.y)
             if ys is None or any(v is None for v in ys):
                 return False
             variant = cm.variant([(None,) + v.shape[1:] for v in ys], [a.shape for a in xs])
-            if not hasattr(variant, "module") or not variant.module.has_loop(variant.prefix + "train"):
+            if not variant.has("train"):
                 return False
             n = self._batch_size_of(xs)
-            prepared = adapter._native_feeds = (variant, self._feeds(xs, ys, adapter.sw, n), n)
-        variant, feeds, n = prepared
+            prepared.update(variant=variant, feeds=self._feeds(xs, ys, adapter.sw, n), n=n)
+        variant, feeds, n = prepared["variant"], prepared["feeds"], prepared["n"]
         idx = adapter.epoch_indices()
         rows = min(n, adapter.num_batches * adapter.batch_size)
         if adapter.shuffle:
@@ -457,7 +474,7 @@ class Trainer:
             cm.check_batch(rows % adapter.batch_size)
         cm.sync_state()
         cbs.on_train_batch_begin(0)
-        variant.module.run_loop(variant.prefix + "train", adapter.batch_size, feeds)
+        variant.run_loop("train", adapter.batch_size, feeds)
         cbs.on_train_batch_end(adapter.num_batches - 1, self._logs())
         return True
 

@@ -1,94 +1,144 @@
-"""Compile kernel programs into one native module and call its entry points through ctypes."""
+"""Native executables: a built module's entries called through ctypes, from the in-process JIT
+(`jit_executable`) or from a library `kcompile build` wrote (`load_built`).
+
+Both call the internal entries of codegen/module.py with one state buffer (a StatePool) and a
+workspace per thread, so any number of threads may share one model: readers run at once, a
+call that writes the state runs alone (the pool's lock).
+"""
 from __future__ import annotations
 
 import ctypes
+import os
+import threading
 
 import numpy as np
-from llvmlite import ir
 
 from ..codegen.jit import JitModule
-from ..codegen.lower import lower_program, lower_step_loop
-from ..ir.graph import concrete_shape
+from ..codegen.manifest import Manifest
+from ..codegen.module import build_module
+from .executable import Executable
+from .state import StatePool
 
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                           ctypes.c_void_p)
 _LOOP = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                          ctypes.c_void_p, ctypes.c_void_p)
+KEEP_WORKSPACE_BYTES = 64 << 20   # a thread's workspace larger than this is freed after the call
 
 
-class NativeModule:
-    """One LLVM module holding every entry point of a compiled model (predict, train, eval...)."""
+class NativeExecutable(Executable):
+    """The entries of `manifest`, found by `address(symbol)`, run over `pool`."""
 
-    def __init__(self, programs, pool, name="model"):
-        module = ir.Module(name="kcompile")   # not the model name: identical IR must hash identically
-        self.entries = {}
-        for entry_name, program in programs.items():
-            scratch = lower_program(module, program, entry_name, pool.offsets)
-            self.entries[entry_name] = (program, scratch)
-            if all(node.shape == () for node in program.graph.outputs.values()):
-                lower_step_loop(module, program, entry_name)
-        self.jit = JitModule(module)
-        self.pool = pool
-        self._functions = {k: _ENTRY(self.jit.address(k)) for k in self.entries}
-        self._loops = {k: _LOOP(self.jit.address(k + "_loop")) for k, (p, _) in self.entries.items()
-                       if all(node.shape == () for node in p.graph.outputs.values())}
-        self._workspace = np.zeros(0, dtype=np.uint8)
+    def __init__(self, manifest, address, pool, owner=None):
+        self.manifest, self.pool, self._owner = manifest, pool, owner
+        self._functions = {k: _ENTRY(address(e.symbol)) for k, e in manifest.entries.items()}
+        self._loops = {k: _LOOP(address(e.loop_symbol)) for k, e in manifest.entries.items() if e.loop_symbol}
+        self._local = threading.local()
         self._plans = {}
 
-    def workspace(self, nbytes):
-        if self._workspace.size < nbytes + 64:
-            raw = np.zeros(2 * nbytes + 128, dtype=np.uint8)
+    def _workspace(self, nbytes):
+        """This thread's 64-byte-aligned workspace of at least nbytes (never shared between threads)."""
+        ws = getattr(self._local, "workspace", None)
+        if ws is None or ws.size < nbytes:
+            raw = np.zeros(nbytes + 64, dtype=np.uint8)
             start = (-raw.ctypes.data) % 64
-            self._raw_ws = raw
-            self._workspace = raw[start:]
-        return _address(self._workspace)
+            ws = self._local.workspace = raw[start:start + nbytes]
+        return ws
 
-    def _call_plan(self, entry, n):
-        """(workspace bytes, output shapes and dtypes) for `entry` at batch n, computed once."""
-        key = (entry, n)
-        plan = self._plans.get(key)
+    def _release_large_workspace(self):
+        ws = getattr(self._local, "workspace", None)
+        if ws is not None and ws.size > KEEP_WORKSPACE_BYTES:
+            self._local.workspace = None
+
+    def _plan(self, entry, n):
+        """(workspace bytes, output shapes and dtypes) of `entry` at batch n, computed once."""
+        plan = self._plans.get((entry, n))
         if plan is None:
-            program, scratch = self.entries[entry]
-            outs = [(concrete_shape(node.shape, n), node.dtype) for node in program.graph.outputs.values()]
-            plan = self._plans[key] = (program.memory.workspace_bytes(n) + scratch(n), outs)
+            info = self.manifest.entries[entry]
+            if not 1 <= n <= self.manifest.max_batch:
+                raise ValueError(f"A batch of {n} samples is outside what model '{self.manifest.name}' supports "
+                                 f"(1 to {self.manifest.max_batch})")
+            outs = [(tuple(n if d == -1 else d for d in t.shape), t.dtype) for t in info.outputs]
+            plan = self._plans[(entry, n)] = (info.workspace(n), outs)
         return plan
 
-    def run(self, entry, n, inputs, outputs=None):
-        """Run `entry` on a batch of n rows; inputs are contiguous arrays in graph-input order.
+    def _lock(self, entry):
+        return self.pool.lock.write() if self.manifest.entries[entry].writes_state else self.pool.lock.read()
 
-        Returns the output arrays (allocated here unless given).
-        """
-        ws_bytes, out_specs = self._call_plan(entry, n)
+    def run(self, entry, n, inputs, outputs=None):
+        """Run `entry` on a batch of n rows; inputs are contiguous arrays in the entry's input order."""
+        ws_bytes, out_specs = self._plan(entry, n)
         if outputs is None:
             outputs = [np.empty(shape, dtype) for shape, dtype in out_specs]
         ins = (ctypes.c_void_p * max(len(inputs), 1))(*[_address(a) for a in inputs])
         outs = (ctypes.c_void_p * max(len(outputs), 1))(*[_address(a) for a in outputs])
-        ws = self.workspace(ws_bytes)
-        self._functions[entry](n, ctypes.addressof(ins), ctypes.addressof(outs), _address(self.pool.buffer), ws)
+        ws = self._workspace(ws_bytes)
+        with self._lock(entry):
+            self._functions[entry](n, ctypes.addressof(ins), ctypes.addressof(outs), _address(self.pool.buffer),
+                                   _address(ws))
+        self._release_large_workspace()
         return outputs
 
-    def has_loop(self, entry):
-        return entry in self._loops
-
     def run_loop(self, entry, batch, arrays):
-        """Run `entry` over consecutive batches of the full `arrays`; returns each step's output."""
-        program, scratch = self.entries[entry]
+        """Every batch of `arrays` through `entry` in one native call (entries with a scalar output)."""
+        if entry not in self._loops:
+            return super().run_loop(entry, batch, arrays)
         rows = arrays[0].shape[0]
         steps = -(-rows // batch)
         per_step = np.empty(steps, np.float32)
-        bases = (ctypes.c_void_p * max(len(arrays), 1))(*[a.ctypes.data for a in arrays])
-        ws = self.workspace(program.memory.workspace_bytes(batch) + scratch(batch))
+        bases = (ctypes.c_void_p * max(len(arrays), 1))(*[_address(a) for a in arrays])
+        ws = self._workspace(self._plan(entry, batch)[0])
         pointers = (ctypes.c_void_p * (len(arrays) + 1))()
-        self._loops[entry](batch, rows, ctypes.addressof(bases), per_step.ctypes.data, self.pool.address, ws,
-                           ctypes.addressof(pointers))
+        with self._lock(entry):
+            self._loops[entry](batch, rows, ctypes.addressof(bases), _address(per_step), _address(self.pool.buffer),
+                               _address(ws), ctypes.addressof(pointers))
+        self._release_large_workspace()
         return per_step
 
     def close(self):
-        self._functions = {}
-        self._loops = {}
-        if self.jit is not None:
-            self.jit.close()
-            self.jit = None
+        self._functions, self._loops = {}, {}
+        if self._owner is not None and hasattr(self._owner, "close"):
+            self._owner.close()
+        self._owner = None
+
+
+def jit_executable(programs, pool, name="model", target="host", static_batch=None):
+    """Compile `programs` (entry -> KernelProgram) into this process over `pool`."""
+    module, manifest = build_module(programs, pool.layout(), target, name, static_batch=static_batch)
+    jit = JitModule(module, target)
+    return NativeExecutable(manifest, jit.address, pool, owner=jit)
+
+
+def load_built(directory, name=None):
+    """The library `kcompile build` wrote in `directory`, as an Executable with its own state
+    (initialized by NAME_init_state, or from NAME.state when the weights were written to a file)."""
+    directory = os.fspath(directory)
+    if name is None:
+        found = [f[:-len("_manifest.json")] for f in os.listdir(directory) if f.endswith("_manifest.json")]
+        if len(found) != 1:
+            raise ValueError(f"{directory!r} holds {len(found)} kcompile manifests ({found}); pass name=")
+        name = found[0]
+    manifest = Manifest.load(os.path.join(directory, f"{name}_manifest.json"))
+    lib = ctypes.CDLL(os.path.join(os.path.abspath(directory), f"lib{name}.so"))
+    pool = StatePool.from_layout(manifest.slots)
+    if pool.buffer.size < manifest.state_size:
+        raise ValueError(f"state layout of {name!r} is inconsistent with its size {manifest.state_size}")
+    init = lib[manifest.abi["init_state"]]
+    init.restype, init.argtypes = ctypes.c_int, [ctypes.c_void_p]
+    status = init(_address(pool.buffer))
+    if status == 4:   # KC_ERR_NO_WEIGHTS: the weights live beside the library
+        path = os.path.join(directory, f"{name}.state")
+        with open(path, "rb") as f:
+            blob = f.read()
+        if len(blob) != manifest.state_size:
+            raise ValueError(f"{path}: {len(blob)} bytes, but the state of {name!r} has {manifest.state_size}")
+        pool.buffer[:len(blob)] = np.frombuffer(blob, np.uint8)
+    elif status != 0:
+        raise RuntimeError(f"{name}_init_state failed with status {status}")
+    executable = NativeExecutable(manifest, lambda symbol: ctypes.cast(lib[symbol], ctypes.c_void_p).value, pool,
+                                  owner=None)
+    executable.library = lib
+    return executable
 
 
 def _address(array):

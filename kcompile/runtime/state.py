@@ -1,14 +1,72 @@
 """The state pool: every weight, optimizer slot, counter and metric accumulator of a model lives
 at a fixed byte offset in one contiguous, 64-byte-aligned buffer. Native code takes one pointer;
 Python sees each slot as a numpy view, so get_weights/set_weights are plain copies.
+
+The pool's `lock` orders the threads that share it: calls that only read the state run at
+once; a call that writes it (a train step, metric accumulation, loading weights) runs alone, so
+a reader sees the weights of one whole step, never a torn update.
 """
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
+
 import numpy as np
 
+from ..codegen.manifest import SlotInfo
 from ..ir.graph import Slot
 
 ALIGN = 64
+
+
+class ReadWriteLock:
+    """Many readers or one writer; a waiting writer holds back new readers (no writer starves)."""
+
+    def __init__(self):
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer = None          # the thread holding the write lock
+        self._depth = 0              # re-entries of that thread
+        self._writers_waiting = 0
+
+    @contextmanager
+    def read(self):
+        me = threading.get_ident()
+        if self._writer == me:       # a writer may read what it is writing
+            yield
+            return
+        with self._cond:
+            while self._writer is not None or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self):
+        me = threading.get_ident()
+        with self._cond:
+            if self._writer == me:
+                self._depth += 1
+            else:
+                self._writers_waiting += 1
+                while self._writer is not None or self._readers:
+                    self._cond.wait()
+                self._writers_waiting -= 1
+                self._writer, self._depth = me, 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._depth -= 1
+                if not self._depth:
+                    self._writer = None
+                    self._cond.notify_all()
 
 
 class StatePool:
@@ -18,6 +76,24 @@ class StatePool:
         self._size = 0
         self._raw = np.zeros(ALIGN, dtype=np.uint8)
         self.buffer = self._raw[:0]
+        self.lock = ReadWriteLock()
+
+    @classmethod
+    def from_layout(cls, slots):
+        """A pool with exactly the given SlotInfo layout (a built library's state)."""
+        pool = cls()
+        for info in sorted(slots, key=lambda s: s.offset):
+            pool.add(Slot(info.name, info.shape, info.dtype, info.kind))
+            if pool.offsets[info.name] != info.offset:
+                raise ValueError(f"state slot {info.name!r} at offset {info.offset} does not follow kcompile's "
+                                 f"layout (expected {pool.offsets[info.name]})")
+        return pool
+
+    def layout(self):
+        """(SlotInfo list, total bytes): the state layout written into a manifest."""
+        slots = [SlotInfo(name, self.offsets[name], slot.shape, slot.dtype, slot.kind)
+                 for name, slot in self.slots.items()]
+        return slots, self._size
 
     def add(self, slot, initial=None):
         """Register a slot (idempotent for the same name and shape) and set its initial value."""

@@ -29,6 +29,7 @@ class Kernel:
     root: object = None            # the reduce / matmul / layout node (None for elementwise)
     members: list = field(default_factory=list)   # fused elementwise nodes, topological order
     outputs: list = field(default_factory=list)   # nodes whose values are stored to memory
+    body: object = None            # scan: the lowered KernelProgram of its step body
 
     def computed(self):
         return ([self.root] if self.root is not None else []) + self.members

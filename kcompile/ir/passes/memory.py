@@ -36,6 +36,11 @@ class MemoryPlan:
     def workspace_bytes(self, n):
         return self.static_bytes + n * self.row_bytes + ALIGN
 
+    @property
+    def workspace_coefficients(self):
+        """workspace_bytes as polynomial coefficients in the batch size: (constant, per row)."""
+        return (self.static_bytes + ALIGN, self.row_bytes)
+
 
 def base_of(node):
     while node.op == "reshape":

@@ -22,11 +22,24 @@ GRAPH_PASSES = [
 ]
 
 
+@dataclass(frozen=True)
+class Step:
+    """One launch of an entry's schedule: which kernel runs, and how it may be split."""
+    kernel: int                   # index into KernelProgram.kernels
+    kind: str                     # the kernel's kind (elementwise, reduce, matmul, layout, scan, ...)
+
+
 @dataclass
 class KernelProgram:
+    """What codegen receives: the finished program of one entry, scan bodies lowered too.
+
+    `schedule` is the order in which the kernels run (data: a serial list today; the thread-pool
+    and GPU back ends read the same list as launches).
+    """
     graph: object                 # the graph after passes (roots prepared for storage)
     kernels: list[Kernel]
     memory: MemoryPlan
+    schedule: list[Step]
 
     def describe(self):
         lines = [f"# kernels of {self.graph.name}"]
@@ -54,7 +67,11 @@ def optimize_graph(graph, dump_dir=None):
 def lower_to_kernels(graph, dump_dir=None):
     graph = optimize_graph(graph, dump_dir)
     graph, kernels = fuse(graph, enabled="fusion" not in disabled_passes())
-    program = KernelProgram(graph, kernels, plan_memory(graph, kernels))
+    for kernel in kernels:
+        if kernel.kind == "scan":   # the step body is a program of its own, lowered here, not in codegen
+            kernel.body = lower_to_kernels(kernel.root.attrs["body"], dump_dir)
+    schedule = [Step(i, k.kind) for i, k in enumerate(kernels)]
+    program = KernelProgram(graph, kernels, plan_memory(graph, kernels), schedule)
     _dumper(graph.name, dump_dir)("99_kernels", program.describe())
     return program
 

@@ -1,0 +1,61 @@
+"""`build_module(programs, state, target)`: the one lowering every back end shares.
+
+From the finished kernel programs of a model's entries (predict, train, evaluate, ...) and the
+state layout it builds one LLVM module and its manifest:
+
+  NAME__ENTRY(i64 n, ptr inputs[], ptr outputs[], ptr state, ptr ws)   each entry (lower.py)
+  NAME__ENTRY_loop(...)                                                whole epochs of a scalar entry
+  int64_t NAME_state_size(void), int64_t NAME_workspace_size(int64_t)  the sizes, as in the manifest
+  NAME_predict / NAME_train_step / NAME_evaluate / NAME_init_state     the checked C ABI (c_abi.py)
+
+The in-process JIT, `kcompile build` and later targets all call this; they differ only in what
+they do with the module (JIT it, or write an object file).
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from . import c_abi
+from .lower import lower_program, lower_step_loop
+from .manifest import EntryInfo, Manifest
+from .sizes import Poly, WorkspaceSize, emit_size_function, max_batch
+from .llvm_util import I64
+from .target import get_target
+
+
+def build_module(programs, state, target="host", name="model", initial_state=None, static_batch=None):
+    """(llvmlite module, Manifest) for `programs` (entry name -> KernelProgram).
+
+    state: (list of manifest.SlotInfo, total bytes) — the layout of the state buffer.
+    initial_state: bytes to embed for NAME_init_state (None: the C init entry reports KC_ERR_NO_WEIGHTS).
+    """
+    target = get_target(target)
+    slots, state_size = state
+    offsets = {s.name: s.offset for s in slots}
+    module = ir.Module(name="kcompile")   # not the model name: identical IR must hash identically
+    module.triple = target.triple
+    entries = {}
+    for entry, program in programs.items():
+        symbol = f"{name}__{entry}"
+        workspace = lower_program(module, program, symbol, offsets)
+        entries[entry] = info = EntryInfo.of_graph(program.graph, symbol, workspace, program.schedule)
+        if info.loop_symbol:
+            lower_step_loop(module, program, symbol)
+    limit = max_batch([e.workspace for e in entries.values()] + [_io_bytes(e) for e in entries.values()])
+    if static_batch is not None and static_batch > limit:
+        raise ValueError(f"Model '{name}': a batch of {static_batch} needs more than the largest supported buffers")
+    manifest = Manifest(name, target.describe(), entries, sorted(slots, key=lambda s: s.offset), state_size,
+                        limit, static_batch)
+    abi_workspace = c_abi.define_entries(module, manifest, initial_state)
+    manifest.abi["workspace"] = abi_workspace.to_json()
+    fn = ir.Function(module, ir.FunctionType(I64, []), f"{name}_state_size")
+    ir.IRBuilder(fn.append_basic_block("entry")).ret(ir.Constant(I64, state_size))
+    emit_size_function(module, f"{name}_workspace_size", abi_workspace, limit)
+    return module, manifest
+
+
+def _io_bytes(entry):
+    """Bytes of the entry's largest input or output at batch n (the caller's buffers must be addressable too)."""
+    polys = [Poly([0, 4 * t.row_elements()]) if t.shape and t.shape[0] == -1 else Poly([4 * t.row_elements()])
+             for t in entry.inputs + entry.outputs]
+    return WorkspaceSize(Poly(), polys)
