@@ -82,12 +82,74 @@ def leaky_relu(x, negative_slope=0.2):
     return ops.leaky_relu(x, negative_slope)
 
 
+def mish(x):
+    return ops.multiply(x, ops.tanh(ops.softplus(x)))
+
+
+def celu(x, alpha=1.0):
+    return ops.add(ops.relu(x), ops.multiply(ops.expm1(ops.divide(ops.minimum(x, 0.0), alpha)), alpha))
+
+
+def glu(x, axis=-1):
+    a, b = ops.split(x, 2, axis=axis)
+    return ops.multiply(a, ops.sigmoid(b))
+
+
+def hard_tanh(x):
+    return ops.clip(x, -1.0, 1.0)
+
+
+def hard_shrink(x, threshold=0.5):
+    return ops.where(ops.greater(ops.abs(x), threshold), x, ops.zeros_like(x))
+
+
+def soft_shrink(x, threshold=0.5):
+    return ops.where(ops.greater(x, threshold), ops.subtract(x, threshold),
+                     ops.where(ops.less(x, -threshold), ops.add(x, threshold), ops.zeros_like(x)))
+
+
+def tanh_shrink(x):
+    return ops.subtract(x, ops.tanh(x))
+
+
+def log_sigmoid(x):
+    return ops.negative(ops.softplus(ops.negative(x)))
+
+
+def sparse_plus(x):
+    return ops.where(ops.less_equal(x, -1.0), ops.zeros_like(x),
+                     ops.where(ops.less(x, 1.0), ops.multiply(ops.square(ops.add(x, 1.0)), 0.25), x))
+
+
+def sparse_sigmoid(x):
+    return ops.clip(ops.multiply(ops.add(x, 1.0), 0.5), 0.0, 1.0)
+
+
+def squareplus(x, b=4):
+    return ops.multiply(ops.add(x, ops.sqrt(ops.add(ops.square(x), float(b)))), 0.5)
+
+
+def hard_sigmoid_keras2(x):
+    """tf-keras 2.x `hard_sigmoid`: clip(0.2 x + 0.5, 0, 1) (Keras 3's is relu6(x + 3) / 6).
+    Configs read from Keras 2 files name it "hard_sigmoid"; the loader maps that name here."""
+    return ops.clip(ops.add(ops.multiply(x, 0.2), 0.5), 0.0, 1.0)
+
+
 ALL = {
     "linear": linear, "relu": relu, "sigmoid": sigmoid, "tanh": tanh, "softmax": softmax,
     "log_softmax": log_softmax, "elu": elu, "selu": selu, "softplus": softplus, "softsign": softsign,
     "swish": silu, "silu": silu, "gelu": gelu, "hard_sigmoid": hard_sigmoid, "hard_silu": hard_silu,
     "hard_swish": hard_silu, "exponential": exponential, "relu6": relu6, "leaky_relu": leaky_relu,
+    "mish": mish, "celu": celu, "glu": glu, "hard_tanh": hard_tanh, "hard_shrink": hard_shrink,
+    "soft_shrink": soft_shrink, "tanh_shrink": tanh_shrink, "log_sigmoid": log_sigmoid,
+    "sparse_plus": sparse_plus, "sparse_sigmoid": sparse_sigmoid, "squareplus": squareplus,
+    "hard_sigmoid_keras2": hard_sigmoid_keras2,
 }
+
+# Activation names whose meaning differs in tf-keras 2.x files: Keras 2 name -> the kcompile name
+# with Keras 2's semantics (config_dialects rewrites them when reading a Keras 2 config and back
+# when writing one).
+KERAS2_NAMES = {"hard_sigmoid": "hard_sigmoid_keras2"}
 
 
 def get(identifier):
@@ -95,9 +157,7 @@ def get(identifier):
     if identifier is None:
         return linear
     if isinstance(identifier, dict):
-        identifier = identifier.get("config", {}).get("name", identifier.get("class_name"))
-        if isinstance(identifier, dict):
-            identifier = identifier.get("name")
+        identifier = _name_in_config(identifier)
     if isinstance(identifier, str):
         fn = ALL.get(identifier)
         if fn is None:
@@ -107,6 +167,21 @@ def get(identifier):
     if callable(identifier):
         return identifier
     raise ValueError(f"Could not interpret activation function identifier: {identifier!r}")
+
+
+def _name_in_config(config):
+    """The activation name in a serialized dict: Keras 3 writes a function as {"class_name":
+    "function", "config": "relu"} and Keras 2 as {"class_name": "relu", "config": {"name": ...}}."""
+    inner = config.get("config")
+    inner = {} if inner is None else inner
+    if isinstance(inner, str) and config.get("class_name") == "function":
+        return inner
+    name = inner.get("name", config.get("class_name")) if isinstance(inner, dict) else None
+    if isinstance(name, dict):
+        name = name.get("name")
+    if not isinstance(name, str):
+        raise ValueError(f"Could not interpret activation function identifier: {config!r}")
+    return name
 
 
 def serialize(fn):

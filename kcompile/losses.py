@@ -95,6 +95,22 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
     return ops.negative(ops.sum(ops.multiply(target, log_prob), axis=axis))
 
 
+def check_sparse_labels(loss, y, num_classes):
+    """Refuse host labels that are not class indices in [0, num_classes) for a sparse categorical
+    crossentropy loss; the compiled loss would silently score such a label as no class at all.
+    Other losses, and outputs whose class count is unknown, are not checked."""
+    if getattr(loss, "fn", None) is not sparse_categorical_crossentropy or num_classes is None:
+        return
+    y = np.asarray(y)
+    valid = (y >= 0) & (y < num_classes) & (y == np.floor(y))    # False for NaN too
+    if not valid.all():
+        bad = y[~valid].flat[0]
+        which = "" if loss.name == "sparse_categorical_crossentropy" else f" (loss '{loss.name}')"
+        raise ValueError(f"sparse_categorical_crossentropy{which}: the label {bad} is not a class index. Labels "
+                         f"must be integers in the range [0, {num_classes}) for an output of {num_classes} "
+                         f"classes")
+
+
 def _hinge_labels(y_true):
     # {0, 1} labels become {-1, 1}, as Keras does when every label is 0 or 1.
     is01 = ops.maximum(ops.equal(y_true, 0.0), ops.equal(y_true, 1.0))

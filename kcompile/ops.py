@@ -12,7 +12,7 @@ import functools
 import numpy as np
 
 from .ir import builder as irb
-from .ir.graph import BATCH, Graph
+from .ir.graph import BATCH, Graph, static_size
 from .ir.interpreter import evaluate
 from .ir.primitives import ShapeError
 from .tree import flatten as _flatten
@@ -424,7 +424,7 @@ def dot(x1, x2):
         return matmul.__wrapped__(a, b)
     perm = tuple(i for i in range(len(b.shape)) if i != len(b.shape) - 2) + (len(b.shape) - 2,)
     bt = irb.transpose(b, perm)                                  # (..., N, K) with K last
-    flat = irb.reshape(bt, (int(np.prod([d for d in bt.shape[:-1]], dtype=np.int64)), bt.shape[-1]))
+    flat = irb.reshape(bt, (static_size(bt.shape[:-1]), bt.shape[-1]))
     out = irb.matmul(a, flat, transpose_b=True)
     return irb.reshape(out, a.shape[:-1] + bt.shape[:-1])
 

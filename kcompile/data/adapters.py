@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import math
 import multiprocessing
+import numbers
 import random
 import warnings
 from collections import deque
@@ -29,11 +31,32 @@ def _leaves(x):
 def _to_numpy(x, what):
     if hasattr(x, "numpy") and not isinstance(x, np.ndarray):
         x = x.numpy()
-    arr = np.asarray(x)
+    try:
+        arr = np.asarray(x)
+    except ValueError:   # numpy: "inhomogeneous shape"
+        raise ValueError(f"{what} is a ragged nested list: its rows have different lengths, so it is not an "
+                         f"array. Pad the sequences to one length (keras.utils.pad_sequences) or pass a numpy "
+                         f"array") from None
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{what} must contain numbers; got an array of dtype {arr.dtype} "
                         f"(from {type(x).__name__})")
     return arr
+
+
+_INT32 = np.iinfo(np.int32)
+
+
+def as_int32(arr, what):
+    """`arr` for an int32 input: a value int32 cannot hold is refused, not wrapped around
+    (2**32 + 3 would otherwise become 3 and pick the wrong embedding row)."""
+    fits = arr.dtype.kind == "b" or (arr.dtype.kind in "iu" and np.can_cast(arr.dtype, np.int32))
+    if not fits and arr.size:
+        inside = (arr >= _INT32.min) & (arr <= _INT32.max)   # False for NaN too
+        if not inside.all():
+            bad = arr[~inside].flat[0]
+            raise ValueError(f"Input {what!r} has the value {bad}, which its dtype int32 cannot hold: integer "
+                             f"inputs must lie in [{_INT32.min}, {_INT32.max}]")
+    return np.ascontiguousarray(arr, dtype=np.int32)
 
 
 def _is_array_like(x):
@@ -42,26 +65,56 @@ def _is_array_like(x):
                                          and _leaves(x) and not hasattr(x, "__next__"))
 
 
+def _is_nested_numbers(x, top=True):
+    """A (nested) list of numbers, e.g. [[1, 2], [3, 4]] or []: one array, not a list of inputs."""
+    if isinstance(x, (list, tuple)):
+        return all(_is_nested_numbers(v, False) for v in x)
+    return not top and x is not None and not isinstance(x, np.ndarray) and np.ndim(x) == 0
+
+
+def _arrays(data, what):
+    if _is_nested_numbers(data):
+        return _to_numpy(data, what)
+    return _map(lambda a: _to_numpy(a, what), data)
+
+
+def _batch_size(value):
+    """fit/evaluate/predict's `batch_size`: None (32) or a positive whole number. A float such as
+    1e9 is taken when it is whole, as int() would; anything else is refused rather than truncated."""
+    if value is None:
+        return 32
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"The `batch_size` argument must be a positive integer. Received: "
+                        f"batch_size={value!r} (of type {type(value).__name__})")
+    if not math.isfinite(value) or value <= 0 or value != int(value):
+        raise ValueError(f"The `batch_size` argument must be a positive integer. Received: batch_size={value!r}")
+    return int(value)
+
+
 class ArrayAdapter:
     def __init__(self, x, y, sample_weight, batch_size, steps, shuffle, class_weight):
-        self.x = _map(lambda a: _to_numpy(a, "x"), x)
-        self.y = _map(lambda a: _to_numpy(a, "y"), y)
+        self.x = _arrays(x, "x")
+        self.y = _arrays(y, "y")
         self.sw = None if sample_weight is None else _to_numpy(sample_weight, "sample_weight")
-        sizes = {a.shape[0] for a in _leaves(self.x) + _leaves(self.y) if a.ndim}
-        if self.sw is not None:
-            sizes.add(self.sw.shape[0])
+        arrays = _leaves(self.x) + _leaves(self.y) + ([] if self.sw is None else [self.sw])
+        scalar = next((a for a in arrays if a.ndim == 0), None)
+        if scalar is not None:
+            raise ValueError(f"Data must be arrays with a batch dimension (one row per sample); got the scalar "
+                             f"{scalar} among them")
+        sizes = {a.shape[0] for a in arrays}
         if len(sizes) != 1:
             raise ValueError(f"Data cardinality is ambiguous: the arrays have different numbers of samples "
                              f"{sorted(sizes)}. Make sure all arrays contain the same number of samples.")
         self.num_samples = sizes.pop()
+        if self.num_samples == 0:
+            raise ValueError("Expected input data to be non-empty.")
         if class_weight is not None:
             if self.y is None or isinstance(self.y, (list, dict)):
                 raise ValueError("class_weight needs a single target array")
             cw = class_weights_to_sample_weights(self.y, class_weight)
             self.sw = cw if self.sw is None else self.sw * cw
-        self.batch_size = int(batch_size or 32)
-        if self.batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        # a batch larger than the data is all of it, as in Keras (and needs no bigger workspace)
+        self.batch_size = min(_batch_size(batch_size), self.num_samples)
         self.shuffle = shuffle
         full = -(-self.num_samples // self.batch_size)
         self.num_batches = min(full, steps) if steps else full
@@ -328,6 +381,9 @@ def make_adapter(x, y=None, sample_weight=None, batch_size=None, steps=None, shu
         raise ValueError("No data was given (x is None)")
     if isinstance(x, (str, bytes)):
         raise TypeError(f"Data must be arrays of numbers, a generator or a dataset; got a {type(x).__name__}")
+    if isinstance(x, (numbers.Number, np.generic)):
+        raise ValueError(f"Unrecognized data type: x={x} (of type {type(x).__name__}). Data must be arrays with "
+                         f"a batch dimension (one row per sample), a generator or a dataset, not a scalar")
     if _is_py_dataset(x):
         if y is not None or sample_weight is not None:
             raise ValueError(f"`y` and `sample_weight` must not be given when x is a PyDataset "
@@ -361,6 +417,10 @@ def train_validation_split(arrays, validation_split):
         raise ValueError("`validation_split` is only supported for array inputs")
     n = np.asarray(_leaves(x)[0]).shape[0]
     split = int(n * (1.0 - validation_split))
+    if split == 0 or split == n:
+        raise ValueError(f"Training data contains {n} samples, which is not sufficient to split it into a "
+                         f"validation and training set as specified by `validation_split={validation_split}`. "
+                         f"Either provide more data, or a different value for the `validation_split` argument.")
 
     def part(lo, hi):
         return tuple(_map(lambda a: np.asarray(a)[lo:hi], t) for t in arrays)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .graph import BATCH, Node
+from .graph import BATCH, Node, static_size
 from .primitives import PRIMITIVES, ShapeError, normalize_axes
 
 
@@ -191,8 +191,8 @@ def _resolve_reshape(old, new):
     """Fill one -1 in `new` from the static sizes, as numpy does."""
     if -1 not in new:
         return new
-    known = int(np.prod([d for d in new if d not in (-1, BATCH)], dtype=np.int64))
-    total = int(np.prod([d for d in old if d is not BATCH], dtype=np.int64))
+    known = static_size([d for d in new if d != -1])
+    total = static_size(old)
     if known == 0 or total % known:
         raise ShapeError(f"cannot reshape a tensor of static size {total} into {new}")
     return tuple(total // known if d == -1 else d for d in new)

@@ -8,6 +8,7 @@ the new values of state slots (`updates`), which the runtime writes back after a
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 
@@ -24,7 +25,17 @@ class _Batch:
 
 BATCH = _Batch()
 DTYPES = ("float32", "int32")
+ITEMSIZE = 4                   # bytes per element of every dtype in DTYPES
+# Generated code indexes memory with 64-bit byte offsets: a tensor must stay below this per sample.
+INDEXABLE_BYTES = 2 ** 63
+# The largest single buffer (a weight, an input, an intermediate) or workspace a compiled model
+# may use, for one sample: beyond it compile() refuses the model instead of failing to allocate.
+MAX_BUFFER_BYTES = 2 ** 40
 _ids = itertools.count()
+
+
+class ShapeError(ValueError):
+    """An IR-level shape mismatch; frontends re-raise it naming the layer."""
 
 
 def is_symbolic(dim):
@@ -43,6 +54,11 @@ def numel(shape, batch=None):
     return n
 
 
+def static_size(shape):
+    """Elements of the non-batch dimensions, as a Python int: numpy's int64 products wrap around."""
+    return math.prod(int(d) for d in shape if d is not BATCH)
+
+
 def concrete_shape(shape, batch):
     return tuple(batch if d is BATCH else d for d in shape)
 
@@ -58,6 +74,7 @@ class Node:
 
     def __init__(self, op, inputs, attrs, shape, dtype, name=None):
         assert dtype in DTYPES, dtype
+        _check_addressable(shape)
         self.op = op
         self.inputs = tuple(inputs)
         self.attrs = attrs
@@ -72,6 +89,14 @@ class Node:
 
     def __repr__(self):
         return f"%{self.id}:{self.op}{format_shape(self.shape)}"
+
+
+def _check_addressable(shape):
+    size = static_size(shape)
+    if size * ITEMSIZE >= INDEXABLE_BYTES:
+        per = " per sample" if BATCH in shape else ""
+        raise ShapeError(f"a tensor of shape {format_shape(shape)} has {size} elements{per}, more than "
+                         f"64-bit indexing can address")
 
 
 def _freeze(value):

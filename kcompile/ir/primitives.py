@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from .graph import BATCH, format_shape
+from .graph import BATCH, ShapeError, format_shape, static_size
 
 FUSION_CLASSES = ("leaf", "elementwise", "reduction", "contraction", "layout", "opaque")
 
@@ -38,10 +38,6 @@ PRIMITIVES: dict[str, Primitive] = {}
 def register(name, fusion, shape_rule, reference, vjp=None):
     assert fusion in FUSION_CLASSES
     PRIMITIVES[name] = Primitive(name, fusion, shape_rule, reference, vjp)
-
-
-class ShapeError(ValueError):
-    """An IR-level shape mismatch; frontends re-raise it naming the layer."""
 
 
 # ---------------------------------------------------------------- shape helpers
@@ -338,17 +334,13 @@ def _reshape_rule(inputs, attrs):
         # a stateful layer's (batch, ...) state seen as the run-time batch, or back: same rows
         # when the run-time batch equals the static one, which the runtime checks before running
         ok = ((new[0] is BATCH) != (x.shape[0] is BATCH) and BATCH not in new[1:] + x.shape[1:]
-              and _static_size(new[1:]) == _static_size(x.shape[1:]))
+              and static_size(new[1:]) == static_size(x.shape[1:]))
         if not ok:
             raise ShapeError(f"cannot rebatch {format_shape(x.shape)} to {format_shape(new)}")
         return new, x.dtype
-    if new.count(BATCH) != x.shape.count(BATCH) or _static_size(new) != _static_size(x.shape):
+    if new.count(BATCH) != x.shape.count(BATCH) or static_size(new) != static_size(x.shape):
         raise ShapeError(f"cannot reshape {format_shape(x.shape)} to {format_shape(new)}")
     return new, x.dtype
-
-
-def _static_size(shape):
-    return int(np.prod([d for d in shape if d is not BATCH], dtype=np.int64))
 
 
 register("reshape", "layout", _reshape_rule,
@@ -485,7 +477,7 @@ def matmul_dims(a_shape, b_shape, ta, tb):
 def _prod(dims):
     if any(d is BATCH for d in dims):
         return BATCH if len(dims) == 1 else ("batch-product", tuple(dims))
-    return int(np.prod(dims, dtype=np.int64))
+    return static_size(dims)
 
 
 def _matmul_rule(inputs, attrs):

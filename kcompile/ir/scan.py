@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import builder as b
-from .graph import BATCH, Graph, Node, format_shape, toposort
+from .graph import BATCH, Graph, Node, format_shape, static_size, toposort
 from .primitives import PRIMITIVES, ShapeError, register
 
 _STACKABLE = ("elementwise",)   # fusion classes whose rules broadcast over extra leading axes
@@ -126,7 +126,7 @@ def _scan_vjp(bb, node, g):
     body, reverse = node.attrs["body"], node.attrs["reverse"]
     T = xs.shape[0]
     R = init.shape[1]
-    F = int(np.prod(xs.shape[2:], dtype=np.int64))
+    F = static_size(xs.shape[2:])
     x_shape = xs.shape[1:]
 
     # the row each step started from, stacked like the outputs
@@ -219,7 +219,7 @@ def _backward_plan(body, const_ids):
 
 
 def _row_width(shape):
-    return int(np.prod([d for d in shape if d is not BATCH], dtype=np.int64))
+    return static_size(shape)
 
 
 def _flat(x):

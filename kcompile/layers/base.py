@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import initializers, regularizers
 from ..ir import builder as irb
-from ..ir.graph import BATCH, Graph
+from ..ir.graph import BATCH, MAX_BUFFER_BYTES, Graph, static_size
 from ..ir.interpreter import evaluate
 from ..ir.primitives import ShapeError
 from ..tree import flatten, map_structure  # noqa: F401  (re-exported for layers)
@@ -131,6 +131,7 @@ class Layer:
             raise ValueError(f"Layer '{self.name}': weight constraints are not supported yet "
                              f"(constraint={constraint!r})")
         shape = () if shape is None else tuple(int(d) for d in shape)
+        _check_weight_size(self.name, name, shape, dtype)
         init = initializers.get(initializer if initializer is not None else
                                 ("zeros" if dtype and "int" in str(dtype) else "glorot_uniform"))
         var = Variable(init, shape=shape, dtype=dtype or "float32", trainable=trainable,
@@ -210,7 +211,7 @@ class Layer:
         if not self.built:
             raise ValueError(f"You tried to call `count_params` on layer '{self.name}', but the layer isn't "
                              "built. You can build it manually via: `layer.build(input_shape)`.")
-        return int(sum(np.prod(w.shape, dtype=np.int64) for w in self.weights))
+        return sum(static_size(w.shape) for w in self.weights)
 
     def regularization_losses(self):
         """IR-emitting penalties of every regularized weight (this layer and sublayers)."""
@@ -488,3 +489,12 @@ def _as_node(x):
     if isinstance(x, KerasTensor):
         return x.node
     return irb.as_node(np.float32(x) if np.ndim(x) == 0 else np.asarray(x, np.float32))
+
+
+def _check_weight_size(layer_name, weight_name, shape, dtype):
+    """Refuse a weight larger than a compiled model may hold before its initializer allocates it
+    (a shape gone wrong upstream would otherwise end in a MemoryError, or an hour of swapping)."""
+    nbytes = static_size(shape) * np.dtype(dtype or "float32").itemsize
+    if nbytes > MAX_BUFFER_BYTES:
+        raise ValueError(f"Layer '{layer_name}': weight '{weight_name}' of shape {shape} needs {nbytes} bytes, "
+                         f"more than the limit of {MAX_BUFFER_BYTES} bytes for one buffer")

@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import activations, initializers, ops, random_state, regularizers
 from ..ir import builder as irb
-from ..ir.graph import BATCH
+from ..ir.graph import BATCH, ShapeError, static_size
 from ..tracing import CallRecord, KerasTensor, current_trace
 from .base import InputSpec, Layer, unique_name
 from .dynamic_shapes import probe_shape
@@ -35,7 +35,10 @@ class InputLayer(Layer):
         self.built = True
         # Unknown non-batch sizes (e.g. images of any size) are traced at a probe size while the
         # model is defined; compiled code is specialised per concrete input shape (dynamic_shapes.py).
-        node = irb.input(self.name, (BATCH,) + probe_shape(self._batch_input_shape[1:]), self.input_dtype)
+        try:
+            node = irb.input(self.name, (BATCH,) + probe_shape(self._batch_input_shape[1:]), self.input_dtype)
+        except ShapeError as exc:
+            raise ValueError(f"Input '{self.name}' of shape {self._batch_input_shape}: {exc}") from None
         tensor = KerasTensor(node, name=self.name)
         record = CallRecord(self, (), {}, [tensor])
         tensor._history = (record, 0)
@@ -186,8 +189,7 @@ class Flatten(Layer):
         x = inputs
         if self.data_format == "channels_first" and x.ndim > 2:
             x = ops.transpose(x, (0,) + tuple(range(2, x.ndim)) + (1,))
-        return ops.reshape(x, (-1, int(np.prod(x.shape[1:], dtype=np.int64)))) if x.ndim > 1 else \
-            ops.reshape(x, (-1, 1))
+        return ops.reshape(x, (-1, static_size(x.shape[1:]))) if x.ndim > 1 else ops.reshape(x, (-1, 1))
 
     def get_config(self):
         config = super().get_config()
@@ -203,10 +205,10 @@ class Reshape(Layer):
             raise ValueError(f"Reshape '{self.name}': at most one -1 in target_shape, got {self.target_shape}")
 
     def call(self, inputs):
-        size = int(np.prod(inputs.shape[1:], dtype=np.int64))
+        size = static_size(inputs.shape[1:])
         target = self.target_shape
-        known = int(np.prod([d for d in target if d != -1], dtype=np.int64))
-        if (-1 in target and size % known) or (-1 not in target and known != size):
+        known = static_size([d for d in target if d != -1])
+        if (-1 in target and (known == 0 or size % known)) or (-1 not in target and known != size):
             raise ValueError(f"Exception encountered when calling layer '{self.name}' (Reshape): total size of "
                              f"new array must be unchanged, input_shape = {list(inputs.shape[1:])}, "
                              f"output_shape = {list(target)}")

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import activations, initializers, ops, random_state, regularizers
 from ..ir import builder as irb
-from ..ir.graph import BATCH
+from ..ir.graph import BATCH, static_size
 from ..ir.scan import scan
 from ..tracing import KerasTensor, current_trace
 from ..variables import Variable
@@ -38,7 +38,7 @@ def _node(x):
 
 
 def _width(shape):
-    return int(np.prod([d for d in shape if d is not None and d is not BATCH], dtype=np.int64))
+    return static_size([d for d in shape if d is not None])
 
 
 # ---------------------------------------------------------------- cells

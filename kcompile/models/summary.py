@@ -1,8 +1,7 @@
 """model.summary() in Keras 3's table format."""
 from __future__ import annotations
 
-import numpy as np
-
+from ..ir.graph import static_size
 from ..layers.core import InputLayer
 
 
@@ -24,7 +23,7 @@ def _shape_text(layer):
 
 
 def _params(layer):
-    return int(sum(np.prod(w.shape, dtype=np.int64) for w in layer.weights)) if layer.built else 0
+    return sum(static_size(w.shape) for w in layer.weights) if layer.built else 0
 
 
 def print_summary(model, line_length=None, print_fn=None, show_trainable=False):
@@ -67,11 +66,11 @@ def print_summary(model, line_length=None, print_fn=None, show_trainable=False):
         print_fn(line("├", "┼", "┤", "─") if i < len(rows) - 1 else line("└", "┴", "┘", "─"))
     if not rows:
         print_fn(line("└", "┴", "┘", "─"))
-    total = sum(int(np.prod(w.shape, dtype=np.int64)) for w in model.weights) if model.built else 0
-    trainable = sum(int(np.prod(w.shape, dtype=np.int64)) for w in model.trainable_weights) if model.built else 0
+    total = sum(static_size(w.shape) for w in model.weights) if model.built else 0
+    trainable = sum(static_size(w.shape) for w in model.trainable_weights) if model.built else 0
     opt = 0
     if getattr(model, "optimizer", None) is not None and getattr(model, "_compiled_model", None) is not None:
-        opt = sum(int(np.prod(v.shape, dtype=np.int64)) for v in model.optimizer.variables)
+        opt = sum(static_size(v.shape) for v in model.optimizer.variables)
     print_fn(f" Total params: {total:,} ({_fmt_bytes(4 * total)})")
     print_fn(f" Trainable params: {trainable:,} ({_fmt_bytes(4 * trainable)})")
     print_fn(f" Non-trainable params: {total - trainable:,} ({_fmt_bytes(4 * (total - trainable))})")

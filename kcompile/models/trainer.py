@@ -222,6 +222,7 @@ class Trainer:
         return [_as_array(x, "x")]
 
     def _check_x(self, xs):
+        from ..data.adapters import as_int32
         specs = self._known_input_specs()
         if specs is None:
             return [np.ascontiguousarray(a) for a in xs]
@@ -235,7 +236,7 @@ class Trainer:
                 layer = self._first_layer_name(i)
                 raise ValueError(f'Input {i} of layer "{layer}" is incompatible with the layer: expected shape='
                                  f"{tuple(shape)}, found shape={arr.shape}")
-            out.append(np.ascontiguousarray(arr, dtype=np.int32 if dtype == "int32" else np.float32))
+            out.append(as_int32(arr, name) if dtype == "int32" else np.ascontiguousarray(arr, dtype=np.float32))
         return out
 
     def _first_layer_name(self, i):
@@ -262,6 +263,11 @@ class Trainer:
     def _feeds(self, xs, ys, sws, n):
         feeds = list(xs)
         if ys is not None:
+            # class labels are checked on the host: out-of-range ones would be scored as no class
+            spec = self._compiled_model.spec
+            for loss, y, shape in zip(spec.losses, ys, self._output_shapes()):
+                if y is not None:
+                    losses_module.check_sparse_labels(loss, y, shape[-1])
             sw_list = sws if isinstance(sws, list) else [sws] * len(ys)
             feeds += [y for y in ys if y is not None]
             for y, sw in zip(ys, sw_list):

@@ -63,7 +63,7 @@ def save_model(model, filepath, overwrite=True, save_format=None, include_optimi
         tree = keras3_tree(model)
         if optimizer is not None and canonical.get("compile_config") is not None:
             tree["optimizer/vars"] = [v.numpy() for _, v in opt_vars]
-        write_keras_zip(path, dialects.to_keras3_config(canonical), weights=tree, assets=collect_assets(model))
+        write_keras_zip(path, dialects.to_keras3_config(canonical), weights=tree, assets=collect_assets(model, path))
     else:
         training = None          # Keras writes no training config without the optimizer
         if optimizer is not None and canonical.get("compile_config") is not None:

@@ -8,17 +8,19 @@ from __future__ import annotations
 import os
 import tempfile
 
+from .atomic import scratch_dir
 from .keras_zip import ASSETS_PREFIX, read_keras_zip_asset
 from .weights_map import keras3_objects
 
 
-def collect_assets(model):
-    """{member name: bytes} from every layer's save_assets."""
+def collect_assets(model, destination):
+    """{member name: bytes} from every layer's save_assets, written to a scratch folder beside the
+    archive `destination` being saved."""
     out = {}
     for path, obj in keras3_objects(model):
         if not callable(getattr(obj, "save_assets", None)):
             continue
-        with tempfile.TemporaryDirectory() as tmp:
+        with scratch_dir(destination) as tmp:
             obj.save_assets(tmp)
             for root, _, files in os.walk(tmp):
                 for name in sorted(files):

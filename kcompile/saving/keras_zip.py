@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import h5py
 
-from .atomic import atomic_write
+from .atomic import atomic_write, scratch_file
 from . import errors as limits
 from .errors import KerasFileError, UnsafeFileError
 from .h5_format import Keras3Weights, read_keras3_weights, write_keras3_weights
@@ -245,23 +245,22 @@ def write_keras_zip(path, config, metadata=None, weights=None, assets=None) -> N
     config_bytes = dumps_json(config).encode("utf-8")
     metadata_bytes = dumps_json(metadata).encode("utf-8")
     label = os.fsdecode(path)
-    fd, tmp_weights = tempfile.mkstemp(suffix=".weights.h5")
-    os.close(fd)
     try:
-        _write_weights_file(tmp_weights, weights)
-        with atomic_write(path, "wb") as out:
-            with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-                zf.writestr(METADATA_NAME, metadata_bytes)
-                zf.writestr(CONFIG_NAME, config_bytes)
-                if os.path.getsize(tmp_weights) < _STREAM_ABOVE:
-                    with open(tmp_weights, "rb") as src:
-                        zf.writestr(WEIGHTS_NAME, src.read())
-                else:
-                    with open(tmp_weights, "rb") as src, \
-                            zf.open(WEIGHTS_NAME, "w", force_zip64=True) as dst:
-                        shutil.copyfileobj(src, dst, _CHUNK)
-                for name, data in asset_items:
-                    zf.writestr(name, data)
+        with scratch_file(path, ".weights.h5.tmp") as tmp_weights:   # beside the archive, removed after
+            _write_weights_file(tmp_weights, weights)
+            with atomic_write(path, "wb") as out:
+                with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+                    zf.writestr(METADATA_NAME, metadata_bytes)
+                    zf.writestr(CONFIG_NAME, config_bytes)
+                    if os.path.getsize(tmp_weights) < _STREAM_ABOVE:
+                        with open(tmp_weights, "rb") as src:
+                            zf.writestr(WEIGHTS_NAME, src.read())
+                    else:
+                        with open(tmp_weights, "rb") as src, \
+                                zf.open(WEIGHTS_NAME, "w", force_zip64=True) as dst:
+                            shutil.copyfileobj(src, dst, _CHUNK)
+                    for name, data in asset_items:
+                        zf.writestr(name, data)
     except KerasFileError as exc:
         if exc.path is None:
             raise KerasFileError(exc.reason, label) from None
@@ -269,11 +268,6 @@ def write_keras_zip(path, config, metadata=None, weights=None, assets=None) -> N
     except (OSError, ValueError, zipfile.LargeZipFile) as exc:
         raise KerasFileError(f"writing the archive failed ({type(exc).__name__}: {exc})",
                              label) from None
-    finally:
-        try:
-            os.unlink(tmp_weights)
-        except OSError:
-            pass
 
 
 def _write_weights_file(tmp_path, weights):

@@ -83,6 +83,9 @@ def _builtin(config, custom_objects, safe_mode):
     class_name, module = config["class_name"], config.get("module") or ""
     if class_name == "function":
         return activations.get(config.get("config"))
+    if not isinstance(config.get("config", {}), dict):     # only a function's config is a bare name
+        raise ValueError(f"Could not interpret serialized object {config!r}: the 'config' of a "
+                         f"{class_name!r} must be a dict")
     if class_name in ("Sequential", "Functional", "Model"):
         from .api import model_from_config
         return model_from_config(config, custom_objects, safe_mode)

@@ -53,20 +53,24 @@ def legacy_layer_weights(model):
 def assign_legacy(model, layer_weights, source, by_name=False, skip_mismatch=False):
     layers = [l for l in _top_layers(model) if l.weights]
     stored = [(name, [a for _, a in ws]) for name, ws in layer_weights if ws]
+    pairs = []
     if by_name:
         by = {name: arrays for name, arrays in stored}
         for layer in layers:
             if layer.name in by:
-                _assign_layer(layer, by[layer.name], source, skip_mismatch)
+                pairs += _layer_pairs(layer, by[layer.name], source, skip_mismatch)
+        _assign_all(pairs)
         return
     if len(stored) != len(layers):
         raise KerasFileError(f"the file has weights for {len(stored)} layers ({[n for n, _ in stored]}) but the "
                              f"model has {len(layers)} layers with weights ({[l.name for l in layers]})", source)
     for layer, (_, arrays) in zip(layers, stored):
-        _assign_layer(layer, arrays, source, skip_mismatch)
+        pairs += _layer_pairs(layer, arrays, source, skip_mismatch)
+    _assign_all(pairs)
 
 
-def _assign_layer(layer, arrays, source, skip_mismatch):
+def _layer_pairs(layer, arrays, source, skip_mismatch):
+    """[(variable, value)] for one layer, checked and converted; [] when skipped."""
     variables = _legacy_weights(layer)
     problem = None
     if len(arrays) != len(variables):
@@ -80,10 +84,16 @@ def _assign_layer(layer, arrays, source, skip_mismatch):
     if problem:
         if skip_mismatch:
             warnings.warn(f"Skipping loading weights for {problem}", stacklevel=3)
-            return
+            return []
         raise KerasFileError(problem, source)
-    for v, a in zip(variables, arrays):
-        v.assign(np.asarray(a, dtype=v.dtype))
+    return [(v, np.asarray(a, dtype=v.dtype)) for v, a in zip(variables, arrays)]
+
+
+def _assign_all(pairs):
+    """Assign only once every weight was checked and converted: a file that does not fit the
+    model leaves it exactly as it was, rather than half loaded."""
+    for v, value in pairs:
+        v.assign(value)
 
 
 # ---------------------------------------------------------------- Keras 3 object paths
@@ -133,6 +143,7 @@ def assign_keras3(model, tree, source, skip_mismatch=False):
     missing = [p for p, vs in paths.items() if vs and p not in tree.vars]
     if missing and not skip_mismatch:
         raise KerasFileError(f"the file has no weights for {missing[0]} (it holds {sorted(tree.vars)[:8]})", source)
+    pairs = []
     for path, variables in paths.items():
         arrays = tree.vars.get(path)
         if arrays is None:
@@ -144,5 +155,5 @@ def assign_keras3(model, tree, source, skip_mismatch=False):
                 warnings.warn(f"Skipping loading weights for {problem}", stacklevel=2)
                 continue
             raise KerasFileError(f"weights do not match the model at {problem}", source)
-        for v, a in zip(variables, arrays):
-            v.assign(np.asarray(a, dtype=v.dtype))
+        pairs += [(v, np.asarray(a, dtype=v.dtype)) for v, a in zip(variables, arrays)]
+    _assign_all(pairs)

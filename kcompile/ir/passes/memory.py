@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
-from ..graph import BATCH, format_shape
+from ..graph import BATCH, ITEMSIZE, MAX_BUFFER_BYTES, format_shape, static_size
 
 ALIGN = 64
 
@@ -52,15 +50,34 @@ def _bytes(shape):
     """(fixed bytes, batched?) for a float32/int32 tensor; batched means bytes per batch row."""
     if list(shape).count(BATCH) > 1:
         raise NotImplementedError(f"a tensor of shape {format_shape(shape)} grows with the square of the batch")
-    per = 4 * int(np.prod([d for d in shape if d is not BATCH], dtype=np.int64))
-    return per, BATCH in shape
+    return ITEMSIZE * static_size(shape), BATCH in shape
+
+
+def _check_buffer(graph, node):
+    """A buffer over the limit is refused here, at compile(), rather than at its first allocation."""
+    size, batched = _bytes(node.shape)
+    if size > MAX_BUFFER_BYTES:
+        what = f"{node.op} '{node.name}'" if node.name else f"{node.op} node %{node.id}"
+        per = " per sample" if batched else ""
+        raise ValueError(f"Graph '{graph.name}': {what} of shape {format_shape(node.shape)} needs {size} bytes{per}, "
+                         f"more than the limit of {MAX_BUFFER_BYTES} bytes for one buffer")
+
+
+def _check_workspace(graph, static_bytes, row_bytes):
+    total = static_bytes + row_bytes
+    if total > MAX_BUFFER_BYTES:
+        raise ValueError(f"Graph '{graph.name}': its workspace needs {total} bytes for a batch of one sample "
+                         f"({static_bytes} fixed + {row_bytes} per sample), more than the limit of "
+                         f"{MAX_BUFFER_BYTES} bytes")
 
 
 def plan_memory(graph, kernels):
     buffers = {}
     for i, node in enumerate(graph.inputs):
+        _check_buffer(graph, node)
         buffers[node.id] = Buffer("input", index=i)
     for i, node in enumerate(graph.outputs.values()):
+        _check_buffer(graph, node)
         buffers[node.id] = Buffer("output", index=i)
     for slot, node in graph.updates.items():
         buffers[node.id] = Buffer("state", slot=slot)
@@ -78,6 +95,7 @@ def plan_memory(graph, kernels):
     static_top = row_top = 0
     for nid, (start, node) in sorted(first.items(), key=lambda kv: kv[1][0]):
         end = last.get(nid, start)
+        _check_buffer(graph, node)
         size, batched = _bytes(node.shape)
         live = batch_live if batched else static_live
         align = 4 if batched else ALIGN
@@ -90,6 +108,7 @@ def plan_memory(graph, kernels):
             static_top = max(static_top, offset + size)
             buffers[nid] = Buffer("temp", static_offset=offset)
     static_bytes = -(-static_top // ALIGN) * ALIGN
+    _check_workspace(graph, static_bytes, row_top)
     return MemoryPlan(buffers, static_bytes, row_top)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import builder as b
-from ..graph import BATCH
+from ..graph import BATCH, static_size
 from ..primitives import PRIMITIVES
 from .rewrite import rewrite
 
@@ -33,7 +33,7 @@ def fold_constants(graph):
     def rule(node):
         if not node.inputs or any(i.op != "const" for i in node.inputs) or BATCH in node.shape:
             return None
-        if node.op == "random_uniform" or int(np.prod(node.shape, dtype=np.int64)) > FOLD_LIMIT:
+        if node.op == "random_uniform" or static_size(node.shape) > FOLD_LIMIT:
             return None
         value = PRIMITIVES[node.op].reference([i.attrs["value"] for i in node.inputs], node.attrs, node.shape)
         return b.const(np.asarray(value, dtype=node.dtype).reshape(node.shape), node.dtype)

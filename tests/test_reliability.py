@@ -1,0 +1,257 @@
+"""Reliability (issue #13): sizes computed without wrap-around, bad data refused loudly and
+clearly, weight loads that change all or nothing, and saves that tidy their temporary files."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import kcompile as keras
+from kcompile import activations, layers, losses
+from kcompile.ir import graph as ir_graph
+from kcompile.ir.passes import memory
+
+
+def _classifier(loss="sparse_categorical_crossentropy", classes=10):
+    model = keras.Sequential([keras.Input((3,)), layers.Dense(classes, activation="softmax")])
+    model.compile(optimizer="adam", loss=loss)
+    return model
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return _classifier()
+
+
+# ---------------------------------------------------------------- shape arithmetic
+
+def test_reshape_target_size_does_not_wrap_around():
+    # (2**62 + 1) * 4 is 4 modulo 2**64: an int64 product would accept it
+    with pytest.raises(ValueError, match=r"reshape.*4611686018427387905"):
+        keras.Sequential([keras.Input((4,)), layers.Reshape((2 ** 62 + 1, 4), name="reshape")])
+
+
+def test_flatten_of_a_huge_input_is_refused():
+    # 2**64 elements per sample: an int64 product makes that 0 and a Dense kernel of shape (0, 1)
+    with pytest.raises(ValueError, match="18446744073709551616"):
+        keras.Sequential([keras.Input((2 ** 32, 2 ** 32)), layers.Flatten(), layers.Dense(1)])
+
+
+def test_a_weight_over_the_size_limit_is_refused_before_allocation():
+    # a (2**40, 1) float32 kernel is 4 TiB
+    with pytest.raises(ValueError, match=r"'big'.*kernel.*4398046511104 bytes"):
+        keras.Sequential([keras.Input((2 ** 20, 2 ** 20)), layers.Flatten(), layers.Dense(1, name="big")])
+
+
+def test_a_buffer_over_the_size_limit_fails_at_compile():
+    model = keras.Sequential([keras.Input((2 ** 39,), name="wide"), layers.Activation("relu")])
+    with pytest.raises(ValueError, match=r"wide.*2199023255552 bytes"):   # 2**39 float32 per sample
+        model.compile(loss="mse")
+
+
+def test_a_workspace_over_the_size_limit_fails_at_compile(monkeypatch):
+    monkeypatch.setattr(memory, "MAX_BUFFER_BYTES", 1024)
+    model = keras.Sequential([keras.Input((8,)), layers.Dense(128, activation="relu"),
+                              layers.Dense(128, activation="relu"), layers.Dense(1)])
+    with pytest.raises(ValueError, match=r"workspace.*bytes.*1024"):
+        model.compile(loss="mse")
+
+
+def test_static_size_uses_python_ints():
+    assert ir_graph.static_size((ir_graph.BATCH, np.int64(2 ** 32), np.int64(2 ** 32))) == 2 ** 64
+
+
+# ---------------------------------------------------------------- batch size
+
+def test_batch_size_larger_than_the_data_is_one_batch():
+    model = keras.Sequential([keras.Input((3,)), layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.ones((5, 3), "float32"), np.ones((5, 1), "float32")
+    batches = []
+    counter = keras.callbacks.LambdaCallback(on_test_batch_end=lambda b, logs: batches.append(b))
+    history = model.fit(x, y, batch_size=1e9, epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2
+    model.evaluate(x, y, batch_size=10 ** 9, verbose=0, callbacks=[counter])
+    assert batches == [0]
+    assert model.predict(x, batch_size=1e9, verbose=0).shape == (5, 1)
+
+
+@pytest.mark.parametrize("bad", [2.5, 0, -3, "32", True])
+def test_invalid_batch_size_is_refused(bad):
+    model = keras.Sequential([keras.Input((3,)), layers.Dense(1)])
+    with pytest.raises((TypeError, ValueError), match="batch_size"):
+        model.predict(np.ones((4, 3), "float32"), batch_size=bad, verbose=0)
+
+
+# ---------------------------------------------------------------- integer inputs
+
+@pytest.fixture(scope="module")
+def embedding_model():
+    return keras.Sequential([keras.Input((1,), dtype="int32", name="tokens"), layers.Embedding(10, 2)])
+
+
+@pytest.mark.parametrize("value", [2 ** 32 + 3, -(2 ** 31) - 1, 1e10])
+def test_integer_inputs_outside_int32_are_refused(embedding_model, value):
+    x = np.array([[1], [value]], dtype=np.int64 if isinstance(value, int) else np.float64)
+    with pytest.raises(ValueError, match=rf"'tokens'.*{int(value)}.*int32"):
+        embedding_model.predict(x, verbose=0)
+
+
+def test_integer_inputs_inside_int32_are_accepted(embedding_model):
+    out = embedding_model.predict(np.array([[0], [9]], np.int64), verbose=0)
+    assert out.shape == (2, 1, 2)
+
+
+# ---------------------------------------------------------------- transactional loads
+
+def _stack(last_units, stateful=False):
+    return keras.Sequential([keras.Input(batch_shape=(2, 3, 4)), layers.SimpleRNN(5, stateful=stateful),
+                             layers.Dense(4), layers.Dense(last_units)])
+
+
+@pytest.mark.parametrize("filename", ["other.weights.h5", "other.h5"])
+def test_a_failed_load_changes_nothing(tmp_path, filename):
+    model = _stack(2, stateful=True)
+    model.compile(optimizer="adam", loss="mse")
+    x, y = np.random.rand(2, 3, 4).astype("float32"), np.random.rand(2, 2).astype("float32")
+    model.train_on_batch(x, y)                     # optimizer slots and RNN states are non-zero
+    weights = model.get_weights()
+    optimizer_state = [v.numpy() for v in model.optimizer.variables]
+    rnn_state = model.layers[0].states[0].numpy()
+    assert np.abs(rnn_state).sum() > 0
+
+    other = _stack(3)                              # differs only in its last layer
+    other.save_weights(tmp_path / filename)
+    with pytest.raises(ValueError, match="dense"):
+        model.load_weights(tmp_path / filename)
+    for before, after in zip(weights, model.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    for before, v in zip(optimizer_state, model.optimizer.variables):
+        np.testing.assert_array_equal(before, v.numpy())
+    np.testing.assert_array_equal(rnn_state, model.layers[0].states[0].numpy())
+
+
+def test_a_failed_load_by_name_changes_nothing(tmp_path):
+    model = _stack(2)
+    other = _stack(3)
+    for mine, theirs in zip(model.layers, other.layers):
+        theirs.name = mine.name                    # same names, the last layer's shapes differ
+    other.save_weights(tmp_path / "other.h5")
+    weights = model.get_weights()
+    with pytest.raises(ValueError, match=model.layers[-1].name):
+        model.load_weights(tmp_path / "other.h5", by_name=True)
+    for before, after in zip(weights, model.get_weights()):
+        np.testing.assert_array_equal(before, after)
+
+
+# ---------------------------------------------------------------- bad data
+
+def test_no_samples_is_an_error(classifier):
+    x, y = np.zeros((0, 3), "float32"), np.zeros((0,), "float32")
+    with pytest.raises(ValueError, match="Expected input data to be non-empty"):
+        classifier.fit(x, y, verbose=0)
+    with pytest.raises(ValueError, match="Expected input data to be non-empty"):
+        classifier.evaluate(x, y, verbose=0)
+    with pytest.raises(ValueError, match="Expected input data to be non-empty"):
+        classifier.predict(x, verbose=0)
+
+
+@pytest.mark.parametrize("label", [10, -1, 1e6, 3.5, np.nan])
+def test_sparse_labels_outside_the_classes_are_refused(classifier, label):
+    x, y = np.ones((3, 3), "float32"), np.array([0.0, 9.0, label])
+    pattern = rf"sparse_categorical_crossentropy.*{label}.*\[0, 10\)"
+    with pytest.raises(ValueError, match=pattern):
+        classifier.evaluate(x, y, verbose=0)
+    with pytest.raises(ValueError, match=pattern):
+        classifier.fit(x, y, verbose=0)
+    with pytest.raises(ValueError, match=pattern):
+        classifier.train_on_batch(x, y[:, None])
+
+
+def test_sparse_labels_through_the_loss_class():
+    model = _classifier(loss=losses.SparseCategoricalCrossentropy(), classes=4)
+    x = np.ones((2, 3), "float32")
+    assert np.isfinite(model.evaluate(x, np.array([0, 3]), verbose=0))
+    with pytest.raises(ValueError, match=r"sparse_categorical_crossentropy.*4.*\[0, 4\)"):
+        model.evaluate(x, np.array([0, 4]), verbose=0)
+
+
+def test_check_sparse_labels_accepts_valid_labels():
+    loss = losses.get("sparse_categorical_crossentropy")
+    losses.check_sparse_labels(loss, np.array([[0], [4], [2]], np.float32), 5)
+    losses.check_sparse_labels(losses.get("mse"), np.array([7.5]), 5)     # other losses: no check
+
+
+# ---------------------------------------------------------------- messages
+
+@pytest.mark.parametrize("x, pattern", [
+    (np.float32(1.0), r"Unrecognized data type: x=1\.0.*batch dimension"),
+    (1.0, r"Unrecognized data type: x=1\.0.*batch dimension"),
+    ([[1, 2, 3], [1, 2]], r"ragged"),
+    ([], r"Expected input data to be non-empty"),
+])
+def test_unusable_data_gives_a_clear_message(classifier, x, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        classifier.predict(x, verbose=0)
+
+
+def test_activation_configs():
+    # Keras 3 writes a function as {"class_name": "function", "config": name}
+    assert activations.get({"module": "keras.activations", "class_name": "function", "config": "relu",
+                            "registered_name": "relu"}) is activations.relu
+    with pytest.raises(ValueError, match="Could not interpret activation function identifier"):
+        activations.get({"class_name": "Activation", "config": "relu"})
+    with pytest.raises(ValueError, match="Could not interpret activation function identifier"):
+        layers.Dense(2, activation={"config": 3})
+    with pytest.raises(ValueError, match="'config' of a 'Activation' must be a dict"):
+        keras.saving.deserialize_keras_object({"class_name": "Activation", "config": "relu"})
+
+
+# ---------------------------------------------------------------- temporary files of a save
+
+def _small_model():
+    return keras.Sequential([keras.Input((3,)), layers.Dense(2)])
+
+
+class Noted(layers.Layer):
+    """A layer with an asset file, which notes the folder a save hands it."""
+    folders = []
+
+    def save_assets(self, dir_path):
+        Noted.folders.append(os.path.dirname(dir_path))
+        with open(os.path.join(dir_path, "note.txt"), "w") as fh:
+            fh.write("noted")
+
+
+def test_save_writes_its_temporary_files_beside_the_target(tmp_path, monkeypatch):
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-system-temp"))
+    target = tmp_path / "out" / "model.keras"
+    target.parent.mkdir()
+    keras.Sequential([keras.Input((3,)), layers.Dense(2), Noted()]).save(target)
+    assert os.listdir(target.parent) == ["model.keras"]
+    assert Noted.folders == [str(target.parent)]
+    monkeypatch.undo()
+    loaded = keras.models.load_model(target, custom_objects={"Noted": Noted})
+    assert loaded.get_weights()[0].shape == (3, 2)
+
+
+def test_leftovers_of_an_interrupted_save_are_removed_by_the_next(tmp_path):
+    target = tmp_path / "model.keras"
+    # a save whose process dies just before the final rename
+    child = textwrap.dedent(f"""
+        import os
+        import kcompile as keras
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        os.replace = lambda *args: os._exit(3)
+        model.save({str(target)!r})
+    """)
+    result = subprocess.run([sys.executable, "-c", child], cwd=os.getcwd(), capture_output=True)
+    assert result.returncode == 3, result.stderr.decode()
+    leftovers = os.listdir(tmp_path)
+    assert leftovers and "model.keras" not in leftovers
+    (tmp_path / "model.keras.notes").write_text("not a temporary file")
+    _small_model().save(target)
+    assert sorted(os.listdir(tmp_path)) == ["model.keras", "model.keras.notes"]
