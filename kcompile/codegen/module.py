@@ -23,11 +23,14 @@ from .llvm_util import I64
 from .target import get_target
 
 
-def build_module(programs, state, target="host", name="model", initial_state=None, static_batch=None):
+def build_module(programs, state, target="host", name="model", initial_state=None, static_batch=None,
+                 c_interface=True):
     """(llvmlite module, Manifest) for `programs` (entry name -> KernelProgram).
 
     state: (list of manifest.SlotInfo, total bytes) — the layout of the state buffer.
     initial_state: bytes to embed for NAME_init_state (None: the C init entry reports KC_ERR_NO_WEIGHTS).
+    c_interface: emit the checked C entry points and tensor tables (the JIT calls the internal
+    entries directly and leaves them out, so identical models keep identical IR for the cache).
     """
     target = get_target(target)
     slots, state_size = state
@@ -46,7 +49,10 @@ def build_module(programs, state, target="host", name="model", initial_state=Non
         raise ValueError(f"Model '{name}': a batch of {static_batch} needs more than the largest supported buffers")
     manifest = Manifest(name, target.describe(), entries, sorted(slots, key=lambda s: s.offset), state_size,
                         limit, static_batch)
-    abi_workspace = c_abi.define_entries(module, manifest, initial_state)
+    if c_interface:
+        abi_workspace = c_abi.define_entries(module, manifest, initial_state)
+    else:
+        abi_workspace = WorkspaceSize.largest([e.workspace for e in entries.values()])
     manifest.abi["workspace"] = abi_workspace.to_json()
     fn = ir.Function(module, ir.FunctionType(I64, []), f"{name}_state_size")
     ir.IRBuilder(fn.append_basic_block("entry")).ret(ir.Constant(I64, state_size))

@@ -104,7 +104,8 @@ class NativeExecutable(Executable):
 
 def jit_executable(programs, pool, name="model", target="host", static_batch=None):
     """Compile `programs` (entry -> KernelProgram) into this process over `pool`."""
-    module, manifest = build_module(programs, pool.layout(), target, name, static_batch=static_batch)
+    module, manifest = build_module(programs, pool.layout(), target, name, static_batch=static_batch,
+                                    c_interface=False)
     jit = JitModule(module, target)
     return NativeExecutable(manifest, jit.address, pool, owner=jit)
 

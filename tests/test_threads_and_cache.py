@@ -1,0 +1,175 @@
+"""A compiled model shared by threads, and the on-disk compile cache under corruption.
+
+Readers (predict, predict_on_batch, __call__) run at once, each with its own workspace; writers
+(fit, train_on_batch) run alone, so a reader sees the weights of one whole step. Cache entries
+that do not verify are discarded with a warning and compiled again — never loaded as code.
+"""
+import os
+import subprocess
+import sys
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+import kcompile as keras
+from kcompile import layers
+from kcompile.codegen import jit
+
+
+def _model(seed=0):
+    keras.set_random_seed(seed)
+    model = keras.Sequential([layers.Dense(32, activation="relu", input_shape=(16,)),
+                              layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    return model
+
+
+def _hammer(workers, jobs):
+    errors = []
+
+    def run(job):
+        try:
+            job()
+        except Exception as exc:   # noqa: BLE001 - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=run, args=(jobs[i % len(jobs)],)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
+def test_concurrent_readers_of_different_batch_sizes_match_serial_results():
+    model = _model()
+    rng = np.random.default_rng(0)
+    inputs = [rng.random((n, 16), dtype=np.float32) for n in (1, 3, 64, 500, 7, 1000, 2, 33)]
+    want = [model.predict_on_batch(x) for x in inputs]
+    results = {}
+
+    def reader(k):
+        def job():
+            for rep in range(25):
+                x = inputs[(k + rep) % len(inputs)]
+                how = rep % 3
+                got = model.predict_on_batch(x) if how == 0 else \
+                    model.predict(x, verbose=0, batch_size=128) if how == 1 else np.asarray(model(x))
+                results.setdefault(k, []).append(((k + rep) % len(inputs), got))
+        return job
+    _hammer(8, [reader(k) for k in range(8)])
+    for runs in results.values():
+        for index, got in runs:
+            np.testing.assert_allclose(got, want[index], rtol=1e-6, atol=1e-7)
+
+
+def test_training_while_others_predict_sees_whole_steps_and_matches_serial_training():
+    rng = np.random.default_rng(1)
+    x = rng.random((256, 16), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 256)]
+    serial, shared = _model(3), _model(3)
+    shared.set_weights(serial.get_weights())
+    for _ in range(20):
+        serial.train_on_batch(x[:32], y[:32])
+    stop = threading.Event()
+
+    def train():
+        try:
+            for _ in range(20):
+                shared.train_on_batch(x[:32], y[:32])
+        finally:
+            stop.set()
+
+    def predict():
+        while not stop.is_set():
+            out = shared.predict_on_batch(x[:50])
+            assert np.isfinite(out).all() and np.allclose(out.sum(axis=1), 1, atol=1e-5)
+    _hammer(4, [train, predict, predict, predict])
+    for a, b in zip(shared.get_weights(), serial.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fit_in_one_thread_and_predict_in_others():
+    rng = np.random.default_rng(2)
+    x = rng.random((512, 16), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 512)]
+    model = _model(4)
+    done = threading.Event()
+
+    def fit():
+        try:
+            model.fit(x, y, epochs=3, batch_size=32, verbose=0)
+        finally:
+            done.set()
+
+    def predict():
+        while not done.is_set():
+            assert np.isfinite(model.predict_on_batch(x[:100])).all()
+    _hammer(3, [fit, predict, predict])
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+# ------------------------------------------------------------------ the compile cache
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    directory = tmp_path / "cache"
+    monkeypatch.setenv("KCOMPILE_CACHE_DIR", str(directory))
+    monkeypatch.setenv("KCOMPILE_CACHE", "1")
+    return directory
+
+
+def _compile_and_predict():
+    model = _model(5)
+    return model.predict_on_batch(np.ones((2, 16), np.float32))
+
+
+def _entries(directory):
+    return sorted(p for p in directory.iterdir() if p.suffix == ".o")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "random", "flip", "header"])
+def test_a_damaged_cache_entry_is_discarded_and_recompiled(cache, damage):
+    want = _compile_and_predict()
+    entries = _entries(cache)
+    assert entries and oct(cache.stat().st_mode & 0o777) == "0o700"
+    for path in entries:
+        data = bytearray(path.read_bytes())
+        if damage == "truncate":
+            data = data[:len(data) // 2]
+        elif damage == "random":
+            data = bytearray(np.random.default_rng(0).integers(0, 256, len(data), dtype=np.uint8).tobytes())
+        elif damage == "flip":
+            data[-100] ^= 0xFF            # in the machine code, past the header
+        else:
+            data = data.replace(b'"sha256"', b'"sha257"', 1)
+        path.write_bytes(bytes(data))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = _compile_and_predict()
+    assert any("corrupt compile-cache entry" in str(w.message) for w in caught)
+    np.testing.assert_array_equal(got, want)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")        # the entry was rewritten: no warning the next time
+        np.testing.assert_array_equal(_compile_and_predict(), want)
+
+
+def test_a_cache_folder_others_can_write_is_not_used(cache):
+    cache.mkdir(mode=0o777)
+    os.chmod(cache, 0o777)
+    with pytest.warns(RuntimeWarning, match="other users can write"):
+        assert jit.cache_dir() is None
+
+
+def test_two_processes_compiling_the_same_model_share_the_cache(cache):
+    code = ("import numpy as np, kcompile as k; from kcompile import layers; k.set_random_seed(5);"
+            "m = k.Sequential([layers.Dense(32, activation='relu', input_shape=(16,)), layers.Dense(10, "
+            "activation='softmax')]); m.compile(optimizer='sgd', loss='categorical_crossentropy');"
+            "print(float(m.predict_on_batch(np.ones((2, 16), np.float32)).sum()))")
+    env = dict(os.environ, KCOMPILE_CACHE_DIR=str(cache))
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    assert all("corrupt" not in o[1] for o in outs)
+    assert not [p for p in cache.iterdir() if p.suffix == ".tmp"]
