@@ -20,6 +20,7 @@ from kcompile import layers
 from kcompile.codegen.c_abi import status_codes
 
 from conftest import CONFORMANCE
+from test_layers_zoo import INTERPRETER_SUITE
 
 CC = shutil.which("cc") or shutil.which("gcc")
 DRIVER = pathlib.Path(__file__).parent / "c" / "kc_driver.c"
@@ -158,6 +159,37 @@ def test_c_library_predicts_and_trains_as_python(built, key):
     keras.models.load_state(trained, state, manifest)
     for got, want in zip(trained.get_weights(), model.get_weights()):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("key", list(INTERPRETER_SUITE))
+def test_jit_interpreter_and_built_library_are_one_protocol(tmp_path, key):
+    """The same model through the three Executables: equal predictions and two train steps."""
+    model = keras.Sequential(INTERPRETER_SUITE[key]())
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    rng = np.random.default_rng(5)
+    x = rng.random((6,) + tuple(model.inputs[0].shape[1:]), dtype=np.float32)
+    y = rng.random((6, 1), dtype=np.float32)
+    library = keras.build(model, tmp_path) and keras.load_built(tmp_path)
+    start = model.get_weights()
+    results = []
+    for executable in ("jit", "interpreter", "library"):
+        if executable == "library":
+            preds = library.run("predict", 6, [x])[0]
+            losses = [library.run("train", 6, [x, y, np.ones(6, np.float32)])[0] for _ in range(2)]
+            keras.models.load_state(model, library.pool.buffer, library.manifest)
+            weights = model.get_weights()
+        else:
+            model.set_weights(start)
+            model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse", run_eagerly=executable == "interpreter")
+            preds = model.predict_on_batch(x)
+            losses = [model.train_on_batch(x, y) for _ in range(2)]
+            weights = model.get_weights()
+        results.append((preds, losses, weights))
+    for preds, losses, weights in results[1:]:
+        np.testing.assert_allclose(preds, results[0][0], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(np.ravel(losses), np.ravel(results[0][1]), rtol=1e-4, atol=1e-6)
+        for a, b in zip(weights, results[0][2]):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_built_library_loads_back_as_an_executable(tmp_path):

@@ -252,12 +252,18 @@ def test_time_distributed_dense_and_per_step_layer():
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("build", [
-    lambda: [keras.Input((6, 6, 2)), layers.BatchNormalization(), layers.ZeroPadding2D(1), layers.Conv2D(2, 3),
-             layers.LeakyReLU(), layers.UpSampling2D(), layers.Cropping2D(2), layers.Flatten(), layers.Dense(1)],
-    lambda: [keras.Input((5, 3)), layers.LayerNormalization(), layers.TimeDistributed(layers.Dense(4)),
-             layers.PReLU(), layers.Permute((2, 1)), layers.Flatten(), layers.Dense(1)],
-], ids=["bn_conv_stack", "ln_timedistributed"])
+# The compiled-vs-interpreter suite (test_aot.py runs it through a built C library too).
+INTERPRETER_SUITE = {
+    "bn_conv_stack": lambda: [keras.Input((6, 6, 2)), layers.BatchNormalization(), layers.ZeroPadding2D(1),
+                              layers.Conv2D(2, 3), layers.LeakyReLU(), layers.UpSampling2D(), layers.Cropping2D(2),
+                              layers.Flatten(), layers.Dense(1)],
+    "ln_timedistributed": lambda: [keras.Input((5, 3)), layers.LayerNormalization(),
+                                   layers.TimeDistributed(layers.Dense(4)), layers.PReLU(), layers.Permute((2, 1)),
+                                   layers.Flatten(), layers.Dense(1)],
+}
+
+
+@pytest.mark.parametrize("build", list(INTERPRETER_SUITE.values()), ids=list(INTERPRETER_SUITE))
 def test_compiled_step_matches_interpreter(build):
     model = keras.Sequential(build())
     x = _x(*((6,) + model.inputs[0].shape[1:]))
