@@ -198,7 +198,7 @@ def example_text(manifest):
                   f"    for (int i = 0; i < {n}_NUM_OUTPUTS; i++) {{",
                   f"        int64_t count = elements(&{n}_outputs[i], batch);",
                   f'        printf("%s:", {n}_outputs[i].name);',
-                  f"        for (int64_t j = 0; j < count && j < 8; j++)",
+                  "        for (int64_t j = 0; j < count && j < 8; j++)",
                   f"            {n}_outputs[i].dtype == KC_FLOAT32 ? printf(\" %g\", ((float *)outputs[i])[j])"
                   f" : printf(\" %d\", ((int *)outputs[i])[j]);",
                   '        printf(count > 8 ? " ...\\n" : "\\n");', "    }"]

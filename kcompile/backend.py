@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import ops
+from .naming import reset_names
 
 _EPSILON = 1e-7
 
@@ -31,7 +32,6 @@ def backend():
 
 
 def clear_session():
-    from .layers.base import reset_names
     reset_names()
 
 

@@ -15,6 +15,7 @@ from .ir.graph import Graph
 from .ir.interpreter import evaluate
 from .tracing import KerasTensor, Trace, trace_scope
 from .variables import Variable
+from .naming import to_snake_case
 
 
 class Metric:
@@ -405,7 +406,6 @@ def serialize(metric):
 
 
 def _snake(name):
-    from .layers.base import to_snake_case
     return to_snake_case(name)
 
 

@@ -136,8 +136,4 @@ def trace_scope(trace):
         _state.trace = previous
 
 
-def shape_error(layer_name, exc):
-    return ValueError(f"Exception encountered when calling layer '{layer_name}': {exc}")
-
-
 __all__ = ["KerasTensor", "CallRecord", "Trace", "current_trace", "trace_scope", "ShapeError"]

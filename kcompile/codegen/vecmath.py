@@ -25,10 +25,6 @@ from .llvm_util import F32, I32, intrinsic
 FLAGS = ("contract",)
 
 
-def emit_const(ty, value):
-    return ir.Constant(ty, float(value))
-
-
 def _c(v):
     return ir.Constant(F32, float(v))
 

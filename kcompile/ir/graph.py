@@ -38,22 +38,6 @@ class ShapeError(ValueError):
     """An IR-level shape mismatch; frontends re-raise it naming the layer."""
 
 
-def is_symbolic(dim):
-    return dim is BATCH
-
-
-def numel(shape, batch=None):
-    """Element count; the batch dimension counts as `batch` (None: symbolic, returns None)."""
-    n = 1
-    for d in shape:
-        if d is BATCH:
-            if batch is None:
-                return None
-            d = batch
-        n *= d
-    return n
-
-
 def static_size(shape):
     """Elements of the non-batch dimensions, as a Python int: numpy's int64 products wrap around."""
     return math.prod(int(d) for d in shape if d is not BATCH)

@@ -8,7 +8,6 @@ and evaluates the result with the reference interpreter, as an eager Keras call 
 from __future__ import annotations
 
 import inspect
-import re
 
 import numpy as np
 
@@ -17,28 +16,10 @@ from ..ir import builder as irb
 from ..ir.graph import BATCH, MAX_BUFFER_BYTES, Graph, static_size
 from ..ir.interpreter import evaluate
 from ..ir.primitives import ShapeError
+from ..naming import to_snake_case, unique_name  # noqa: F401  (re-exported for layers)
 from ..tree import flatten, map_structure  # noqa: F401  (re-exported for layers)
 from ..tracing import CallRecord, KerasTensor, Trace, current_trace, trace_scope
 from ..variables import Variable
-
-_name_counts: dict[str, int] = {}
-
-
-def unique_name(base):
-    count = _name_counts.get(base, 0)
-    _name_counts[base] = count + 1
-    return base if count == 0 else f"{base}_{count}"
-
-
-def reset_names():
-    _name_counts.clear()
-
-
-def to_snake_case(name):
-    """Keras's rule: "Conv2D" -> "conv2d", "MaxPooling2D" -> "max_pooling2d", "LSTM" -> "lstm"."""
-    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", re.sub(r"\W+", "", name))
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
-
 
 class InputSpec:
     """Constraints a layer places on its input: ndim, min_ndim, max_ndim, axes {axis: size}."""

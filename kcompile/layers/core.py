@@ -7,7 +7,8 @@ from .. import activations, initializers, ops, random_state, regularizers
 from ..ir import builder as irb
 from ..ir.graph import BATCH, ShapeError, static_size
 from ..tracing import CallRecord, KerasTensor, current_trace
-from .base import InputSpec, Layer, unique_name
+from ..naming import unique_name
+from .base import InputSpec, Layer
 from .dynamic_shapes import probe_shape
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers.base import Layer, flatten, map_structure, unique_name
+from ..layers.base import Layer, flatten, map_structure
+from ..naming import unique_name
 from ..layers.core import InputLayer
 from ..tracing import KerasTensor
 from . import functional

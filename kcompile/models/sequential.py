@@ -1,7 +1,8 @@
 """Sequential: a linear stack of layers, built from the first input shape it sees."""
 from __future__ import annotations
 
-from ..layers.base import Layer, unique_name
+from ..layers.base import Layer
+from ..naming import unique_name
 from ..layers.core import Input, InputLayer
 from ..tracing import KerasTensor, Trace, trace_scope
 from .model import Model

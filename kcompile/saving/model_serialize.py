@@ -4,6 +4,7 @@ from __future__ import annotations
 from .errors import KerasFileError
 from .model_config import serialize_layer
 from .operations import operation_entry, operation_name
+from ..naming import to_snake_case
 
 
 def model_to_config(model):
@@ -97,7 +98,7 @@ def functional_config(model):
 
 def _operation_names(model, records):
     """Unique names for the model's recorded op calls, as Keras names operations ("add", "add_1")."""
-    from ..layers.base import Layer, to_snake_case
+    from ..layers.base import Layer
     taken = {layer.name for layer in model._layers}
     names = {}
     for record in records:

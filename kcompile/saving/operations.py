@@ -9,6 +9,7 @@ model records exactly as it records user code.
 from __future__ import annotations
 
 import inspect
+from ..naming import to_snake_case
 
 OPERATION_MODULES = ("keras.src.ops.", "keras.ops")
 
@@ -84,7 +85,6 @@ class SavedOperation:
 
 def build_operation(entry):
     """The SavedOperation for a config entry; ValueError naming what kcompile lacks."""
-    from ..layers.base import to_snake_case
     class_name, module = entry["class_name"], entry.get("module")
     config = dict(entry.get("config") or {})
     name = config.pop("name", entry.get("name", to_snake_case(class_name)))

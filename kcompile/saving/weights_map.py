@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 
 from .errors import KerasFileError
+from ..naming import to_snake_case
 
 
 def _top_layers(model):
@@ -101,7 +102,6 @@ def _assign_all(pairs):
 def keras3_objects(model):
     """[(path, layer or model)] in Keras 3's naming ("layers/dense_1", "layers/lstm/cell"), the
     model itself at "" — the paths of `<path>/vars` in weight files and of `assets/<path>/`."""
-    from ..layers.base import to_snake_case
     from ..models.model import Model
     out = [("", model)]
 
