@@ -7,6 +7,7 @@ stands for one `param` node (the same node on every use, so gradients of a share
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 import numpy as np
@@ -53,8 +54,13 @@ class Variable:
         if value.shape != self.shape:
             raise ValueError(f"Cannot assign a value of shape {value.shape} to variable {self.path!r} "
                              f"of shape {self.shape}")
-        self._value[...] = value
+        with self.writing():
+            self._value[...] = value
         return self
+
+    def writing(self):
+        """The write lock of the state this variable lives in (no compiled call runs meanwhile)."""
+        return self._pool.lock.write() if self._pool is not None else contextlib.nullcontext()
 
     def adopt_into(self, pool):
         """Make `pool` hold this variable's value (copying the current value in)."""

@@ -110,6 +110,30 @@ def test_fit_in_one_thread_and_predict_in_others():
     assert all(np.isfinite(w).all() for w in model.get_weights())
 
 
+def test_set_weights_while_predicting_is_never_seen_half_done():
+    model = _model(6)
+    x = np.random.default_rng(3).random((20, 16), dtype=np.float32)
+    a = model.get_weights()
+    b = [w * 0.5 + 0.1 for w in a]
+    want_a = model.predict_on_batch(x)
+    model.set_weights(b)
+    want_b = model.predict_on_batch(x)
+    done = threading.Event()
+
+    def flip():
+        try:
+            for k in range(200):
+                model.set_weights(a if k % 2 else b)
+        finally:
+            done.set()
+
+    def read():
+        while not done.is_set():
+            out = model.predict_on_batch(x)
+            assert np.array_equal(out, want_a) or np.array_equal(out, want_b)
+    _hammer(3, [flip, read, read])
+
+
 # ------------------------------------------------------------------ the compile cache
 @pytest.fixture
 def cache(tmp_path, monkeypatch):

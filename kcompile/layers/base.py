@@ -7,6 +7,7 @@ and evaluates the result with the reference interpreter, as an eager Keras call 
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 
 import numpy as np
@@ -185,8 +186,9 @@ class Layer:
             if value.shape != var.shape:
                 raise ValueError(f"Layer {self.name} weight shape {var.shape} is not compatible with provided "
                                  f"weight shape {value.shape}.")
-        for var, value in zip(params, weights):
-            var.assign(value)
+        with params[0].writing() if params else contextlib.nullcontext():   # readers see old or new, never both
+            for var, value in zip(params, weights):
+                var.assign(value)
 
     def count_params(self):
         if not self.built:
