@@ -4,7 +4,7 @@
 or subclassing, `compile()` it (which generates native code through LLVM), then `fit`,
 `evaluate` and `predict` run that code.
 """
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 from . import activations, initializers, losses, metrics, ops, optimizers, regularizers  # noqa: E402
 from . import backend, callbacks, data, distribute, layers, models, utils  # noqa: E402

@@ -19,7 +19,7 @@ import warnings
 import llvmlite
 import llvmlite.binding as llvm
 
-from .. import __version__
+from .._version import __version__
 from .target import ensure_llvm, get_target
 
 CACHE_FORMAT = "kcompile-object-2"
