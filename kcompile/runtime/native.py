@@ -59,6 +59,8 @@ class NativeExecutable(Executable):
                 raise ValueError(f"A batch of {n} samples is outside what model '{self.manifest.name}' supports "
                                  f"(1 to {self.manifest.max_batch})")
             outs = [(tuple(n if d == -1 else d for d in t.shape), t.dtype) for t in info.outputs]
+            if len(self._plans) > 256:   # many distinct batch sizes: keep the memo bounded
+                self._plans.clear()
             plan = self._plans[(entry, n)] = (info.workspace(n), outs)
         return plan
 
