@@ -420,8 +420,8 @@ def _public(shape):
 def dot(x1, x2):
     """numpy.dot: matmul for up to 2-D operands; for N-D, contracts x1's last and x2's second-to-last axis."""
     a, b = irb.cast(_n(x1), "float32"), irb.cast(_n(x2), "float32")
-    if len(a.shape) <= 2 and len(b.shape) <= 2 or len(b.shape) <= 2:
-        return matmul.__wrapped__(a, b)
+    if len(b.shape) <= 2:
+        return matmul.__wrapped__(x1, x2)      # it converts its operands itself
     perm = tuple(i for i in range(len(b.shape)) if i != len(b.shape) - 2) + (len(b.shape) - 2,)
     bt = irb.transpose(b, perm)                                  # (..., N, K) with K last
     flat = irb.reshape(bt, (static_size(bt.shape[:-1]), bt.shape[-1]))

@@ -71,3 +71,18 @@ def test_attention_model_compiled_step_equals_interpreter():
     assert abs(lc - le) < 1e-5
     for a, b in zip(wc, we):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_dot_of_two_dimensional_operands_in_a_custom_layer():
+    """keras.backend.dot with operands of at most 2-D (the R guide's k_dot) runs eagerly and traced."""
+    np.testing.assert_allclose(keras.ops.dot(np.ones((2, 3), np.float32), np.full((3, 4), 2, np.float32)),
+                               np.full((2, 4), 6, np.float32))
+
+    class Project(keras.layers.Layer):
+        def build(self, shape):
+            self.w = self.add_weight(shape=(shape[-1], 2), initializer="ones")
+
+        def call(self, x):
+            return keras.backend.dot(x, self.w)
+    model = keras.Sequential([keras.Input((3,)), Project()])
+    np.testing.assert_allclose(model.predict_on_batch(np.ones((2, 3), np.float32)), np.full((2, 2), 3, np.float32))
