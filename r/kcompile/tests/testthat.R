@@ -1,0 +1,3 @@
+library(testthat)
+library(kcompile)
+test_check("kcompile")
