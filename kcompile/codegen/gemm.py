@@ -4,12 +4,31 @@
   void name(i64 M, i64 N, i64 K, ptr A, i64 a_rs, i64 a_cs, ptr B, i64 b_rs, i64 b_cs,
             ptr C, i64 ldc, i32 accumulate, ptr scratch, <extra args>)
 computing C[i*ldc + j] (+)= sum_k A[i*a_rs + k*a_cs] * B[k*b_rs + j*b_cs], so transposed
-operands are just other strides. B is packed into `scratch` as K rows of N rounded up to 16
-(zero padded), then a 6x16 register-blocked micro-kernel (12 <8 x float> accumulators carried as
-phis through the k loop, llvm.fma.v8f32, A broadcast from strided loads) sweeps C. Rows are
-processed in panels of ROW_PANEL; after each finished panel `epilogue(builder, row_start,
-row_end, extra_args)` emits the fused elementwise tail for those rows while they are in cache.
-`scratch_floats(K, N)` is the scratch size. A later issue swaps in a BLIS-class version.
+operands are just other strides; `accumulate` = 0 overwrites C, 1 adds to it. Rows are
+finished in panels of at most MC; after each finished panel (all of K, all of N)
+`epilogue(builder, row_start, row_end, extra_args)` emits the fused elementwise tail for those
+rows while they are in cache. `scratch` (64-byte aligned) holds `scratch_floats(K, N)` floats.
+
+BLIS-style blocking for one core, tuned on Zen 3 (32 KiB L1d, 512 KiB L2, AVX2 + FMA):
+  * B is packed once, whole, in k-blocks (K split into equal blocks of at most KC = 256 rows),
+    each block as NR = 16 column micro-panels (kc x 16 contiguous, 64-byte aligned, zero padded
+    past N): K x N rounded up to 16 floats in all.
+  * M is split into equal row panels of at most MC = 144 rows. Per panel and k-block the
+    mc x kc block of A is packed into MR = 6 row micro-panels (kc x 6, k-major, zero padded
+    past M; 144 KiB, it stays in L2), then the macro-kernel sweeps B micro-panels (outer; each,
+    16 KiB, stays in L1) against the A micro-panels (inner).
+  * The 6x16 micro-kernel keeps 12 <8 x float> accumulators in registers through the k loop
+    (unrolled by 4): per k two aligned B loads, six A broadcasts, twelve llvm.fma.v8f32. It
+    prefetches its C tile and, spread over the calls of a sweep, the next B micro-panel into L2.
+    Ragged tiles stay vectorized: 1..5 row variants for the last rows, masked loads and stores
+    for the last (zero padded) columns.
+  * Packing is vectorized for contiguous rows or columns (8x8 register transposes where the
+    layout turns around, row-sequential reads); other strides and ragged edges take a scalar loop.
+The micro-kernels, packing and panel routines are defined once per module and shared by every
+gemm in it; each `define_gemm` adds only its driver loop and epilogue.
+
+The summation order depends on the shapes only: each C element is
+((C or 0) + block 0's sum) + block 1's sum ..., each block's sum an FMA chain in k order.
 """
 from __future__ import annotations
 
@@ -17,19 +36,65 @@ from llvmlite import ir
 
 from .llvm_util import F32, I32, I64, PTR, VOID, for_range, gep_f, i64
 
-MR, NR, ROW_PANEL, KC = 6, 16, 48, 256
+MR, NR = 6, 16
+MC, KC = 144, 256        # A block MC x KC: 144 KiB in L2; B micro-panel KC x NR: 16 KiB in L1
+UNROLL = 4               # k steps per micro-kernel loop iteration
+A_PAD = 64               # floats after the packed A block (8-wide packing stores overrun by 2)
+ALIGN = 16               # floats: 64 bytes
 V8 = ir.VectorType(F32, 8)
+M8 = ir.VectorType(ir.IntType(1), 8)
+A_FLOATS = MC * KC + A_PAD
 
 
 def scratch_floats(k, n):
-    # + and * only: it is also evaluated on polynomials in the batch size (an upper bound is fine)
-    return k * (n + NR - 1) + MR * NR + 8
+    """Floats of `scratch` a gemm uses: packed B (K x N rounded up to 16), one packed A block, alignment.
+
+    Only +, * and constants: it is also evaluated on polynomials in the batch size.
+    """
+    return k * n + 15 * k + (A_FLOATS + ALIGN + 64)
 
 
-def _fma(module):
+# ---------------------------------------------------------------------------------------------
+# small IR helpers
+
+def _f(v):
+    return ir.Constant(F32, v)
+
+
+def _imin(b, x, y):
+    return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+def _imax(b, x, y):
+    return b.select(b.icmp_signed(">", x, y), x, y)
+
+
+def _ceil_div(b, x, y):
+    return b.sdiv(b.add(x, b.sub(y, i64(1))), y)
+
+
+def _fma_fn(module):
     fn = module.globals.get("llvm.fma.v8f32")
     if fn is None:
         fn = ir.Function(module, ir.FunctionType(V8, [V8, V8, V8]), "llvm.fma.v8f32")
+    return fn
+
+
+def _masked_fns(module):
+    # the (auto-upgraded) form with the alignment operand, accepted by every LLVM llvmlite ships
+    load = module.globals.get("llvm.masked.load.v8f32.p0")
+    if load is None:
+        load = ir.Function(module, ir.FunctionType(V8, [PTR, I32, M8, V8]), "llvm.masked.load.v8f32.p0")
+    store = module.globals.get("llvm.masked.store.v8f32.p0")
+    if store is None:
+        store = ir.Function(module, ir.FunctionType(VOID, [V8, PTR, I32, M8]), "llvm.masked.store.v8f32.p0")
+    return load, store
+
+
+def _prefetch_fn(module):
+    fn = module.globals.get("llvm.prefetch.p0")
+    if fn is None:
+        fn = ir.Function(module, ir.FunctionType(VOID, [PTR, I32, I32, I32]), "llvm.prefetch.p0")
     return fn
 
 
@@ -39,13 +104,55 @@ def _splat(b, x):
     return b.shuffle_vector(v, undef, ir.Constant(ir.VectorType(I32, 8), [0] * 8))
 
 
-def _load_v8(b, ptr, idx):
-    return b.load(gep_f(b, ptr, idx), typ=V8, align=4)
+def _load_v8(b, ptr, idx, align=4):
+    return b.load(gep_f(b, ptr, idx), typ=V8, align=align)
 
 
-def _store_v8(b, value, ptr, idx):
-    b.store(value, gep_f(b, ptr, idx), align=4)
+def _store_v8(b, value, ptr, idx, align=4):
+    b.store(value, gep_f(b, ptr, idx), align=align)
 
+
+def _shuffle(b, x, y, mask):
+    return b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, 8), mask))
+
+
+def _transpose8(b, rows):
+    """8x8 transpose of 8 <8 x float> rows (unpck / shufps / vperm2f128 on AVX)."""
+    t = []
+    for p in range(4):
+        t.append(_shuffle(b, rows[2 * p], rows[2 * p + 1], [0, 8, 1, 9, 4, 12, 5, 13]))
+        t.append(_shuffle(b, rows[2 * p], rows[2 * p + 1], [2, 10, 3, 11, 6, 14, 7, 15]))
+    lo, hi = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
+    s = [_shuffle(b, t[0], t[2], lo), _shuffle(b, t[0], t[2], hi), _shuffle(b, t[1], t[3], lo),
+         _shuffle(b, t[1], t[3], hi), _shuffle(b, t[4], t[6], lo), _shuffle(b, t[4], t[6], hi),
+         _shuffle(b, t[5], t[7], lo), _shuffle(b, t[5], t[7], hi)]
+    out = [None] * 8
+    for c in range(4):
+        out[c] = _shuffle(b, s[c], s[c + 4], [0, 1, 2, 3, 8, 9, 10, 11])
+        out[c + 4] = _shuffle(b, s[c], s[c + 4], [4, 5, 6, 7, 12, 13, 14, 15])
+    return out
+
+
+def _lane_mask(b, count, first):
+    """<8 x i1>: lane l is on when first + l < count."""
+    lanes = ir.Constant(ir.VectorType(I32, 8), [first + lane for lane in range(8)])
+    undef = ir.Constant(ir.VectorType(I32, 8), ir.Undefined)
+    count = b.trunc(_imin(b, count, i64(NR)), I32)
+    splat = b.shuffle_vector(b.insert_element(undef, count, ir.Constant(I32, 0)), undef,
+                             ir.Constant(ir.VectorType(I32, 8), [0] * 8))
+    return b.icmp_signed("<", lanes, splat)
+
+
+def _internal(module, name, arg_types):
+    fn = ir.Function(module, ir.FunctionType(VOID, arg_types), name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    fn.attributes.add("nounwind")
+    return fn, ir.IRBuilder(fn.append_basic_block("entry"))
+
+
+# ---------------------------------------------------------------------------------------------
+# the gemm
 
 def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False):
     args = [I64, I64, I64, PTR, I64, I64, PTR, I64, I64, PTR, I64, I32, PTR] + list(extra_arg_types)
@@ -55,121 +162,359 @@ def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False)
     M, N, K, A, a_rs, a_cs, B, b_rs, b_cs, C, ldc, accumulate, scratch = fn.args[:13]
     extra = list(fn.args[13:])
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    np_ = b.mul(b.sdiv(b.add(N, i64(NR - 1)), i64(NR)), i64(NR))     # N rounded up to NR
 
-    # pack B (K x N, strided) into scratch (K x np_, contiguous, zero padded)
-    with for_range(b, 0, K, "pk") as k:
-        with for_range(b, 0, np_, "pj") as j:
-            inside = b.icmp_signed("<", j, N)
-            jj = b.select(inside, j, i64(0))
-            v = b.load(gep_f(b, B, b.add(b.mul(k, b_rs), b.mul(jj, b_cs))), typ=F32)
-            b.store(b.select(inside, v, ir.Constant(F32, 0.0)), gep_f(b, scratch, b.add(b.mul(k, np_), j)))
+    # 64-byte align the scratch ourselves (it should already be): packed panels use aligned loads
+    base = b.ptrtoint(scratch, I64)
+    pad = b.and_(b.sub(i64(0), base), i64(4 * ALIGN - 1))
+    ws = b.gep(scratch, [pad], inbounds=True, source_etype=ir.IntType(8))
+    a_pack = ws
+    b_pack = gep_f(b, ws, i64(A_FLOATS + (-A_FLOATS) % ALIGN))
 
-    tile = gep_f(b, scratch, b.mul(K, np_))   # staging for partial column tiles, after the panel
-    kernels = {rows: _micro_kernel_fn(module, rows) for rows in (MR, 1)}
+    # K in n_kb equal blocks of at most KC (at least one block, so K = 0 still writes C)
+    n_kb = _imax(b, _ceil_div(b, K, i64(KC)), i64(1))
+    kcb = _ceil_div(b, K, n_kb)
+    with b.if_then(b.icmp_signed(">", M, i64(0))):
+        b.call(_pack_b_fn(module), [K, N, B, b_rs, b_cs, b_pack, kcb, n_kb])
 
-    # K runs in blocks of KC (at least one block, so K = 0 still writes C): a long contraction
-    # (a weight gradient summed over batch x positions) then reuses a cached B block per panel
-    n_kblocks = b.sdiv(b.add(K, i64(KC - 1)), i64(KC))
-    n_kblocks = b.select(b.icmp_signed(">", n_kblocks, i64(0)), n_kblocks, i64(1))
-
-    def call_kernel(rows, row, j0, k0, kn, acc):
-        b.call(kernels[rows], [kn, A, b.add(b.mul(row, a_rs), b.mul(k0, a_cs)), a_rs, a_cs,
-                               gep_f(b, scratch, b.mul(k0, np_)), np_, j0, C, b.mul(row, ldc), ldc, N, acc, tile])
-
-    n_panels = b.sdiv(b.add(M, i64(ROW_PANEL - 1)), i64(ROW_PANEL))
-    with for_range(b, 0, n_panels, "panel") as p:
-        r0 = b.mul(p, i64(ROW_PANEL))
-        r1 = b.add(r0, i64(ROW_PANEL))
-        r1 = b.select(b.icmp_signed("<", r1, M), r1, M)
-        full_blocks = b.sdiv(b.sub(r1, r0), i64(MR))
-        with for_range(b, 0, n_kblocks, "kb") as kb:
-            k0 = b.mul(kb, i64(KC))
-            kn = b.sub(K, k0)
-            kn = b.select(b.icmp_signed("<", kn, i64(KC)), kn, i64(KC))
-            acc = b.select(b.icmp_signed(">", kb, i64(0)), ir.Constant(I32, 1), accumulate)
-            with for_range(b, 0, b.sdiv(np_, i64(NR)), "jb") as jb:
-                j0 = b.mul(jb, i64(NR))
-                with for_range(b, 0, full_blocks, "rb") as rb:
-                    call_kernel(MR, b.add(r0, b.mul(rb, i64(MR))), j0, k0, kn, acc)
-                with for_range(b, b.add(r0, b.mul(full_blocks, i64(MR))), r1, "rr") as r:
-                    call_kernel(1, r, j0, k0, kn, acc)
+    panel = _panel_fn(module)
+    # rows in n_ic panels of equal size (rounded up to MR), at most MC
+    n_ic = _ceil_div(b, M, i64(MC))
+    mcb = b.mul(_ceil_div(b, _ceil_div(b, M, _imax(b, n_ic, i64(1))), i64(MR)), i64(MR))
+    with for_range(b, 0, n_ic, "ic") as ic:
+        r0 = b.mul(ic, mcb)
+        mc = _imin(b, b.sub(M, r0), mcb)
+        b.call(panel, [mc, N, K, gep_f(b, A, b.mul(r0, a_rs)), a_rs, a_cs, b_pack, kcb, n_kb,
+                       gep_f(b, C, b.mul(r0, ldc)), ldc, accumulate, a_pack])
         if epilogue is not None:
-            epilogue(b, r0, r1, extra)
+            epilogue(b, r0, b.add(r0, mc), extra)
+    b.ret_void()
+    return fn
+
+
+def _panel_fn(module):
+    """void panel(mc, N, K, A, a_rs, a_cs, Bp, kcb, n_kb, C, ldc, accumulate, Ap): rows [0, mc) of C.
+
+    For each k-block: pack the mc x kc block of A, then sweep 16-column B micro-panels (outer)
+    and 6-row A micro-panels (inner) with the micro-kernel.
+    """
+    name = "kcompile.gemm.panel"
+    if name in module.globals:
+        return module.globals[name]
+    fn, b = _internal(module, name, [I64, I64, I64, PTR, I64, I64, PTR, I64, I64, PTR, I64, I32, PTR])
+    mc, N, K, A, a_rs, a_cs, Bp, kcb, n_kb, C, ldc, accumulate, Ap = fn.args
+    for p in (A, Bp, C, Ap):
+        p.add_attribute("noalias")
+    kernels = [None] + [_micro_kernel_fn(module, rows) for rows in range(1, MR + 1)]
+    pack_a = _pack_a_fn(module)
+    n_pad = b.mul(_ceil_div(b, N, i64(NR)), i64(NR))
+    n_ir = _ceil_div(b, mc, i64(MR))
+    with for_range(b, 0, n_kb, "pc") as pc:
+        k0 = b.mul(pc, kcb)
+        kc = _imin(b, kcb, b.sub(K, k0))
+        b.call(pack_a, [mc, kc, gep_f(b, A, b.mul(k0, a_cs)), a_rs, a_cs, Ap])
+        acc = b.select(b.icmp_signed(">", pc, i64(0)), ir.Constant(I32, 1), accumulate)
+        b_blk = gep_f(b, Bp, b.mul(k0, n_pad))
+        with for_range(b, 0, b.sdiv(n_pad, i64(NR)), "jr") as jr:
+            j0 = b.mul(jr, i64(NR))
+            nv = _imin(b, b.sub(N, j0), i64(NR))
+            b_panel = gep_f(b, b_blk, b.mul(j0, kc))
+            with for_range(b, 0, n_ir, "ir") as ir_:
+                i0 = b.mul(ir_, i64(MR))
+                rows = b.sub(mc, i0)
+                a_panel = gep_f(b, Ap, b.mul(b.mul(ir_, kc), i64(MR)))
+                c_tile = gep_f(b, C, b.add(b.mul(i0, ldc), j0))
+                # each call prefetches a quarter of the next B micro-panel (past the last: harmless)
+                quarter = b.mul(b.and_(ir_, i64(3)), b.mul(kc, i64(NR // 4)))
+                b_next = b.gep(b_panel, [b.add(b.mul(kc, i64(NR)), quarter)], source_etype=F32)
+                call_args = [kc, a_panel, b_panel, c_tile, ldc, nv, acc, b_next]
+                full = b.icmp_signed(">=", rows, i64(MR))
+                with b.if_else(full, likely=True) as (then, otherwise):
+                    with then:
+                        b.call(kernels[MR], call_args)
+                    with otherwise:
+                        after = b.append_basic_block("rows.done")
+                        sw = b.switch(rows, after)
+                        for r in range(1, MR):
+                            blk = b.append_basic_block(f"rows{r}")
+                            sw.add_case(i64(r), blk)
+                            b.position_at_end(blk)
+                            b.call(kernels[r], call_args)
+                            b.branch(after)
+                        b.position_at_end(after)
     b.ret_void()
     return fn
 
 
 def _micro_kernel_fn(module, rows):
-    """The shared micro-kernel for `rows` rows: one definition per module, used by every gemm.
+    """void uk(kc, Ap, Bp, C, ldc, nv, accumulate, b_next): C[r*ldc + j] (+)= sum_k Ap[6k + r] * Bp[16k + j]
 
-    void uk(K, A, a_off, a_rs, a_cs, Bp, np, j0, C, c_off, ldc, N, accumulate, tile) computes
-    C[c_off + r*ldc + j0 + j] (+)= sum_k A[a_off + r*a_rs + k*a_cs] * Bp[k*np + j0 + j], j < 16.
+    for r < rows, j < nv (nv <= 16; nv < 16 goes through masked loads and stores). Prefetches the
+    C tile into L1 and kc/4 lines from b_next into L2.
     """
-    name = f"kcompile.gemm.uk{rows}"
+    name = f"kcompile.gemm.uk{rows}x{NR}"
     if name in module.globals:
         return module.globals[name]
-    fn = ir.Function(module, ir.FunctionType(VOID, [I64, PTR, I64, I64, I64, PTR, I64, I64, PTR, I64, I64, I64,
-                                                    I32, PTR]), name)
-    fn.linkage = "internal"
-    fn.attributes.add("noinline")
-    K, A, a_off, a_rs, a_cs, Bp, np_, j0, C, c_off, ldc, N, accumulate, tile = fn.args
-    for a in (A, Bp, C, tile):
-        a.add_attribute("noalias")
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    fma = _fma(module)
-    zero = ir.Constant(V8, [ir.Constant(F32, 0.0)] * 8)
-    acc_flag = b.icmp_signed("!=", accumulate, ir.Constant(I32, 0))
-    pre = b.block
-    head = b.append_basic_block("uk.head")
-    body = b.append_basic_block("uk.body")
-    done = b.append_basic_block("uk.done")
-    a_rows = [b.add(a_off, b.mul(i64(r), a_rs)) for r in range(rows)]
-    b.branch(head)
-    b.position_at_end(head)
-    k = b.phi(I64, "k")
-    k.add_incoming(i64(0), pre)
-    accs = []
-    for r in range(rows):
-        for h in range(2):
-            phi = b.phi(V8, f"acc{r}_{h}")
-            phi.add_incoming(zero, pre)
-            accs.append(phi)
-    b.cbranch(b.icmp_signed("<", k, K), body, done)
-    b.position_at_end(body)
-    boff = b.add(b.mul(k, np_), j0)
-    bv = [_load_v8(b, Bp, boff), _load_v8(b, Bp, b.add(boff, i64(8)))]
-    koff = b.mul(k, a_cs)
-    new = []
-    for r in range(rows):
-        a = _splat(b, b.load(gep_f(b, A, b.add(a_rows[r], koff)), typ=F32))
-        for h in range(2):
-            new.append(b.call(fma, [a, bv[h], accs[2 * r + h]]))
-    for phi, v in zip(accs, new):
-        phi.add_incoming(v, body)
-    k.add_incoming(b.add(k, i64(1)), body)
-    b.branch(head)
-    b.position_at_end(done)
+    fn, b = _internal(module, name, [I64, PTR, PTR, PTR, I64, I64, I32, PTR])
+    kc, Ap, Bp, C, ldc, nv, accumulate, b_next = fn.args
+    for p in (Ap, Bp, C):
+        p.add_attribute("noalias")
+    fma = _fma_fn(module)
+    prefetch = _prefetch_fn(module)
+    zero = ir.Constant(V8, [_f(0.0)] * 8)
+    c_rows = [gep_f(b, C, b.mul(i64(r), ldc)) for r in range(rows)]
+    for r in range(rows):      # the C tile is needed at the end: start bringing it in now
+        for off in (0, NR - 1):   # (a plain gep: past N in a ragged tile, and prefetches never fault)
+            b.call(prefetch, [b.gep(c_rows[r], [i64(off)], source_etype=F32), ir.Constant(I32, 1),
+                              ir.Constant(I32, 3), ir.Constant(I32, 1)])
 
-    # write back: whole 16-wide tiles directly, the ragged last tile through the staging buffer
-    full = b.icmp_signed("<=", b.add(j0, i64(NR)), N)
-    with b.if_else(full) as (then, otherwise):
+    def step(a_ptr, b_ptr, accs):
+        bv = [_load_v8(b, b_ptr, i64(0), 32), _load_v8(b, b_ptr, i64(8), 32)]
+        out = []
+        for r in range(rows):
+            a = _splat(b, b.load(gep_f(b, a_ptr, i64(r)), typ=F32, align=4))
+            for h in range(2):
+                out.append(b.call(fma, [a, bv[h], accs[2 * r + h]]))
+        return out
+
+    def loop(count, a_start, b_start, accs_in, steps, label):
+        """count iterations of `steps` k steps; returns (a_end, b_end, accs) as seen after it."""
+        pre = b.block
+        head = b.append_basic_block(f"{label}.head")
+        body = b.append_basic_block(f"{label}.body")
+        done = b.append_basic_block(f"{label}.done")
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.phi(I64, "i")
+        pa = b.phi(PTR, "pa")
+        pb = b.phi(PTR, "pb")
+        pn = b.phi(PTR, "pn")
+        pn.add_incoming(b_next, pre)
+        accs = [b.phi(V8, f"acc{j}") for j in range(2 * rows)]
+        i.add_incoming(i64(0), pre)
+        pa.add_incoming(a_start, pre)
+        pb.add_incoming(b_start, pre)
+        for phi, v in zip(accs, accs_in):
+            phi.add_incoming(v, pre)
+        b.cbranch(b.icmp_signed("<", i, count), body, done)
+        b.position_at_end(body)
+        cur = list(accs)
+        if steps > 1:   # one line of the next B micro-panel per iteration, into L2 (prefetcht1)
+            b.call(prefetch, [pn, ir.Constant(I32, 0), ir.Constant(I32, 2), ir.Constant(I32, 1)])
+        pn.add_incoming(b.gep(pn, [i64(16)], source_etype=F32), body)
+        for s in range(steps):
+            cur = step(gep_f(b, pa, i64(MR * s)), gep_f(b, pb, i64(NR * s)), cur)
+        i.add_incoming(b.add(i, i64(1), flags=("nsw",)), body)
+        pa.add_incoming(gep_f(b, pa, i64(MR * steps)), body)
+        pb.add_incoming(gep_f(b, pb, i64(NR * steps)), body)
+        for phi, v in zip(accs, cur):
+            phi.add_incoming(v, body)
+        b.branch(head)
+        b.position_at_end(done)
+        return pa, pb, accs
+
+    if rows == MR:
+        pa, pb, accs = loop(b.sdiv(kc, i64(UNROLL)), Ap, Bp, [zero] * (2 * rows), UNROLL, "main")
+        _, _, accs = loop(b.srem(kc, i64(UNROLL)), pa, pb, accs, 1, "rest")
+    else:   # the edge kernels (ragged M only): not unrolled, less code to compile
+        _, _, accs = loop(kc, Ap, Bp, [zero] * (2 * rows), 1, "main")
+
+    acc_flag = b.icmp_signed("!=", accumulate, ir.Constant(I32, 0))
+    full = b.icmp_signed(">=", nv, i64(NR))
+    with b.if_else(full, likely=True) as (then, otherwise):
         with then:
-            for r in range(rows):
-                for h in range(2):
-                    idx = b.add(b.add(b.add(c_off, b.mul(i64(r), ldc)), j0), i64(8 * h))
-                    v = accs[2 * r + h]
-                    old = _load_v8(b, C, idx)
-                    _store_v8(b, b.select(acc_flag, b.fadd(old, v), v), C, idx)
+            with b.if_else(acc_flag) as (add, put):
+                with add:
+                    for r in range(rows):
+                        for h in range(2):
+                            old = _load_v8(b, c_rows[r], i64(8 * h))
+                            _store_v8(b, b.fadd(old, accs[2 * r + h]), c_rows[r], i64(8 * h))
+                with put:
+                    for r in range(rows):
+                        for h in range(2):
+                            _store_v8(b, accs[2 * r + h], c_rows[r], i64(8 * h))
         with otherwise:
-            for r in range(rows):
-                for h in range(2):
-                    _store_v8(b, accs[2 * r + h], tile, i64(NR * r + 8 * h))
-            with for_range(b, 0, b.sub(N, j0), "tail") as j:
-                for r in range(rows):
-                    v = b.load(gep_f(b, tile, b.add(i64(NR * r), j)), typ=F32)
-                    cp = gep_f(b, C, b.add(b.add(b.add(c_off, b.mul(i64(r), ldc)), j0), j))
-                    old = b.load(cp, typ=F32)
-                    b.store(b.select(acc_flag, b.fadd(old, v), v), cp)
+            mload, mstore = _masked_fns(module)
+            masks = [_lane_mask(b, nv, 8 * h) for h in range(2)]
+            four = ir.Constant(I32, 4)
+            with b.if_else(acc_flag) as (add, put):
+                with add:
+                    for r in range(rows):
+                        for h in range(2):
+                            p = gep_f(b, c_rows[r], i64(8 * h))
+                            old = b.call(mload, [p, four, masks[h], zero])
+                            b.call(mstore, [b.fadd(old, accs[2 * r + h]), p, four, masks[h]])
+                with put:
+                    for r in range(rows):
+                        for h in range(2):
+                            b.call(mstore, [accs[2 * r + h], gep_f(b, c_rows[r], i64(8 * h)), four, masks[h]])
+    b.ret_void()
+    return fn
+
+
+def _pack_a_fn(module):
+    """void pack_a(mc, kc, A, a_rs, a_cs, Ap): the mc x kc block of A into 6-row micro-panels.
+
+    Micro-panel p holds Ap[p*6*kc + 6k + r] = A[(6p + r)*a_rs + k*a_cs], zero for rows past mc.
+    """
+    name = "kcompile.gemm.pack_a"
+    if name in module.globals:
+        return module.globals[name]
+    fn, b = _internal(module, name, [I64, I64, PTR, I64, I64, PTR])
+    mc, kc, A, a_rs, a_cs, Ap = fn.args
+    for p in (A, Ap):
+        p.add_attribute("noalias")
+    zero = ir.Constant(V8, [_f(0.0)] * 8)
+    n_full = b.sdiv(mc, i64(MR))
+    n_all = _ceil_div(b, mc, i64(MR))
+
+    def panel_ptrs(ip):
+        i0 = b.mul(ip, i64(MR))
+        return i0, gep_f(b, A, b.mul(i0, a_rs)), gep_f(b, Ap, b.mul(b.mul(ip, kc), i64(MR)))
+
+    copy = _copy_fn(module)
+
+    def scalar_panels(first, last, k_start=None):
+        # generic strided copy with zero padding past mc (never reads rows past mc)
+        with for_range(b, first, last, "ips") as ip:
+            i0, src, dst = panel_ptrs(ip)
+            b.call(copy, [i64(0) if k_start is None else k_start, kc, i64(MR), b.sub(mc, i0), src, a_cs, a_rs, dst])
+
+    with b.if_else(b.icmp_signed("==", a_cs, i64(1))) as (rows_contig, other):
+        with rows_contig:
+            # each row contiguous in k: per full micro-panel, 8x8 transposes of 6 rows x 8 k (2 zero
+            # rows); each 8-wide store lands column k and 2 floats that the next store overwrites
+            # (past the last column: the next micro-panel, packed later, or A_PAD)
+            n8 = b.sdiv(kc, i64(8))
+            with for_range(b, 0, n_full, "ip") as ip:
+                _, src, dst = panel_ptrs(ip)
+                row_ptrs = [gep_f(b, src, b.mul(i64(r), a_rs)) for r in range(MR)]
+                with for_range(b, 0, n8, "kv") as kv:
+                    k = b.mul(kv, i64(8))
+                    cols = _transpose8(b, [_load_v8(b, p, k) for p in row_ptrs] + [zero, zero])
+                    for c in range(8):
+                        _store_v8(b, cols[c], dst, b.mul(b.add(k, i64(c)), i64(MR)))
+                scalar_panels(ip, b.add(ip, i64(1)), b.mul(n8, i64(8)))
+            scalar_panels(n_full, n_all)
+        with other:
+            with b.if_else(b.icmp_signed("==", a_rs, i64(1))) as (cols_contig, generic):
+                with cols_contig:
+                    # A transposed, each column contiguous: walk the stored rows (k) in order and
+                    # copy 6 floats (4 + 2) into every full micro-panel
+                    v4, v2 = ir.VectorType(F32, 4), ir.VectorType(F32, 2)
+                    with for_range(b, 0, kc, "kw") as k:
+                        row = gep_f(b, A, b.mul(k, a_cs))
+                        with for_range(b, 0, n_full, "iw") as ip:
+                            src = gep_f(b, row, b.mul(ip, i64(MR)))
+                            dst = gep_f(b, Ap, b.mul(b.add(b.mul(ip, kc), k), i64(MR)))
+                            b.store(b.load(src, typ=v4, align=4), dst, align=4)
+                            b.store(b.load(gep_f(b, src, i64(4)), typ=v2, align=4), gep_f(b, dst, i64(4)), align=4)
+                    scalar_panels(n_full, n_all)
+                with generic:
+                    scalar_panels(i64(0), n_all)
+    b.ret_void()
+    return fn
+
+
+def _pack_b_fn(module):
+    """void pack_b(K, N, B, b_rs, b_cs, Bp, kcb, n_kb): all of B into k-blocks of 16-column micro-panels.
+
+    Block p covers k in [p*kcb, p*kcb + kc); its micro-panel j holds, at Bp[k0*Np + j*16*kc + 16k + c],
+    B[(k0 + k)*b_rs + (16j + c)*b_cs], zero for columns past N (Np: N rounded up to 16).
+    """
+    name = "kcompile.gemm.pack_b"
+    if name in module.globals:
+        return module.globals[name]
+    fn, b = _internal(module, name, [I64, I64, PTR, I64, I64, PTR, I64, I64])
+    K, N, B, b_rs, b_cs, Bp, kcb, n_kb = fn.args
+    for p in (B, Bp):
+        p.add_attribute("noalias")
+    mload, _ = _masked_fns(module)
+    copy = _copy_fn(module)
+    zero = ir.Constant(V8, [_f(0.0)] * 8)
+    n_pad = b.mul(_ceil_div(b, N, i64(NR)), i64(NR))
+    n_full = b.sdiv(N, i64(NR))
+    rest = b.sub(N, b.mul(n_full, i64(NR)))
+    with for_range(b, 0, n_kb, "pc") as pc:
+        k0 = b.mul(pc, kcb)
+        kc = _imin(b, kcb, b.sub(K, k0))
+        blk = gep_f(b, Bp, b.mul(k0, n_pad))
+        src_blk = gep_f(b, B, b.mul(k0, b_rs))
+        panel_stride = b.mul(kc, i64(NR))
+
+        def scalar_panel(jp, k_start):
+            j0 = b.mul(jp, i64(NR))
+            b.call(copy, [k_start, kc, i64(NR), b.sub(N, j0), gep_f(b, src_blk, b.mul(j0, b_cs)), b_rs, b_cs,
+                          gep_f(b, blk, b.mul(jp, panel_stride))])
+
+        with b.if_else(b.icmp_signed("==", b_cs, i64(1))) as (rows_contig, other):
+            with rows_contig:
+                # rows contiguous: 8 rows of B at a time (8 sequential read streams), 8 x 16 floats
+                # (512 contiguous bytes) into each micro-panel, the ragged last one through masked loads
+                masks = [_lane_mask(b, rest, 8 * h) for h in range(2)]
+                with for_range(b, 0, _ceil_div(b, kc, i64(8)), "kr") as kv:
+                    k_lo = b.mul(kv, i64(8))
+                    k_hi = _imin(b, b.add(k_lo, i64(8)), kc)
+                    with for_range(b, 0, n_full, "jr") as jp:
+                        src = gep_f(b, src_blk, b.mul(jp, i64(NR)))
+                        dst = gep_f(b, blk, b.mul(jp, panel_stride))
+                        with for_range(b, k_lo, k_hi, "kk") as k:
+                            for h in range(2):
+                                _store_v8(b, _load_v8(b, src, b.add(b.mul(k, b_rs), i64(8 * h))), dst,
+                                          b.add(b.mul(k, i64(NR)), i64(8 * h)), 32)
+                    with b.if_then(b.icmp_signed(">", rest, i64(0))):
+                        src = gep_f(b, src_blk, b.mul(n_full, i64(NR)))
+                        dst = gep_f(b, blk, b.mul(n_full, panel_stride))
+                        with for_range(b, k_lo, k_hi, "km") as k:
+                            for h in range(2):
+                                v = b.call(mload, [gep_f(b, src, b.add(b.mul(k, b_rs), i64(8 * h))),
+                                                   ir.Constant(I32, 4), masks[h], zero])
+                                _store_v8(b, v, dst, b.add(b.mul(k, i64(NR)), i64(8 * h)), 32)
+            with other:
+                with b.if_else(b.icmp_signed("==", b_rs, i64(1))) as (cols_contig, generic):
+                    with cols_contig:
+                        # B transposed, each column contiguous in k: 16 columns x 8 k, two 8x8 transposes
+                        n8 = b.sdiv(kc, i64(8))
+                        with for_range(b, 0, n_full, "jt") as jp:
+                            src = gep_f(b, src_blk, b.mul(b.mul(jp, i64(NR)), b_cs))
+                            dst = gep_f(b, blk, b.mul(jp, panel_stride))
+                            col_ptrs = [gep_f(b, src, b.mul(i64(c), b_cs)) for c in range(NR)]
+                            with for_range(b, 0, n8, "kt") as kv:
+                                k = b.mul(kv, i64(8))
+                                halves = [_transpose8(b, [_load_v8(b, p, k) for p in col_ptrs[8 * h:8 * h + 8]])
+                                          for h in range(2)]
+                                for t in range(8):
+                                    for h in range(2):
+                                        _store_v8(b, halves[h][t], dst,
+                                                  b.add(b.mul(b.add(k, i64(t)), i64(NR)), i64(8 * h)), 32)
+                            scalar_panel(jp, b.mul(n8, i64(8)))
+                        with b.if_then(b.icmp_signed(">", rest, i64(0))):
+                            scalar_panel(n_full, i64(0))
+                    with generic:
+                        with for_range(b, 0, b.sdiv(n_pad, i64(NR)), "jg") as jp:
+                            scalar_panel(jp, i64(0))
+    b.ret_void()
+    return fn
+
+
+def _copy_fn(module):
+    """void copy(k_start, kc, w, valid, src, s_k, s_c, dst): the packing loops' generic (scalar) path.
+
+    dst[k*w + c] = c < valid ? src[k*s_k + c*s_c] : 0 for k in [k_start, kc), c < w; never reads c >= valid.
+    """
+    name = "kcompile.gemm.copy"
+    if name in module.globals:
+        return module.globals[name]
+    fn, b = _internal(module, name, [I64, I64, I64, I64, PTR, I64, I64, PTR])
+    k_start, kc, w, valid, src, s_k, s_c, dst = fn.args
+    for p in (src, dst):
+        p.add_attribute("noalias")
+    n = _imin(b, valid, w)
+    with for_range(b, k_start, kc, "k") as k:
+        row = gep_f(b, src, b.mul(k, s_k))
+        out = gep_f(b, dst, b.mul(k, w))
+        with for_range(b, 0, n, "c") as c:
+            b.store(b.load(gep_f(b, row, b.mul(c, s_c)), typ=F32), gep_f(b, out, c))
+        with for_range(b, n, w, "z") as c:
+            b.store(_f(0.0), gep_f(b, out, c))
     b.ret_void()
     return fn

@@ -1,0 +1,167 @@
+"""The GEMM kernel template (kcompile/codegen/gemm.py) on its own: every edge size around the
+micro-tile (6 x 16) and the cache blocks, transposed and strided operands, accumulate, a fused
+epilogue that must see finished rows, determinism, the scratch bound, and the machine code."""
+import ctypes
+import functools
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from llvmlite import ir
+
+from kcompile.codegen import gemm
+from kcompile.codegen.jit import JitModule
+from kcompile.codegen.llvm_util import F32, I64, PTR, for_range, gep_f
+
+EDGE = [1, 5, 6, 7, 15, 16, 17, 47, 48, 49, 300]
+SIZES = st.sampled_from(EDGE) | st.integers(0, 40)
+SIG = ctypes.CFUNCTYPE(None, *([ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] * 2 +
+                               [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p,
+                                ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]))
+CANARY = 64          # floats checked past scratch_floats(K, N)
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel(with_epilogue):
+    """An exported gemm; its epilogue copies each finished row panel of C to D, then adds 1 to C."""
+    m = ir.Module()
+
+    def epilogue(b, r0, r1, extra):
+        n_cols, ldc, c, d = extra
+        with for_range(b, r0, r1, "er") as r:
+            with for_range(b, 0, n_cols, "ec") as j:
+                idx = b.add(b.mul(r, ldc), j)
+                p = gep_f(b, c, idx)
+                v = b.load(p, typ=F32)
+                b.store(v, gep_f(b, d, idx))
+                b.store(b.fadd(v, ir.Constant(F32, 1.0)), p)
+    gemm.define_gemm(m, "g", epilogue=epilogue if with_epilogue else None, extra_arg_types=[I64, I64, PTR, PTR],
+                     exported=True)
+    jit = JitModule(m)
+    return jit, SIG(jit.address("g"))
+
+
+def _scratch(k, n):
+    """A 64-byte aligned scratch area of scratch_floats(k, n) floats followed by a NaN canary."""
+    size = gemm.scratch_floats(k, n)
+    raw = np.full(size + CANARY + 16, np.nan, np.float32)
+    start = (-raw.ctypes.data % 64) // 4
+    return raw[start:start + size + CANARY], size
+
+
+def _operand(rng, rows, cols, layout):
+    """(array backing the operand, row stride, column stride, the rows x cols matrix it denotes)."""
+    if layout == "t":                         # stored transposed
+        x = rng.standard_normal((cols, rows)).astype(np.float32)
+        return x, 1, rows, x.T
+    if layout == "s":                         # every other column of a wider array (generic strides)
+        x = rng.standard_normal((rows, 2 * cols + 1)).astype(np.float32)
+        return x, 2 * cols + 1, 2, x[:, :2 * cols:2]
+    x = rng.standard_normal((rows, cols)).astype(np.float32)
+    return x, cols, 1, x
+
+
+def _run(m, n, k, a_layout="n", b_layout="n", accumulate=False, epilogue=False, ldc_pad=0, seed=0):
+    rng = np.random.default_rng(seed)
+    a, a_rs, a_cs, a_mat = _operand(rng, m, k, a_layout)
+    w, b_rs, b_cs, w_mat = _operand(rng, k, n, b_layout)
+    ldc = n + ldc_pad
+    c_full = rng.standard_normal((m, ldc)).astype(np.float32)
+    c_before = c_full[:, :n].copy()
+    pad_before = c_full[:, n:].copy()
+    d = np.full((m, ldc), np.nan, np.float32)
+    scratch, size = _scratch(k, n)
+    _, f = _kernel(epilogue)
+    f(m, n, k, a.ctypes.data, a_rs, a_cs, w.ctypes.data, b_rs, b_cs, c_full.ctypes.data, ldc, int(accumulate),
+      scratch.ctypes.data, n, ldc, c_full.ctypes.data, d.ctypes.data)
+    want = a_mat.astype(np.float64) @ w_mat.astype(np.float64) + (c_before if accumulate else 0)
+    scale = np.abs(a_mat).astype(np.float64) @ np.abs(w_mat).astype(np.float64)
+    scale = scale + (np.abs(c_before) if accumulate else 0)       # the tolerance: 1e-5 of sum |a| |b|
+    got = c_full[:, :n]
+    if epilogue:
+        # D holds each row as the epilogue saw it: it must already be the finished product
+        assert np.all(np.abs(d[:, :n] - want) <= 1e-5 * (scale + 1)), "epilogue ran on unfinished rows"
+        want = want + 1
+    assert np.all(np.abs(got - want) <= 1e-5 * (scale + 1)), np.abs(got - want).max()
+    np.testing.assert_array_equal(c_full[:, n:], pad_before)       # columns past N untouched
+    assert np.isnan(scratch[size:]).all(), "wrote past scratch_floats"
+    return got.copy()
+
+
+@given(m=SIZES, n=SIZES, k=SIZES | st.sampled_from([256, 257, 600]), a_layout=st.sampled_from("nts"),
+       b_layout=st.sampled_from("nts"), accumulate=st.booleans(), epilogue=st.booleans(),
+       ldc_pad=st.sampled_from([0, 3]))
+def test_gemm_matches_numpy(m, n, k, a_layout, b_layout, accumulate, epilogue, ldc_pad):
+    _run(m, n, k, a_layout, b_layout, accumulate, epilogue, ldc_pad, seed=m * 7919 + n * 31 + k)
+
+
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (6, 16, 8), (7, 17, 9), (300, 49, 300), (145, 300, 513),
+                                   (49, 48, 47), (0, 5, 5), (5, 0, 5), (5, 5, 0)])
+@pytest.mark.parametrize("layouts", ["nn", "tn", "nt", "tt"])
+def test_gemm_edge_sizes(m, n, k, layouts):
+    _run(m, n, k, layouts[0], layouts[1], accumulate=True, epilogue=True, ldc_pad=1, seed=m + n + k)
+    _run(m, n, k, layouts[0], layouts[1], accumulate=False, epilogue=False, seed=m + n + k)
+
+
+def test_gemm_k_zero_overwrites_or_keeps_c():
+    got = _run(4, 9, 0, accumulate=False)
+    np.testing.assert_array_equal(got, np.zeros((4, 9), np.float32))
+    _run(4, 9, 0, accumulate=True)
+
+
+def test_gemm_is_deterministic():
+    first = _run(150, 70, 600, "t", "n", seed=3)
+    for _ in range(2):
+        np.testing.assert_array_equal(_run(150, 70, 600, "t", "n", seed=3), first)
+
+
+class _Poly:
+    """A stand-in for a polynomial in the batch size: only +, * and integers."""
+
+    def __init__(self, coeffs):
+        self.coeffs = dict(coeffs)
+
+    def _lift(self, other):
+        if isinstance(other, _Poly):
+            return other
+        assert isinstance(other, int), f"scratch_floats used a non-integer constant {other!r}"
+        return _Poly({0: other})
+
+    def __add__(self, other):
+        out = dict(self.coeffs)
+        for p, c in self._lift(other).coeffs.items():
+            out[p] = out.get(p, 0) + c
+        return _Poly(out)
+
+    __radd__ = __add__
+
+    def __mul__(self, other):
+        out = {}
+        for p, c in self.coeffs.items():
+            for q, d in self._lift(other).coeffs.items():
+                out[p + q] = out.get(p + q, 0) + c * d
+        return _Poly(out)
+
+    __rmul__ = __mul__
+
+    def __call__(self, n):
+        return sum(c * n ** p for p, c in self.coeffs.items())
+
+
+def test_scratch_floats_is_a_polynomial_upper_bound():
+    batch = _Poly({1: 1})
+    for k_of, n_of in [(batch * 3, _Poly({0: 17})), (_Poly({0: 300}), batch), (batch, batch * 2 + 1)]:
+        poly = gemm.scratch_floats(k_of, n_of)
+        for n in (1, 7, 64):
+            assert poly(n) == gemm.scratch_floats(k_of(n), n_of(n))
+    # the bound covers what the kernel touches (checked by the canary in _run) and is not wasteful
+    assert gemm.scratch_floats(1024, 1024) < 1.1 * 1024 * 1024 + 2 * gemm.MC * gemm.KC
+
+
+def test_gemm_machine_code_is_avx2_fma():
+    jit, _ = _kernel(False)
+    kernel = jit.assembly.split(f"kcompile.gemm.uk{gemm.MR}x{gemm.NR}:")[1].split(".Lfunc_end")[0]
+    blocks = kernel.split("\n.LBB")
+    hot = max(blocks, key=lambda blk: blk.count("vfmadd231ps"))   # the unrolled k loop
+    assert hot.count("vfmadd231ps") == 2 * gemm.MR * gemm.UNROLL and "ymm" in hot
+    assert "(%rsp)" not in hot, "the k loop spills"
