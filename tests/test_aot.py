@@ -303,6 +303,21 @@ def test_other_targets(tmp_path):
     assert host.max_batch > 10 ** 9
 
 
+def test_the_object_needs_only_libc_and_libm(built):
+    """No allocation, no Python, no LLVM at run time: the only undefined symbols are libc's memory
+    routines and libm's functions."""
+    nm = shutil.which("nm")
+    if nm is None:
+        pytest.skip("nm is not installed")
+    _, manifest, directory = built("lstm_model")
+    undefined = subprocess.run([nm, "-u", str(directory / f"{manifest.name}.o")], capture_output=True, text=True,
+                               check=True).stdout.split()
+    names = {u for u in undefined if u != "U"}
+    allowed = {"memcpy", "memset", "memmove", "expf", "logf", "tanhf", "powf", "sqrtf", "exp", "log"}
+    assert names <= allowed, names - allowed
+    assert not names & {"malloc", "calloc", "realloc", "free", "aligned_alloc"}
+
+
 def test_weights_in_a_file(tmp_path):
     model = keras.Sequential([layers.Dense(4, input_shape=(3,))], name="filed")
     keras.build(model, tmp_path, weights="file", entries=["predict"])
