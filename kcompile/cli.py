@@ -10,7 +10,8 @@ from .codegen.target import TARGETS
 
 def _demo(args):
     from .demo import run_demo
-    run_demo(epochs=args.epochs, samples=args.samples, seed=args.seed, save_to=args.save_to or None)
+    run_demo(epochs=args.epochs, samples=args.samples, seed=args.seed, save_to=args.save_to or None,
+             build_to=args.build_to or None)
     return 0
 
 
@@ -45,13 +46,17 @@ def main(argv=None):
     parser.add_argument("--version", action="version", version=f"kcompile {__version__}")
     sub = parser.add_subparsers(dest="command")
     demo = sub.add_parser("demo", help="build the Keras guide's MLP, compile it to native code, train, "
-                                       "evaluate and predict on a synthetic task, then save and reload it")
+                                       "evaluate and predict on a synthetic task, save and reload it, and "
+                                       "export it as a C library")
     demo.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
     demo.add_argument("--samples", type=int, default=2000, help="training samples (default 2000)")
     demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     demo.add_argument("--save-to", default="kcompile_demo.keras",
                       help="save the trained model here (.keras or .h5) and reload it; '' to skip "
                            "(default kcompile_demo.keras)")
+    demo.add_argument("--build-to", default="kcompile_demo_lib",
+                      help="also export the trained model as a C library here (kcompile build); '' to skip "
+                           "(default kcompile_demo_lib)")
     demo.set_defaults(func=_demo)
     inspect = sub.add_parser("inspect", help="show a saved model (.keras, .h5, .json, .yaml): its summary, the IR "
                                              "after the optimisation passes, and any unsupported features")

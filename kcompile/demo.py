@@ -15,7 +15,7 @@ def synthetic_task(samples, seed):
     return x, y
 
 
-def run_demo(epochs=20, samples=2000, seed=1, save_to="kcompile_demo.keras"):
+def run_demo(epochs=20, samples=2000, seed=1, save_to="kcompile_demo.keras", build_to=None):
     import kcompile as keras
     from kcompile import layers
 
@@ -49,4 +49,12 @@ def run_demo(epochs=20, samples=2000, seed=1, save_to="kcompile_demo.keras"):
         reloaded = keras.models.load_model(save_to)
         same = np.array_equal(reloaded.predict(x_test[:5], verbose=0), probs)
         print(f"saved to {save_to} and reloaded: {'identical' if same else 'DIFFERENT'} predictions")
+    if build_to:
+        t0 = time.perf_counter()
+        keras.build(model, build_to, name="demo_mlp")   # a C library: predict/train/evaluate without Python
+        built = keras.load_built(build_to)
+        same = np.array_equal(built.run("predict", 5, [x_test[:5]])[0], probs)
+        print(f"built the C library {build_to}/libdemo_mlp.so (+ demo_mlp.h, demo_mlp.o) in "
+              f"{time.perf_counter() - t0:.1f} s; its predictions: {'identical' if same else 'DIFFERENT'}"
+              f" (try: make -C {build_to} && {build_to}/example)")
     return model, acc

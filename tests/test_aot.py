@@ -348,3 +348,12 @@ def test_cli_build_exit_codes(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["build", str(bad), "-o", str(tmp_path), "--target", "sparc"])
     assert exit_info.value.code == 2
+
+
+def test_the_readme_demo_trains_saves_and_exports(tmp_path, capsys):
+    from kcompile.cli import main
+    assert main(["demo", "--epochs", "1", "--samples", "256", "--save-to", str(tmp_path / "d.keras"),
+                 "--build-to", str(tmp_path / "lib")]) == 0
+    out = capsys.readouterr().out
+    assert "reloaded: identical" in out and "its predictions: identical" in out
+    assert (tmp_path / "lib" / "libdemo_mlp.so").exists() and (tmp_path / "lib" / "demo_mlp.h").exists()
