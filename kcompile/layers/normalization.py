@@ -135,7 +135,13 @@ class LayerNormalization(_Normalization):
 
     def build(self, input_shape):
         axes = self._feature_axes(input_shape)
-        self._add_affine(tuple(input_shape[a] for a in axes))
+        if self.rms_scaling:            # Keras 3: gamma always, never beta (center/scale ignored)
+            center, scale = self.center, self.scale
+            self.center, self.scale = False, True
+            self._add_affine(tuple(input_shape[a] for a in axes))
+            self.center, self.scale = center, scale
+        else:
+            self._add_affine(tuple(input_shape[a] for a in axes))
         self.built = True
 
     def call(self, inputs):
@@ -143,8 +149,11 @@ class LayerNormalization(_Normalization):
         axes = tuple(self._feature_axes(x.shape))
         broadcast = _param_shape(x.shape, axes)
         if self.rms_scaling:
-            # Keras 3: x / sqrt(mean(x^2) + eps) * gamma, no centering
-            y = ops.multiply(x, ops.rsqrt(ops.add(ops.mean(ops.square(x), axis=axes, keepdims=True), self.epsilon)))
+            # Keras 3 (every 3.x): x / sqrt(var(x) + eps) * gamma — the variance, not the mean square,
+            # and x itself is not centred
+            centered = ops.subtract(x, ops.mean(x, axis=axes, keepdims=True))
+            variance = ops.mean(ops.square(centered), axis=axes, keepdims=True)
+            y = ops.multiply(x, ops.rsqrt(ops.add(variance, self.epsilon)))
             return ops.multiply(y, ops.reshape(self.gamma, broadcast)) if self.gamma is not None else y
         mean = ops.mean(x, axis=axes, keepdims=True)
         centered = ops.subtract(x, mean)

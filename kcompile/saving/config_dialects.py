@@ -273,6 +273,8 @@ def normalize_model_config(config: dict, *, source=None, shape_limit=DEFAULT_SHA
         _fail(f"model config: unknown top-level key {unknown[0]!r}", source)
     out = _normalize_model_envelope(config, source)
     out["dialect"] = _detect_dialect(config)
+    if out["dialect"] == "keras2":
+        _apply_keras2_semantics(out, source)
     out["keras_version"] = config.get("keras_version")
     out["backend"] = config.get("backend")
     return out
@@ -544,6 +546,108 @@ def _normalize_input_config(cfg, label, source):
     out = {"batch_shape": out["batch_shape"], "dtype": out["dtype"], "sparse": out["sparse"],
            "ragged": out["ragged"], "name": name, "optional": out["optional"]}
     return out
+
+
+# ------------------------------------------------------------ each version's own semantics
+
+# Layer arguments renamed between tf-keras 2.x and Keras 3 (same meaning): class -> {K2: K3}.
+_KERAS2_RENAMED_ARGS = {"LeakyReLU": {"alpha": "negative_slope"}}
+# Keras 2 arguments Keras 3 dropped, with the value(s) that mean "as Keras 3 does"; any other
+# value is refused (naming the argument), since kcompile would silently compute something else.
+_KERAS2_DROPPED_ARGS = {
+    "Attention": {"causal": (False,)},
+    "IntegerLookup": {"vocabulary_size": None},   # informational (len(vocabulary)), recomputed
+    "StringLookup": {"vocabulary_size": None},
+    "BatchNormalization": {"renorm": (False,), "renorm_clipping": (None,), "renorm_momentum": None,
+                           "virtual_batch_size": (None,), "adjustment": (None,), "fused": None},
+}
+# Keras 2 base-class arguments Keras 2 writes into configs of classes that do not use them (the
+# SeparableConv/DepthwiseConv configs carry the base convolution's), with their inert values.
+_KERAS2_INERT_ARGS = {
+    "SeparableConv1D": {"kernel_initializer": None, "kernel_regularizer": None, "kernel_constraint": None,
+                        "groups": (1,)},
+    "SeparableConv2D": {"kernel_initializer": None, "kernel_regularizer": None, "kernel_constraint": None,
+                        "groups": (1,)},
+    "DepthwiseConv1D": {"filters": None, "kernel_initializer": None, "kernel_regularizer": None,
+                        "kernel_constraint": None, "groups": None},
+    "DepthwiseConv2D": {"filters": None, "kernel_initializer": None, "kernel_regularizer": None,
+                        "kernel_constraint": None, "groups": None},
+}
+
+
+def _keras2_activation(value):
+    """A Keras 2 activation value -> the kcompile name with Keras 2's meaning."""
+    from ..activations import KERAS2_NAMES
+    if isinstance(value, str):
+        return KERAS2_NAMES.get(value, value)
+    if isinstance(value, dict) and value.get("class_name") == "function" and isinstance(value.get("config"), str):
+        return dict(value, config=KERAS2_NAMES.get(value["config"], value["config"]))
+    return value
+
+
+def _apply_keras2_semantics(model, source):
+    """Rewrite a canonical config read from a Keras 2 file so that it means, under kcompile's
+    (Keras 3) semantics, what tf-keras computed: activations whose formula changed get the
+    kcompile name of the Keras 2 formula, renamed arguments get their Keras 3 names, and Keras 2
+    arguments Keras 3 dropped are removed when inert and refused otherwise."""
+    for entry in model["config"]["layers"]:
+        if entry["class_name"] in MODEL_CLASSES:
+            _apply_keras2_semantics(entry, source)
+        else:
+            _keras2_layer_semantics(entry, source)
+
+
+def _keras2_layer_semantics(entry, source):
+    class_name, cfg = entry["class_name"], entry["config"]
+    label = _layer_label(entry)
+    for key in ("activation", "recurrent_activation"):
+        if key in cfg:
+            cfg[key] = _keras2_activation(cfg[key])
+    for old, new in _KERAS2_RENAMED_ARGS.get(class_name, {}).items():
+        if old in cfg:
+            value = cfg.pop(old)
+            cfg.setdefault(new, value)
+    for table in (_KERAS2_DROPPED_ARGS, _KERAS2_INERT_ARGS):
+        for key, inert in table.get(class_name, {}).items():
+            if key not in cfg:
+                continue
+            value = cfg.pop(key)
+            if inert is not None and value not in inert:
+                _fail(f"{label}: the Keras 2 argument {key}={value!r} is not supported", source)
+    if class_name == "ThresholdedReLU":           # Keras 2 only: x if x > theta else 0
+        theta = cfg.pop("theta", 1.0)
+        entry["class_name"], entry["registered_name"] = "ReLU", None
+        cfg.update({"max_value": None, "negative_slope": 0.0, "threshold": theta})
+    for key, value in list(cfg.items()):
+        if isinstance(value, dict) and isinstance(value.get("class_name"), str) and isinstance(value.get("config"), dict) \
+                and "name" in value["config"]:
+            if value["class_name"] in MODEL_CLASSES:
+                _apply_keras2_semantics(value, source)
+            else:
+                _keras2_layer_semantics(value, source)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict) and isinstance(item.get("class_name"), str) \
+                        and isinstance(item.get("config"), dict) and "name" in item["config"]:
+                    _keras2_layer_semantics(item, source)
+
+
+def _keras2_activation_out(value):
+    """kcompile activation names with Keras 2 meaning -> the Keras 2 name (writing Keras 2)."""
+    from ..activations import KERAS2_NAMES
+    back = {v: k for k, v in KERAS2_NAMES.items()}
+    if isinstance(value, str):
+        return back.get(value, value)
+    return value
+
+
+def _keras3_activation_out(value, where):
+    from ..activations import KERAS2_NAMES
+    name = value.get("config") if isinstance(value, dict) and value.get("class_name") == "function" else value
+    if isinstance(name, str) and name in KERAS2_NAMES.values():
+        raise KerasFileError(f"{where}: activation {name!r} (the Keras 2 formula) has no Keras 3 "
+                             "equivalent; save as .h5 in the Keras 2 dialect instead")
+    return value
 
 
 # -------------------------------------------------------------------------- Functional graphs
@@ -1074,6 +1178,8 @@ def _k3_layer_config(class_name, cfg, for_h5):
     for key, value in cfg.items():
         if key == "dtype":
             out[key] = _policy_envelope(value)
+        elif key in ("activation", "recurrent_activation"):
+            out[key] = _keras3_activation_out(copy.deepcopy(value), f"layer {cfg.get('name')!r} ({class_name})")
         elif _looks_like_layer_envelope(value):
             out[key] = _k3_inner(value, for_h5)
         elif isinstance(value, list) and value and all(_looks_like_layer_envelope(v) for v in value):
@@ -1213,6 +1319,8 @@ def _k2_layer_config(class_name, cfg):
             continue
         if key == "dtype":
             out[key] = _k2_dtype(value)
+        elif key in ("activation", "recurrent_activation"):
+            out[key] = _keras2_activation_out(copy.deepcopy(value))
         elif _looks_like_layer_envelope(value):
             out[key] = _k2_inner(value)
         elif isinstance(value, list) and value and all(_looks_like_layer_envelope(v) for v in value):

@@ -94,7 +94,8 @@ class Discretization(Layer):
         if isinstance(dtype, dict):             # a serialized DTypePolicy
             dtype = dtype.get("config", {}).get("name")
         kind = "int" if output_mode == "int" else "float"
-        allowed = ("int32", "int64") if kind == "int" else ("float32", "float64")
+        # Keras 3 files store the input's float policy even with output_mode="int"
+        allowed = ("int32", "int64", "float32") if kind == "int" else ("float32", "float64")
         if dtype is not None and str(dtype) not in allowed:
             raise ValueError(f"Discretization: dtype={dtype!r} is not supported with output_mode={output_mode!r} "
                              f"(outputs are {kind}: one of {', '.join(allowed)})")
