@@ -41,6 +41,9 @@ def build(model, directory, name=None, target="host", entries=None, weights="emb
     weights: "embedded" (NAME_init_state writes them) or "file" (NAME.state beside the library).
     """
     target = get_target(target)
+    if target.executor != "serial":
+        raise ValueError(f"kcompile build does not support the target {target.name!r} yet: the GPU path "
+                         f"(codegen/nvptx.py) runs elementwise, reduction and layout kernels only, not whole models")
     if weights not in ("embedded", "file"):
         raise ValueError(f"weights must be 'embedded' or 'file', got {weights!r}")
     name = c_identifier(name or model.name)

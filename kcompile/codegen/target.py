@@ -7,6 +7,8 @@ in later back ends) and the relocation model. Every back end takes one: the in-p
 """
 from __future__ import annotations
 
+import dataclasses
+import re
 import threading
 from dataclasses import asdict, dataclass
 
@@ -71,6 +73,9 @@ TARGETS = {
     "x86-64-v3": Target("x86-64-v3", "x86_64-unknown-linux-gnu", "x86-64-v3", vector_bits=256),
     "aarch64-linux-gnu": Target("aarch64-linux-gnu", "aarch64-unknown-linux-gnu", "generic", "+neon",
                                 vector_bits=128),
+    # NVIDIA GPUs through PTX (codegen/nvptx.py; sm_90 etc. via nvptx.nvptx_target(arch)): scalar
+    # code per thread, the kernel schedule runs as grid launches
+    "nvptx": Target("nvptx", "nvptx64-nvidia-cuda", "sm_80", vector_bits=32, executor="grid"),
 }
 
 
@@ -80,6 +85,11 @@ def get_target(name="host"):
         return name
     if name == "host":
         return host_target()
+    if name.startswith("nvptx-"):   # one compute capability: nvptx-sm_80, nvptx-sm_90, ...
+        arch = name[len("nvptx-"):]
+        if not re.fullmatch(r"sm_\d+a?", arch):
+            raise ValueError(f"Unknown NVPTX architecture {arch!r}: expected sm_NN such as sm_80 or sm_90")
+        return dataclasses.replace(TARGETS["nvptx"], name=name, cpu=arch)
     if name not in TARGETS:
         raise ValueError(f"Unknown target {name!r}: expected one of {['host'] + sorted(TARGETS)}")
     return TARGETS[name]

@@ -1,0 +1,389 @@
+"""The PTX path (codegen/nvptx.py, runtime/cuda.py): every supported primitive and some fused
+graphs are emitted as PTX and assembled with ptxas for sm_80 and sm_90; the same kernels, built
+for the host with a loop in place of the grid, run against the numpy reference interpreter (this
+checks the index arithmetic and the launch data where no GPU is present); kernels the path does
+not lower yet are reported all at once by name; and where a GPU is present the PTX runs on it."""
+import ctypes
+import shutil
+import subprocess
+
+import llvmlite.binding as llvm
+import numpy as np
+import pytest
+from hypothesis import Phase, given, settings, strategies as st
+
+import kcompile as keras
+from kcompile import layers
+from kcompile.codegen.nvptx import (Launch, UnsupportedKernels, build_ptx_module, buffer_address, compile_ptx,
+                                    emit_ptx, emit_ptx_programs, nvptx_target, unsupported_kernels)
+from kcompile.codegen.target import TARGETS, get_target, host_target, runs_here
+from kcompile.ir import builder as b
+from kcompile.ir.graph import BATCH, Graph, concrete_shape
+from kcompile.ir.interpreter import evaluate
+from kcompile.ir.passes.pipeline import lower_to_kernels
+from kcompile.ir.primitives import PRIMITIVES
+from kcompile.models.compiled import CompiledModel
+from kcompile.runtime.cuda import CudaError, GpuProgram, cuda_available
+
+from primitive_cases import ALL_OPS, feed_shape, make_case, values
+
+NOT_YET = {"matmul", "window_grad", "gather_rows", "scatter_add_rows"}   # kinds/ops the PTX path lacks
+PTXAS = shutil.which("ptxas")
+needs_ptxas = pytest.mark.skipif(PTXAS is None, reason="ptxas (CUDA toolkit) is not on PATH: cannot assemble PTX")
+GPU, GPU_REASON = cuda_available()
+needs_gpu = pytest.mark.skipif(not GPU, reason=f"no GPU to launch kernels on: {GPU_REASON}")
+
+
+def assert_close(got, want, what):
+    if want.dtype.kind == "i":
+        np.testing.assert_array_equal(got, want, err_msg=what)
+        return
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6 * max(1.0, float(np.nanmax(np.abs(want), initial=1))),
+                               equal_nan=True, err_msg=what)
+
+
+def ptxas(ptx, arch, tmp_path):
+    src = tmp_path / f"k_{arch}.ptx"
+    src.write_text(ptx)
+    r = subprocess.run([PTXAS, f"-arch={arch}", str(src), "-o", str(tmp_path / f"k_{arch}.cubin")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, f"ptxas -arch={arch} rejected the PTX:\n{r.stderr}"
+
+
+# --- the host emulation of the grid (same kernel bodies, a loop over the thread index)
+
+class HostGrid:
+    """Run launches of programs built with build_ptx_module(emulate=True) through MCJIT."""
+
+    def __init__(self, programs):
+        module, self.launches = build_ptx_module(programs, emulate=True)
+        module.triple = llvm.get_process_triple()
+        mod = llvm.parse_assembly(str(module))
+        mod.verify()
+        self.engine = llvm.create_mcjit_compiler(mod, host_target().machine(jit=True))
+        self.engine.finalize_object()
+        self.programs = programs
+
+    def run(self, entry, n, inputs):
+        program = self.programs[entry]
+        graph, plan = program.graph, program.memory
+        ins = [np.ascontiguousarray(a, dtype=node.dtype) for a, node in zip(inputs, graph.inputs)]
+        outs = [np.full(concrete_shape(o.shape, n), 7, o.dtype) for o in graph.outputs.values()]
+        ws = np.full(plan.workspace_bytes(n) + 64, 0xAB, np.uint8)   # garbage: nothing may rely on zeroed memory
+        for launch in self.launches[entry]:
+            count = launch.count(n)
+            assert launch.grid(n) * launch.block >= count
+            addresses = [buffer_address(plan, buf, n, [a.ctypes.data for a in ins], [a.ctypes.data for a in outs],
+                                        {}, ws.ctypes.data) for buf in launch.buffers]
+            fn = ctypes.CFUNCTYPE(None, *[ctypes.c_int64] * 2, *[ctypes.c_void_p] * len(addresses))(
+                self.engine.get_function_address(launch.symbol))
+            fn(n, count, *addresses)
+        return dict(zip(graph.outputs, outs))
+
+
+def _case_program(data, op):
+    spec, build = make_case(data, op)
+    inputs = [b.input(name, shape, index=i) for i, (name, shape) in enumerate(spec)]
+    graph = Graph(inputs, {"y": build(*inputs)}, [])
+    return spec, graph, lower_to_kernels(graph)
+
+
+def test_nvptx_target():
+    t = TARGETS["nvptx"]
+    assert (t.triple, t.cpu, t.executor, t.vector_bits) == ("nvptx64-nvidia-cuda", "sm_80", "grid", 32)
+    assert get_target("nvptx") is t and not runs_here(t)
+    for arch in ("sm_80", "sm_90"):
+        v = nvptx_target(arch)
+        assert (v.name, v.cpu, v.triple, v.executor) == (f"nvptx-{arch}", arch, t.triple, "grid")
+        assert v.machine() is not None                       # llvmlite has the NVPTX back end
+    assert nvptx_target("nvptx-sm_90").cpu == "sm_90"
+    with pytest.raises(ValueError, match="NVPTX architecture"):
+        nvptx_target("gfx90a")
+    with pytest.raises(ValueError, match="needs an NVPTX target"):
+        emit_ptx(None, "x86-64")
+
+
+@needs_ptxas
+@settings(max_examples=3, phases=[Phase.explicit, Phase.reuse, Phase.generate])   # no shrinking: ~5 s an example
+@given(data=st.data())
+def test_every_supported_primitive_assembles_and_matches_reference(data, tmp_path_factory):
+    """One PTX module of every primitive case, through ptxas for sm_80 and sm_90, and emulated."""
+    tmp_path = tmp_path_factory.mktemp("ptx")
+    programs, cases = {}, {}
+    for op in ALL_OPS:
+        spec, graph, program = _case_program(data, op)
+        missing = unsupported_kernels(program)
+        if missing:
+            assert {u.op for u in missing} <= NOT_YET and op in NOT_YET, (op, missing)
+            continue
+        assert op not in NOT_YET
+        programs[op], cases[op] = program, (spec, graph)
+    covered = set(programs)
+    elementwise = {name for name, p in PRIMITIVES.items() if p.fusion == "elementwise"} & set(ALL_OPS)
+    assert elementwise <= covered
+    assert {"reduce_sum", "reduce_max", "reduce_min", "argmax", "slice", "pad", "concat", "window"} <= covered
+    for arch in ("sm_80", "sm_90"):
+        ptx, launches = emit_ptx_programs(programs, nvptx_target(arch), name="cases")
+        assert f".target {arch}" in ptx
+        assert all(f".entry {l.symbol}(" in ptx for ls in launches.values() for l in ls)
+        ptxas(ptx, arch, tmp_path)
+    grid = HostGrid(programs)
+    batch = data.draw(st.sampled_from([1, 2, 3, 7]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
+    for op, (spec, graph) in cases.items():
+        feeds = {name: values(rng, feed_shape(shape, batch), op) for name, shape in spec}
+        want, _ = evaluate(graph, feeds, {}, batch=batch)
+        got = grid.run(op, batch, [feeds[i.attrs["name"]] for i in graph.inputs])
+        assert_close(got["y"], want["y"], op)
+
+
+def _fused_graphs():
+    """Fused elementwise chains with broadcasting, reductions with prologues, layout and argmax."""
+    graphs = {}
+    x = b.input("x", (BATCH, 3, 4))
+    y = b.input("y", (4,), index=1)
+    z = b.input("z", (3, 1), index=2)
+    h = b.tanh(b.add(b.mul(x, y), z))                        # (N,3,4) * (4,) + (3,1)
+    s = b.softmax(h, axis=-1)
+    graphs["softmax"] = Graph([x, y, z], {"h": h, "s": s, "t": b.reduce_sum(b.mul(s, h), axis=None),
+                                          "am": b.argmax(h, 2)}, [])
+    x = b.input("x", (BATCH, 5, 6))
+    w = b.input("w", (1, 6), index=1)
+    e = b.exp(b.sub(x, w))
+    mid = b.node("reduce_max", [e], {"axes": (0, 2), "keepdims": False})   # batch and last axis reduced
+    mean = b.div(b.reduce_sum(e, axis=-1), b.batch_size())
+    graphs["reduce"] = Graph([x, w], {"mid": mid, "mean": mean, "e": b.sigmoid(e),
+                                      "tr": b.transpose(b.sqrt(e), (0, 2, 1)),
+                                      "pad": b.pad(e, [(0, 0), (1, 0), (0, 2)])}, [])
+    return graphs
+
+
+@needs_ptxas
+def test_fused_graphs_assemble_and_match_reference(tmp_path):
+    graphs = _fused_graphs()
+    programs = {k: lower_to_kernels(g) for k, g in graphs.items()}
+    kinds = {p.kernels[s.kernel].kind for p in programs.values() for s in p.schedule}
+    assert kinds == {"elementwise", "reduce", "layout"}
+    assert any(len(k.members) > 1 for p in programs.values() for k in p.kernels if k.kind == "reduce")
+    for arch in ("sm_80", "sm_90"):
+        ptx, launches = emit_ptx_programs(programs, nvptx_target(arch))
+        ptxas(ptx, arch, tmp_path)
+    # launches are data: one per step (two for pad), in schedule order, 256-thread blocks
+    for entry, program in programs.items():
+        ls = launches[entry]
+        assert [l.step for l in ls] == sorted(l.step for l in ls)
+        assert {l.step for l in ls} == set(range(len(program.schedule)))
+        assert all(isinstance(l, Launch) and l.block == 256 for l in ls)
+        for l in ls:
+            d = l.describe()
+            assert d["symbol"] == l.symbol and len(d["buffers"]) == len(l.buffers)
+    grid = HostGrid(programs)
+    rng = np.random.default_rng(1)
+    for batch in (1, 5, 33):
+        for entry, graph in graphs.items():
+            feeds = {i.attrs["name"]: rng.standard_normal(feed_shape(i.shape, batch)).astype(np.float32)
+                     for i in graph.inputs}
+            want, _ = evaluate(graph, feeds, {}, batch=batch)
+            got = grid.run(entry, batch, [feeds[i.attrs["name"]] for i in graph.inputs])
+            for key in want:
+                assert_close(got[key], want[key], f"{entry}:{key} at batch {batch}")
+
+
+def test_elementwise_launch_counts_scale_with_the_batch():
+    x = b.input("x", (BATCH, 3, 4))
+    program = lower_to_kernels(Graph([x], {"y": b.exp(x), "r": b.reduce_sum(x, axis=-1)}, []))
+    _, launches = build_ptx_module({"f": program})
+    counts = sorted((l.kind, l.count(10), l.grid(10)) for l in launches["f"])
+    assert counts == [("elementwise", 120, 1), ("reduce", 30, 1)]
+    assert [l.grid(1000) for l in launches["f"] if l.kind == "elementwise"] == [-(-12000 // 256)]
+
+
+def test_guide_mlp_reports_every_matmul_kernel_by_name():
+    inputs = keras.Input(shape=(784,), name="digits")
+    h = layers.Dense(64, activation="relu", name="dense_1")(inputs)
+    h = layers.Dense(64, activation="relu", name="dense_2")(h)
+    outputs = layers.Dense(10, activation="softmax", name="predictions")(h)
+    model = keras.Model(inputs=inputs, outputs=outputs)
+    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
+    specs, spec, y_shapes = model._training_setup()
+    graphs = CompiledModel(model, specs, spec).entry_graphs(y_shapes)
+    programs = {e: lower_to_kernels(g) for e, g in graphs.items()}
+    with pytest.raises(UnsupportedKernels) as info:
+        build_ptx_module(programs, name="mlp")
+    err = info.value
+    assert isinstance(err, NotImplementedError)
+    predict = [u for u in err.kernels if u.entry == "predict"]
+    assert [(u.kind, u.op) for u in predict] == [("matmul", "matmul")] * 3   # all three Dense layers at once
+    assert {u.entry for u in err.kernels} == set(programs)                   # every entry in one report
+    assert {u.op for u in err.kernels} == {"matmul"}
+    msg = str(err)
+    assert "unsupported: matmul" in msg and "predict kernel 0: matmul kernel of 'matmul'" in msg
+    assert "matmul+add" in msg and "(N, 64)" in msg
+
+
+def test_cuda_runtime_reports_unavailability_cleanly():
+    ok, reason = cuda_available()
+    assert isinstance(ok, bool) and isinstance(reason, str) and reason
+    if not ok:
+        assert "libcuda" in reason or "GPU" in reason or "CUDA" in reason
+        with pytest.raises((OSError, CudaError)):
+            GpuProgram("", [], None)
+
+
+@needs_gpu
+def test_kernels_run_on_the_gpu():
+    from kcompile.runtime.cuda import device_arch
+    arch = device_arch(0)
+    target = nvptx_target(arch if arch in ("sm_80", "sm_90") else "sm_80")
+    graphs = _fused_graphs()
+    rng = np.random.default_rng(2)
+    for entry, graph in graphs.items():
+        program = lower_to_kernels(graph)
+        ptx, launches = emit_ptx(program, target, name=entry)
+        gpu = GpuProgram(ptx, launches, program)
+        try:
+            for batch in (1, 33, 1000):
+                feeds = {i.attrs["name"]: rng.standard_normal(feed_shape(i.shape, batch)).astype(np.float32)
+                         for i in graph.inputs}
+                want, _ = evaluate(graph, feeds, {}, batch=batch)
+                outs, _ = gpu.run(batch, [feeds[i.attrs["name"]] for i in graph.inputs], synchronize_each=True)
+                for key, got in zip(graph.outputs, outs):
+                    assert_close(got, want[key], f"{entry}:{key} at batch {batch} on {arch}")
+        finally:
+            gpu.close()
+
+
+@needs_gpu
+def test_every_supported_primitive_runs_on_the_gpu():
+    @settings(max_examples=3)
+    @given(data=st.data())
+    def check(data):
+        for op in ALL_OPS:
+            if op in NOT_YET:
+                continue
+            spec, graph, program = _case_program(data, op)
+            if unsupported_kernels(program):
+                continue
+            ptx, launches = emit_ptx(program, "nvptx", name=op)
+            gpu = GpuProgram(ptx, launches, program)
+            try:
+                batch = data.draw(st.sampled_from([1, 2, 3, 7, 300]))
+                rng = np.random.default_rng(0)
+                feeds = {name: values(rng, feed_shape(shape, batch), op) for name, shape in spec}
+                want, _ = evaluate(graph, feeds, {}, batch=batch)
+                (got,), _ = gpu.run(batch, [feeds[i.attrs["name"]] for i in graph.inputs])
+                assert_close(got, want["y"], op)
+            finally:
+                gpu.close()
+    check()
+
+
+def test_compile_ptx_accepts_a_prebuilt_module():
+    x = b.input("x", (BATCH, 4))
+    program = lower_to_kernels(Graph([x], {"y": b.relu(x)}, []))
+    module, launches = build_ptx_module({"f": program}, "nvptx-sm_90", name="relu")
+    ptx = compile_ptx(module, "sm_90")
+    assert ".target sm_90" in ptx and f".visible .entry {launches['f'][0].symbol}(" in ptx
+    assert "ctaid.x" in ptx and "ntid.x" in ptx and "tid.x" in ptx
+
+
+# --- the ctypes binding against a host-only fake libcuda (no GPU needed): symbol names, argument
+# types, kernelParams packing and GpuProgram's flow; its "kernels" are the host-emulated ones
+
+FAKE_LIBCUDA = r"""
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+typedef void (*kfn)(int64_t, int64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t);
+static struct { char name[128]; kfn fn; int nargs; } reg[256]; static int nreg;
+static int launches, live;
+void fake_register(const char *name, void *fn, int nargs) {
+    strncpy(reg[nreg].name, name, 127); reg[nreg].fn = (kfn)fn; reg[nreg++].nargs = nargs; }
+int fake_launches(void) { return launches; }
+int fake_live_allocations(void) { return live; }
+int cuInit(unsigned f) { return f ? 1 : 0; }
+int cuDriverGetVersion(int *v) { *v = 13000; return 0; }
+int cuDeviceGetCount(int *c) { *c = 1; return 0; }
+int cuDeviceGet(int *d, int o) { *d = o; return o ? 101 : 0; }
+int cuDeviceGetName(char *s, int n, int d) { strncpy(s, "Fake GPU", n); return 0; }
+int cuDeviceGetAttribute(int *v, int a, int d) { *v = a == 75 ? 9 : 0; return 0; }
+static int ctx;
+int cuDevicePrimaryCtxRetain(void **c, int d) { *c = &ctx; return 0; }
+int cuDevicePrimaryCtxRelease_v2(int d) { return 0; }
+int cuCtxSetCurrent(void *c) { return 0; }
+int cuCtxSynchronize(void) { return 0; }
+int cuModuleLoadDataEx(void **m, const char *img, unsigned n, int *opts, void **vals) {
+    if (!strstr(img, ".entry")) { for (unsigned i = 0; i < n; i++) if (opts[i] == 5) strcpy((char *)vals[i], "fake: no .entry");
+                                  return 218; }
+    *m = strdup(img); return 0; }
+int cuModuleUnload(void *m) { free(m); return 0; }
+int cuModuleGetFunction(void **f, void *m, const char *name) {
+    for (int i = 0; i < nreg; i++) if (!strcmp(reg[i].name, name) && strstr((char *)m, name)) { *f = &reg[i]; return 0; }
+    return 500; }
+int cuMemAlloc_v2(uint64_t *p, size_t n) { *p = (uint64_t)malloc(n); live++; return 0; }
+int cuMemFree_v2(uint64_t p) { free((void *)p); live--; return 0; }
+int cuMemcpyHtoD_v2(uint64_t d, const void *s, size_t n) { memcpy((void *)d, s, n); return 0; }
+int cuMemcpyDtoH_v2(void *d, uint64_t s, size_t n) { memcpy(d, (void *)s, n); return 0; }
+int cuMemsetD8_v2(uint64_t d, unsigned char c, size_t n) { memset((void *)d, c, n); return 0; }
+int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                   unsigned sh, void *st, void **p, void **extra) {
+    typeof(reg[0]) *k = f; uint64_t a[10] = {0};
+    if (gy != 1 || gz != 1 || by != 1 || bz != 1 || k->nargs > 10) return 1;
+    for (int i = 0; i < k->nargs; i++) a[i] = *(uint64_t *)p[i];
+    if ((uint64_t)gx * bx < a[1]) return 1;                      /* the grid must cover count threads */
+    k->fn((int64_t)a[0], (int64_t)a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9]);
+    launches++; return 0; }
+int cuGetErrorName(int e, const char **s) {
+    *s = e == 218 ? "CUDA_ERROR_INVALID_PTX" : e == 500 ? "CUDA_ERROR_NOT_FOUND" : "CUDA_ERROR_UNKNOWN"; return 0; }
+int cuGetErrorString(int e, const char **s) { *s = "fake error"; return 0; }
+"""
+
+
+@pytest.fixture(scope="module")
+def fake_driver(tmp_path_factory):
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler for the fake libcuda")
+    d = tmp_path_factory.mktemp("fakecuda")
+    (d / "fake.c").write_text(FAKE_LIBCUDA)
+    subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", str(d / "libcuda.so.1"), str(d / "fake.c")], check=True)
+    from kcompile.runtime.cuda import Driver
+    drv = Driver(str(d / "libcuda.so.1"))
+    drv.call("cuInit", 0)
+    return drv
+
+
+def test_runtime_against_a_fake_driver(fake_driver):
+    from kcompile.runtime.cuda import Context
+    lib = fake_driver.lib
+    graphs = _fused_graphs()
+    programs = {k: lower_to_kernels(g) for k, g in graphs.items()}
+    host = HostGrid(programs)                               # the "device code" the fake driver calls
+    for entry, ls in host.launches.items():
+        for l in ls:
+            lib.fake_register(l.symbol.encode(), ctypes.c_void_p(host.engine.get_function_address(l.symbol)),
+                              2 + len(l.buffers))
+    ctx = Context(0, fake_driver)
+    rng = np.random.default_rng(3)
+    try:
+        ptx, all_launches = emit_ptx_programs(programs, "nvptx")
+        for entry, graph in graphs.items():
+            launches = all_launches[entry]
+            assert [l.symbol for l in launches] == [l.symbol for l in host.launches[entry]]
+            gpu = GpuProgram(ptx, launches, programs[entry], context=ctx)
+            before = lib.fake_launches()
+            for batch in (1, 6):
+                feeds = {i.attrs["name"]: rng.standard_normal(feed_shape(i.shape, batch)).astype(np.float32)
+                         for i in graph.inputs}
+                want, _ = evaluate(graph, feeds, {}, batch=batch)
+                outs, _ = gpu.run(batch, [feeds[i.attrs["name"]] for i in graph.inputs], synchronize_each=True)
+                for key, got in zip(graph.outputs, outs):
+                    assert_close(got, want[key], f"{entry}:{key} through the fake driver")
+            assert lib.fake_launches() - before == 2 * len(launches)
+            assert lib.fake_live_allocations() == 0            # run() frees every buffer it allocated
+        with pytest.raises(CudaError, match=r"cuModuleLoadDataEx failed: CUDA_ERROR_INVALID_PTX .*\n.*no \.entry"):
+            ctx.load_ptx("not ptx")
+        module = ctx.load_ptx("// .entry other")
+        with pytest.raises(CudaError, match=r"cuModuleGetFunction \(kernel 'missing_k0'\) failed: CUDA_ERROR_NOT_FOUND"):
+            ctx.function(module, "missing_k0")
+    finally:
+        ctx.release()
