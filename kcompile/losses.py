@@ -91,8 +91,15 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
     else:
         out = ops.divide(y_pred, ops.sum(y_pred, axis=axis, keepdims=True))
         log_prob = ops.log(ops.clip(out, EPSILON, 1.0 - EPSILON))
-    target = ops.one_hot(y_true, y_pred.shape[axis])
-    return ops.negative(ops.sum(ops.multiply(target, log_prob), axis=axis))
+    classes = y_pred.shape[axis]
+    target = ops.one_hot(y_true, classes)
+    loss = ops.negative(ops.sum(ops.multiply(target, log_prob), axis=axis))
+    # A label that is no class index (out of range or fractional) would score as "no class", a loss
+    # of 0: it scores NaN instead, so TerminateOnNaN and the logs show it (host arrays are refused
+    # before this by check_sparse_labels).
+    bad = ops.logical_or(ops.logical_or(ops.less(y_true, 0.0), ops.greater_equal(y_true, float(classes))),
+                         ops.not_equal(y_true, ops.floor(y_true)))
+    return ops.where(bad, float("nan"), loss)
 
 
 def check_sparse_labels(loss, y, num_classes):

@@ -255,3 +255,22 @@ def test_leftovers_of_an_interrupted_save_are_removed_by_the_next(tmp_path):
     (tmp_path / "model.keras.notes").write_text("not a temporary file")
     _small_model().save(target)
     assert sorted(os.listdir(tmp_path)) == ["model.keras", "model.keras.notes"]
+
+
+def test_sparse_labels_that_are_no_class_score_nan_inside_compiled_code(tmp_path):
+    """Labels that reach compiled code unchecked (a built C library, a native pipeline) give a NaN
+    loss for that sample, never the loss 0 of "no class"."""
+    import shutil
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler to link the built library")
+    model = keras.Sequential([keras.layers.Dense(4, activation="softmax", input_shape=(3,))], name="sparse")
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    keras.build(model, tmp_path, entries=["evaluate"])
+    library = keras.load_built(tmp_path)
+    x = np.random.default_rng(0).random((4, 3), dtype=np.float32)
+    ones = np.ones(4, np.float32)
+    good = library.run("evaluate", 4, [x, np.array([0, 1, 2, 3], np.float32), ones])[0]
+    assert np.isfinite(good)
+    for bad in (4.0, -1.0, 1e6, 2.5):
+        labels = np.array([0, 1, bad, 3], np.float32)
+        assert np.isnan(library.run("evaluate", 4, [x, labels, ones])[0]), bad
