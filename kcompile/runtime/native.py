@@ -37,18 +37,19 @@ class NativeExecutable(Executable):
         self._plans = {}
 
     def _workspace(self, nbytes):
-        """This thread's 64-byte-aligned workspace of at least nbytes (never shared between threads)."""
-        ws = getattr(self._local, "workspace", None)
-        if ws is None or ws.size < nbytes:
+        """The address of this thread's 64-byte-aligned workspace of at least nbytes (never shared
+        between threads; the array stays referenced by the thread-local until replaced)."""
+        local = self._local
+        if getattr(local, "size", -1) < nbytes:
             raw = np.zeros(nbytes + 64, dtype=np.uint8)
             start = (-raw.ctypes.data) % 64
-            ws = self._local.workspace = raw[start:start + nbytes]
-        return ws
+            local.workspace = raw[start:start + nbytes]
+            local.address, local.size = _address(local.workspace), nbytes
+        return local.address
 
     def _release_large_workspace(self):
-        ws = getattr(self._local, "workspace", None)
-        if ws is not None and ws.size > KEEP_WORKSPACE_BYTES:
-            self._local.workspace = None
+        if getattr(self._local, "size", 0) > KEEP_WORKSPACE_BYTES:
+            self._local.workspace, self._local.size = None, -1
 
     def _plan(self, entry, n):
         """(workspace bytes, output shapes and dtypes) of `entry` at batch n, computed once."""
@@ -76,8 +77,7 @@ class NativeExecutable(Executable):
         outs = (ctypes.c_void_p * max(len(outputs), 1))(*[_address(a) for a in outputs])
         ws = self._workspace(ws_bytes)
         with self._lock(entry):
-            self._functions[entry](n, ctypes.addressof(ins), ctypes.addressof(outs), _address(self.pool.buffer),
-                                   _address(ws))
+            self._functions[entry](n, ctypes.addressof(ins), ctypes.addressof(outs), self.pool.address, ws)
         self._release_large_workspace()
         return outputs
 
@@ -92,8 +92,8 @@ class NativeExecutable(Executable):
         ws = self._workspace(self._plan(entry, batch)[0])
         pointers = (ctypes.c_void_p * (len(arrays) + 1))()
         with self._lock(entry):
-            self._loops[entry](batch, rows, ctypes.addressof(bases), _address(per_step), _address(self.pool.buffer),
-                               _address(ws), ctypes.addressof(pointers))
+            self._loops[entry](batch, rows, ctypes.addressof(bases), _address(per_step), self.pool.address, ws,
+                               ctypes.addressof(pointers))
         self._release_large_workspace()
         return per_step
 

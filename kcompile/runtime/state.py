@@ -9,7 +9,6 @@ a reader sees the weights of one whole step, never a torn update.
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
 
 import numpy as np
 
@@ -19,8 +18,23 @@ from ..ir.graph import Slot
 ALIGN = 64
 
 
+class _Guard:
+    """A reusable `with` block around an acquire/release pair (cheaper than a generator per call)."""
+    __slots__ = ("_enter", "_exit")
+
+    def __init__(self, enter, exit_):
+        self._enter, self._exit = enter, exit_
+
+    def __enter__(self):
+        self._enter()
+
+    def __exit__(self, *exc):
+        self._exit()
+
+
 class ReadWriteLock:
-    """Many readers or one writer; a waiting writer holds back new readers (no writer starves)."""
+    """Many readers or one writer; a waiting writer holds back new readers (no writer starves).
+    The writing thread may take either lock again (a writer may read what it is writing)."""
 
     def __init__(self):
         self._cond = threading.Condition(threading.Lock())
@@ -28,45 +42,55 @@ class ReadWriteLock:
         self._writer = None          # the thread holding the write lock
         self._depth = 0              # re-entries of that thread
         self._writers_waiting = 0
+        self._read_guard = _Guard(self._acquire_read, self._release_read)
+        self._write_guard = _Guard(self._acquire_write, self._release_write)
 
-    @contextmanager
     def read(self):
-        me = threading.get_ident()
-        if self._writer == me:       # a writer may read what it is writing
-            yield
-            return
-        with self._cond:
-            while self._writer is not None or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
+        return self._read_guard
 
-    @contextmanager
     def write(self):
+        return self._write_guard
+
+    def _acquire_read(self):
         me = threading.get_ident()
         with self._cond:
             if self._writer == me:
                 self._depth += 1
-            else:
-                self._writers_waiting += 1
-                while self._writer is not None or self._readers:
-                    self._cond.wait()
-                self._writers_waiting -= 1
-                self._writer, self._depth = me, 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._depth -= 1
-                if not self._depth:
-                    self._writer = None
-                    self._cond.notify_all()
+                return
+            while self._writer is not None or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+
+    def _release_read(self):
+        with self._cond:
+            if self._writer == threading.get_ident():
+                self._release_write_locked()
+                return
+            self._readers -= 1
+            if not self._readers:
+                self._cond.notify_all()
+
+    def _acquire_write(self):
+        me = threading.get_ident()
+        with self._cond:
+            if self._writer == me:
+                self._depth += 1
+                return
+            self._writers_waiting += 1
+            while self._writer is not None or self._readers:
+                self._cond.wait()
+            self._writers_waiting -= 1
+            self._writer, self._depth = me, 1
+
+    def _release_write(self):
+        with self._cond:
+            self._release_write_locked()
+
+    def _release_write_locked(self):
+        self._depth -= 1
+        if not self._depth:
+            self._writer = None
+            self._cond.notify_all()
 
 
 class StatePool:
@@ -133,4 +157,4 @@ class StatePool:
 
     @property
     def address(self):
-        return self.buffer.ctypes.data
+        return self.buffer.__array_interface__["data"][0]
