@@ -303,6 +303,17 @@ def test_other_targets(tmp_path):
     assert host.max_batch > 10 ** 9
 
 
+def test_two_threads_predict_on_one_state(built):
+    """The ABI's promise: predict only reads the state, so threads share it, each with its own workspace."""
+    _, manifest, directory = built("vgg_like")
+    exe = directory / "threads"
+    subprocess.run([CC, "-O1", "-std=c11", "-pthread", f"-I{directory}", f"-DKC_NAME={manifest.name}",
+                    f'-DKC_HEADER="{manifest.name}.h"', str(DRIVER.parent / "kc_threads.c"),
+                    str(directory / f"{manifest.name}.o"), "-o", str(exe), "-lm"], check=True)
+    done = subprocess.run([str(exe), "3", "40"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_the_object_needs_only_libc_and_libm(built):
     """No allocation, no Python, no LLVM at run time: the only undefined symbols are libc's memory
     routines and libm's functions."""
