@@ -162,10 +162,9 @@ def softmax(x, axis=-1):
 
 
 def binary_crossentropy(target, output, from_logits=False):
-    from .losses import EPSILON
     if from_logits:
         return ops.subtract(ops.softplus(output), ops.multiply(target, output))
-    out = ops.clip(output, EPSILON, 1.0 - EPSILON)
+    out = ops.clip(output, epsilon(), 1.0 - epsilon())
     return ops.negative(ops.add(ops.multiply(target, ops.log(out)),
                                 ops.multiply(ops.subtract(1.0, target), ops.log(ops.subtract(1.0, out)))))
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from . import ops
 from .tracing import KerasTensor
+from .naming import to_snake_case
 
 EPSILON = 1e-7
 
@@ -360,5 +361,4 @@ def serialize(loss):
 
 
 def _snake(name):
-    from .layers.base import to_snake_case
     return to_snake_case(name)

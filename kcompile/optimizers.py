@@ -13,6 +13,7 @@ import numpy as np
 from . import ops
 from . import schedules  # noqa: F401 - keras.optimizers.schedules
 from .variables import Variable
+from .naming import to_snake_case
 
 
 class Optimizer:
@@ -386,5 +387,4 @@ def _serialize_schedule(schedule):
 
 
 def _snake(name):
-    from .layers.base import to_snake_case
     return to_snake_case(name)

@@ -306,7 +306,7 @@ def _instance(cls):
 def test_every_layer_config_round_trips(cls):
     """get_config is JSON-serializable, from_config rebuilds an equal layer, and the class is found
     by name when a saved model is loaded (layers added later are covered automatically)."""
-    from kcompile.saving.model_config import serialize_layer
+    from kcompile.layers.serialization import serialize_layer
     layer = _instance(cls)
     config = layer.get_config()
     text = dumps_json(config)

@@ -437,11 +437,20 @@ class Layer:
 
     @classmethod
     def from_config(cls, config):
-        from ..saving.model_build import deserialize_nested_layers     # wrappers hold layer configs
-        return cls(**deserialize_nested_layers(config))
+        return cls(**_NESTED_CONFIGS["builder"](config))       # wrappers hold layer configs
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+# Wrappers (TimeDistributed, Bidirectional, RNN) hold the configs of the layers they wrap; building
+# those needs the config reader of kcompile/saving, a floor above the layers, which registers it here.
+_NESTED_CONFIGS = {"builder": None}
+
+
+def register_nested_config_builder(builder):
+    """`builder(config) -> config` with nested layer configs turned into layers (saving/model_build.py)."""
+    _NESTED_CONFIGS["builder"] = builder
 
 
 def _fresh(tensor):

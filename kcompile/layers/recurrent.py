@@ -25,6 +25,7 @@ from ..tracing import KerasTensor, current_trace
 from ..variables import Variable
 from .base import InputSpec, Layer
 from .core import dropout_mask
+from .serialization import serialize_layer
 
 _CONSTRAINT_ARGS = ("kernel_constraint", "recurrent_constraint", "bias_constraint")
 
@@ -452,7 +453,6 @@ class RNN(Layer):
                        "go_backwards": self.go_backwards, "stateful": self.stateful, "unroll": self.unroll,
                        "zero_output_for_mask": self.zero_output_for_mask})
         if type(self) is RNN:
-            from ..saving.model_config import serialize_layer
             config["cell"] = serialize_layer(self.cell)
         return config
 
@@ -577,7 +577,6 @@ class Bidirectional(Layer):
     reset_state = reset_states
 
     def get_config(self):
-        from ..saving.model_config import serialize_layer
         config = super().get_config()
         config.update({"layer": serialize_layer(self.forward_layer), "merge_mode": self.merge_mode,
                        "backward_layer": serialize_layer(self.backward_layer)})

@@ -13,6 +13,7 @@ from ..tracing import KerasTensor
 from .base import Layer
 from .activation_layers import ELU, LeakyReLU, ReLU, Softmax
 from .core import Activation, Dense
+from .serialization import serialize_layer
 
 _PER_LAST_AXIS = (Dense, Activation, ReLU, LeakyReLU, ELU)
 
@@ -56,5 +57,4 @@ class TimeDistributed(Layer):
         return mask
 
     def get_config(self):
-        from ..saving.model_config import serialize_layer
         return {**super().get_config(), "layer": serialize_layer(self.layer)}

@@ -6,8 +6,11 @@ definition yields the inference graph, the training graph (Dropout active) and s
 """
 from __future__ import annotations
 
+from ..ir import builder as irb
+from ..ir.graph import BATCH
 from ..layers.base import flatten, map_structure
-from ..tracing import KerasTensor
+from ..layers.dynamic_shapes import PROBE_SIZES, declared_input_shape, has_dynamic_inputs, probe_shape
+from ..tracing import KerasTensor, Trace, trace_scope
 
 
 def records_between(inputs, outputs):
@@ -107,3 +110,28 @@ def keras_layer_order(inputs, outputs):
         fn_depth[id(record.fn)] = max(fn_depth.get(id(record.fn), 0), depth[id(record)])
     ranked = sorted(first_visit.values(), key=lambda item: (-fn_depth.get(id(item[1]), 0), item[0]))
     return [fn for _, fn in ranked]
+
+
+def mark_dynamic_shapes(model):
+    """Trace the model's recorded calls at the second probe size; sizes that change become None."""
+    if not has_dynamic_inputs(model.inputs):
+        return
+    probes = []
+    for t in model.inputs:
+        declared = declared_input_shape(t)
+        t._declared_shape = declared
+        probes.append(KerasTensor(irb.input(t.node.attrs["name"], (BATCH,) + probe_shape(declared[1:], PROBE_SIZES[1]),
+                                            t.dtype)))
+    seen = {}
+    with trace_scope(Trace(training=False)):
+        try:
+            replay_tensors(model._records, model.inputs, probes, seen)
+        except ValueError as exc:
+            raise ValueError(f"Model '{model.name}' has inputs with unknown sizes {[t.shape for t in model.inputs]}, "
+                             f"but a layer needs them fixed: {exc}") from None
+    for record in model._records:
+        for old in record.outputs:
+            new = seen.get(id(old))
+            if new is not None and new.node.shape != old.node.shape:
+                old._declared_shape = tuple(None if (a is BATCH or a != c) else a
+                                            for a, c in zip(old.node.shape, new.node.shape))

@@ -9,11 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..layers.base import Layer, flatten, map_structure
-from ..naming import unique_name
 from ..layers.core import InputLayer
+from ..naming import unique_name
 from ..tracing import KerasTensor
 from . import functional
-from ..layers.dynamic_shapes import mark_dynamic_shapes
 from .summary import print_summary
 from .trainer import Trainer
 
@@ -56,7 +55,7 @@ class Model(Trainer, Layer):
         self.built = True
         self.output_names = self._output_names()
         self.input_names = [t._history[0].fn.name for t in self.inputs]
-        mark_dynamic_shapes(self)
+        functional.mark_dynamic_shapes(self)
 
     def _output_names(self):
         if isinstance(self._output_struct, dict):

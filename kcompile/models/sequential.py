@@ -6,6 +6,7 @@ from ..naming import unique_name
 from ..layers.core import Input, InputLayer
 from ..tracing import KerasTensor, Trace, trace_scope
 from .model import Model
+from ..layers.serialization import serialize_layer
 
 
 class Sequential(Model):
@@ -120,7 +121,6 @@ class Sequential(Model):
             self._build_from(self._input_layer.output_tensor)
 
     def get_config(self):
-        from ..saving.model_config import serialize_layer
         layers = []
         if self._input_layer is not None:
             layers.append(serialize_layer(self._input_layer))

@@ -11,6 +11,7 @@ import base64
 import marshal
 import types
 
+from ..layers.base import register_nested_config_builder
 from .config_dialects import is_tensor_ref
 from .errors import KerasFileError
 from .object_registry import resolve_class, resolve_layer_config_objects
@@ -192,6 +193,9 @@ def deserialize_nested_layers(config, custom_objects=None):
         raise UnsupportedModelError("the layers inside this wrapper cannot be built:\n" + "\n".join(
             f"  - layer '{name}' ({cls}): {why}" for name, cls, why in problems), problems)
     return out
+
+
+register_nested_config_builder(deserialize_nested_layers)
 
 
 def build_layer(entry, custom_objects=None, safe_mode=True):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .errors import KerasFileError
-from .model_config import serialize_layer
+from ..layers.serialization import serialize_layer
 from .operations import operation_entry, operation_name
 from ..naming import to_snake_case
 

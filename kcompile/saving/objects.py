@@ -28,7 +28,7 @@ def serialize_keras_object(obj):
     if isinstance(obj, dict):
         return {k: serialize_keras_object(v) for k, v in obj.items()}
     if isinstance(obj, Layer):
-        from .model_config import serialize_layer
+        from ..layers.serialization import serialize_layer
         from .model_serialize import model_to_config
         from ..models.model import Model
         if isinstance(obj, Model) and (getattr(obj, "_functional", False) or type(obj).__name__ == "Sequential"):

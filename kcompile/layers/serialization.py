@@ -1,10 +1,11 @@
-"""Serialize layers and models into Keras 3's config dictionaries (`get_config` output)."""
+"""A layer's config envelope as Keras 3 writes it (the saving package and wrapper layers both use it)."""
 from __future__ import annotations
+
+from .core import InputLayer
 
 
 def serialize_layer(layer):
     """{"module", "class_name", "config", "registered_name", "build_config"} as Keras 3 writes it."""
-    from ..layers.core import InputLayer
     registered = type(layer).__dict__.get("_keras_registered_name")     # not inherited by subclasses
     entry = {"module": "keras.layers" if registered is None else type(layer).__module__,
              "class_name": type(layer).__name__, "config": layer.get_config(), "registered_name": registered}
