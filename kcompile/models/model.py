@@ -10,11 +10,16 @@ import numpy as np
 
 from ..layers.base import Layer, flatten, map_structure
 from ..layers.core import InputLayer
-from ..naming import unique_name
+from ..naming import to_snake_case, unique_name
 from ..tracing import KerasTensor
 from . import functional
 from .summary import print_summary
 from .trainer import Trainer
+
+
+# The file formats live in kcompile/saving, a floor above the models (it builds Model and
+# Sequential from configs); saving/api.py registers its entry points here when it is imported.
+SAVING = {}
 
 
 class Model(Trainer, Layer):
@@ -121,39 +126,31 @@ class Model(Trainer, Layer):
     def get_config(self):
         if not self._functional:
             return {"name": self.name, "trainable": self.trainable}
-        from ..saving.model_serialize import functional_config
-        return functional_config(self)
+        return SAVING["functional_config"](self)
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        from ..saving.api import model_from_config
-        return model_from_config({"class_name": "Functional" if cls is Model else cls.__name__, "config": config},
+        return SAVING["model_from_config"]({"class_name": "Functional" if cls is Model else cls.__name__, "config": config},
                                  custom_objects)
 
     # ------------------------------------------------------------ saving (kcompile/saving)
     def save(self, filepath, overwrite=True, **kwargs):
         """Save to `.keras` (Keras 3's zip) or `.h5` (legacy HDF5): structure, weights, compile
         configuration and optimizer state, written atomically."""
-        from ..saving.api import save_model
-        save_model(self, filepath, overwrite=overwrite, **kwargs)
+        SAVING["save_model"](self, filepath, overwrite=overwrite, **kwargs)
 
     def save_weights(self, filepath, overwrite=True, **kwargs):
-        from ..saving.api import save_weights
-        save_weights(self, filepath, overwrite=overwrite, **kwargs)
+        SAVING["save_weights"](self, filepath, overwrite=overwrite, **kwargs)
 
     def load_weights(self, filepath, skip_mismatch=False, **kwargs):
-        from ..saving.api import load_weights
-        load_weights(self, filepath, skip_mismatch=skip_mismatch, **kwargs)
+        SAVING["load_weights"](self, filepath, skip_mismatch=skip_mismatch, **kwargs)
 
     def to_json(self, **kwargs):
-        from ..saving.api import to_json
-        return to_json(self, **kwargs)
+        return SAVING["to_json"](self, **kwargs)
 
     def to_yaml(self, **kwargs):
-        from ..saving.api import to_yaml
-        return to_yaml(self, **kwargs)
+        return SAVING["to_yaml"](self, **kwargs)
 
 
 def _snake(name):
-    from ..layers.base import to_snake_case
     return to_snake_case(name)

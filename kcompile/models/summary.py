@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from ..ir.graph import static_size
 from ..layers.core import InputLayer
+from ..tracing import KerasTensor
+from ..tree import flatten
 
 
 def _fmt_bytes(n):
@@ -80,8 +82,6 @@ def print_summary(model, line_length=None, print_fn=None, show_trainable=False):
 
 def _connected(layer):
     """Keras's "Connected to" column: source[node index][tensor index] for every call of the layer."""
-    from ..layers.base import flatten
-    from ..tracing import KerasTensor
     parts = []
     for record in layer._inbound:
         for t in flatten([list(record.args), list(record.kwargs.values())]):
@@ -97,7 +97,6 @@ def _connected(layer):
 
 def _class_label(layer):
     """The class column: Keras labels graph-built models "Functional" whatever their Python class."""
-    from .model import Model
-    if isinstance(layer, Model) and type(layer) is Model and getattr(layer, "_functional", False):
+    if type(layer).__name__ == "Model" and getattr(layer, "_functional", False):   # the Model class itself
         return "Functional"
     return type(layer).__name__
