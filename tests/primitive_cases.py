@@ -98,6 +98,10 @@ def make_case(data, op):
             hi = data.draw(st.integers(lo + 1, d))
             bounds.append((lo, hi))
         return [("x", shape)], lambda x: b.slice(x, bounds)
+    if op == "reverse":
+        shape = (BATCH,) + data.draw(shapes(1, 3))
+        axis = data.draw(st.integers(1, len(shape) - 1))     # the batch axis is never reversed
+        return [("x", shape)], lambda x: b.reverse(x, axis)
     if op == "pad":
         shape = (BATCH,) + data.draw(shapes(1, 3))
         pads = [(0, 0)] + [(data.draw(st.integers(0, 2)), data.draw(st.integers(0, 2))) for _ in shape[1:]]
@@ -145,4 +149,7 @@ def make_case(data, op):
 
 ALL_OPS = UNARY + BINARY + ["where", "reduce_sum", "reduce_max", "reduce_min", "argmax", "matmul", "transpose",
                             "slice", "pad", "concat", "reshape", "broadcast_to", "cast", "random_uniform",
-                            "window", "window_grad", "gather_rows", "scatter_add_rows"]
+                            "window", "window_grad", "gather_rows", "scatter_add_rows", "reverse"]
+# Registered primitives without a case here, and where they are tested instead.
+NOT_CASES = {"input": "graph leaf", "param": "graph leaf", "const": "graph leaf", "batch_size": "graph leaf",
+             "scan": "a loop with a body graph: tests/test_recurrent.py"}

@@ -20,7 +20,7 @@ from kcompile import layers
 from kcompile.codegen.c_abi import status_codes
 
 from conftest import CONFORMANCE
-from test_layers_zoo import INTERPRETER_SUITE
+from model_suites import INTERPRETER_SUITE
 
 CC = shutil.which("cc") or shutil.which("gcc")
 DRIVER = pathlib.Path(__file__).parent / "c" / "kc_driver.c"

@@ -141,7 +141,6 @@ def test_model_checkpoint_bad_arguments(tmp_path):
         m.fit(X, Y, epochs=1, verbose=0, callbacks=[ck])
 
 
-@pytest.mark.skipif(not hasattr(keras.Model, "save_weights"), reason="model.save_weights is not implemented yet")
 def test_model_checkpoint_writes_loadable_weights(tmp_path):
     m = make_model(dropout=False)
     path = str(tmp_path / "best.weights.h5")

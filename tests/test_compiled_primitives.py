@@ -13,7 +13,7 @@ from kcompile.ir.primitives import PRIMITIVES
 from kcompile.runtime.native import jit_executable
 from kcompile.runtime.state import StatePool
 
-from primitive_cases import ALL_OPS, feed_shape, make_case, values
+from primitive_cases import ALL_OPS, NOT_CASES, feed_shape, make_case, values
 
 
 def run_both(graph, feeds, batch):
@@ -85,3 +85,9 @@ def test_fusion_puts_bias_and_activation_in_the_matmul_epilogue():
     assert len(program.kernels) == 1
     kernel = program.kernels[0]
     assert kernel.kind == "matmul" and [m.op for m in kernel.members] == ["add", "tanh"]
+
+
+def test_the_cases_cover_every_registered_primitive():
+    """ALL_OPS is kept by hand: a new primitive must get a case (or a reason in NOT_CASES)."""
+    from kcompile.ir.primitives import PRIMITIVES
+    assert set(PRIMITIVES) - set(ALL_OPS) == set(NOT_CASES)

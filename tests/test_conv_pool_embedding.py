@@ -9,7 +9,7 @@ import kcompile as keras
 from kcompile import layers
 
 from conftest import CONFORMANCE
-from test_keras_goldens import _close, _weights_from_h5
+from golden_helpers import close as _close, weights_from_h5 as _weights_from_h5
 
 
 # ---------------------------------------------------------------- numpy references

@@ -3,7 +3,6 @@ set from Keras's .h5 file, must match Keras's predict, evaluate loss and one tra
 within the corpus README's tolerances."""
 import json
 
-import h5py
 import numpy as np
 import pytest
 
@@ -11,21 +10,9 @@ import kcompile as keras
 from kcompile import layers
 
 from conftest import CONFORMANCE
+from golden_helpers import close as _close, weights_from_h5 as _weights_from_h5
 
 K3 = CONFORMANCE / "keras3"
-
-
-def _weights_from_h5(path):
-    """Weights in Keras order, following layer_names / weight_names (never HDF5 iteration order)."""
-    with h5py.File(path, "r") as f:
-        g = f["model_weights"]
-        out = []
-        for lname in g.attrs["layer_names"]:
-            lname = lname.decode() if isinstance(lname, bytes) else lname
-            for wname in g[lname].attrs["weight_names"]:
-                wname = wname.decode() if isinstance(wname, bytes) else wname
-                out.append(np.asarray(g[lname][wname]))
-        return out, json.loads(f.attrs["training_config"])
 
 
 def _build(name):
@@ -42,10 +29,6 @@ def _build(name):
     opt = training["optimizer_config"]
     model.compile(optimizer=keras.optimizers.get(opt), loss=training["loss"], metrics=training["metrics"])
     return model
-
-
-def _close(got, want, atol, rtol):
-    np.testing.assert_array_less(np.abs(np.asarray(got) - want), atol + rtol * np.abs(want) + 1e-12)
 
 
 @pytest.mark.parametrize("name", ["mlp_regression_adam", "mlp_binary_rmsprop"])

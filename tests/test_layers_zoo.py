@@ -11,7 +11,8 @@ import kcompile as keras
 from kcompile import layers
 
 from conftest import CONFORMANCE
-from test_keras_goldens import _close, _weights_from_h5
+from golden_helpers import close as _close, weights_from_h5 as _weights_from_h5
+from model_suites import INTERPRETER_SUITE
 
 RNG = np.random.default_rng(0)
 
@@ -243,24 +244,13 @@ def test_time_distributed_dense_and_per_step_layer():
     td = layers.TimeDistributed(layers.Dense(2))
     kernel_out = td(x)
     k, b = td.get_weights()
-    np.testing.assert_allclose(kernel_out, x @ k + b, rtol=1e-5)
+    np.testing.assert_allclose(kernel_out, x @ k + b, rtol=1e-5, atol=1e-6)
     conv = layers.TimeDistributed(layers.Conv1D(2, 2, use_bias=False))
     seq = _x(2, 3, 5, 1)
     out = conv(seq)
     (ck,) = conv.get_weights()
     want = np.stack([np.stack([seq[:, t, i:i + 2, 0] @ ck[:, 0, :] for i in range(4)], 1) for t in range(3)], 1)
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
-
-
-# The compiled-vs-interpreter suite (test_aot.py runs it through a built C library too).
-INTERPRETER_SUITE = {
-    "bn_conv_stack": lambda: [keras.Input((6, 6, 2)), layers.BatchNormalization(), layers.ZeroPadding2D(1),
-                              layers.Conv2D(2, 3), layers.LeakyReLU(), layers.UpSampling2D(), layers.Cropping2D(2),
-                              layers.Flatten(), layers.Dense(1)],
-    "ln_timedistributed": lambda: [keras.Input((5, 3)), layers.LayerNormalization(),
-                                   layers.TimeDistributed(layers.Dense(4)), layers.PReLU(), layers.Permute((2, 1)),
-                                   layers.Flatten(), layers.Dense(1)],
-}
 
 
 @pytest.mark.parametrize("build", list(INTERPRETER_SUITE.values()), ids=list(INTERPRETER_SUITE))

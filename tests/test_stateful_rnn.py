@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 import kcompile as keras
 from kcompile import layers
 
-from test_recurrent import REFS
+from rnn_reference import REFS
 
 
 @settings(deadline=None, max_examples=4)
