@@ -1,8 +1,12 @@
 """The PTX path (codegen/nvptx.py, runtime/cuda.py): every supported primitive and some fused
 graphs are emitted as PTX and assembled with ptxas for sm_80 and sm_90; the same kernels, built
 for the host with a loop in place of the grid, run against the numpy reference interpreter (this
-checks the index arithmetic and the launch data where no GPU is present); kernels the path does
-not lower yet are reported all at once by name; and where a GPU is present the PTX runs on it."""
+checks the index arithmetic and the launch data where no GPU is present; the tiled matmul's
+emulation runs each block as phases split at its barriers, every phase a loop over the block's
+threads, with shared memory and the threads' accumulators in host arrays); the guide MLP's
+entries lower entirely; kernels the path does not lower yet are reported all at once by name;
+GpuProgram and GpuExecutable run through a fake libcuda; and where a GPU is present the PTX runs
+on it."""
 import ctypes
 import shutil
 import subprocess
@@ -27,7 +31,7 @@ from kcompile.runtime.cuda import CudaError, GpuProgram, cuda_available
 
 from primitive_cases import ALL_OPS, feed_shape, make_case, values
 
-NOT_YET = {"matmul", "window_grad", "gather_rows", "scatter_add_rows"}   # kinds/ops the PTX path lacks
+NOT_YET = {"window_grad", "gather_rows", "scatter_add_rows"}   # kinds/ops the PTX path lacks
 PTXAS = shutil.which("ptxas")
 needs_ptxas = pytest.mark.skipif(PTXAS is None, reason="ptxas (CUDA toolkit) is not on PATH: cannot assemble PTX")
 GPU, GPU_REASON = cuda_available()
@@ -55,8 +59,8 @@ def ptxas(ptx, arch, tmp_path):
 class HostGrid:
     """Run launches of programs built with build_ptx_module(emulate=True) through MCJIT."""
 
-    def __init__(self, programs):
-        module, self.launches = build_ptx_module(programs, emulate=True)
+    def __init__(self, programs, name="model"):
+        module, self.launches = build_ptx_module(programs, name=name, emulate=True)
         module.triple = llvm.get_process_triple()
         mod = llvm.parse_assembly(str(module))
         mod.verify()
@@ -64,17 +68,19 @@ class HostGrid:
         self.engine.finalize_object()
         self.programs = programs
 
-    def run(self, entry, n, inputs):
+    def run(self, entry, n, inputs, state=None):
+        """Outputs by name; `state` (slot -> array) is updated in place by the entry's kernels."""
         program = self.programs[entry]
         graph, plan = program.graph, program.memory
         ins = [np.ascontiguousarray(a, dtype=node.dtype) for a, node in zip(inputs, graph.inputs)]
         outs = [np.full(concrete_shape(o.shape, n), 7, o.dtype) for o in graph.outputs.values()]
         ws = np.full(plan.workspace_bytes(n) + 64, 0xAB, np.uint8)   # garbage: nothing may rely on zeroed memory
+        slots = {name: a.ctypes.data for name, a in (state or {}).items()}
         for launch in self.launches[entry]:
             count = launch.count(n)
             assert launch.grid(n) * launch.block >= count
             addresses = [buffer_address(plan, buf, n, [a.ctypes.data for a in ins], [a.ctypes.data for a in outs],
-                                        {}, ws.ctypes.data) for buf in launch.buffers]
+                                        slots, ws.ctypes.data) for buf in launch.buffers]
             fn = ctypes.CFUNCTYPE(None, *[ctypes.c_int64] * 2, *[ctypes.c_void_p] * len(addresses))(
                 self.engine.get_function_address(launch.symbol))
             fn(n, count, *addresses)
@@ -121,7 +127,8 @@ def test_every_supported_primitive_assembles_and_matches_reference(data, tmp_pat
     covered = set(programs)
     elementwise = {name for name, p in PRIMITIVES.items() if p.fusion == "elementwise"} & set(ALL_OPS)
     assert elementwise <= covered
-    assert {"reduce_sum", "reduce_max", "reduce_min", "argmax", "slice", "pad", "concat", "window"} <= covered
+    assert {"reduce_sum", "reduce_max", "reduce_min", "argmax", "slice", "pad", "concat", "window",
+            "matmul"} <= covered
     for arch in ("sm_80", "sm_90"):
         ptx, launches = emit_ptx_programs(programs, nvptx_target(arch), name="cases")
         assert f".target {arch}" in ptx
@@ -198,27 +205,124 @@ def test_elementwise_launch_counts_scale_with_the_batch():
     assert [l.grid(1000) for l in launches["f"] if l.kind == "elementwise"] == [-(-12000 // 256)]
 
 
-def test_guide_mlp_reports_every_matmul_kernel_by_name():
+def _matmul_graphs():
+    """Tiled matmuls: ragged and exact tiles (1, 17, 64, 65, 130), both transposes, fused epilogues."""
+    graphs = {}
+    for k, n, tb in ((1, 17, False), (17, 1, True), (64, 64, False), (65, 130, True), (130, 65, False)):
+        x = b.input("x", (BATCH, k))
+        w = b.input("w", (n, k) if tb else (k, n), index=1)
+        bias = b.input("bias", (n,), index=2)
+        y = b.matmul(x, w, transpose_b=tb)
+        graphs[f"mm_{k}x{n}{'_tb' if tb else ''}"] = Graph([x, w, bias], {"y": y, "r": b.relu(b.add(y, bias))}, [])
+    for k, n in ((17, 65), (130, 1)):                      # contract over the batch (weight gradients)
+        x = b.input("x", (BATCH, k))
+        g = b.input("g", (BATCH, n), index=1)
+        graphs[f"ta_{k}x{n}"] = Graph([x, g], {"dw": b.mul(b.matmul(x, g, transpose_a=True), b.batch_size())}, [])
+    x = b.input("x", (BATCH, 3, 17))                        # rows over (batch, 3)
+    w = b.input("w", (17, 65), index=1)
+    graphs["rows3"] = Graph([x, w], {"y": b.tanh(b.matmul(x, w))}, [])
+    x = b.input("x", (17, 3), index=0)                      # both operands transposed (K fixed)
+    w = b.input("w", (65, 17), index=1)
+    graphs["ta_tb"] = Graph([x, w], {"y": b.matmul(x, w, transpose_a=True, transpose_b=True)}, [])
+    return graphs
+
+
+@needs_ptxas
+def test_matmul_tiles_assemble_and_match_reference(tmp_path):
+    graphs = _matmul_graphs()
+    programs = {k: lower_to_kernels(g) for k, g in graphs.items()}
+    assert all(any(p.kernels[s.kernel].kind == "matmul" for s in p.schedule) for p in programs.values())
+    for arch in ("sm_80", "sm_90"):
+        ptx, launches = emit_ptx_programs(programs, nvptx_target(arch), name="mm")
+        assert ".shared" in ptx and "bar.sync" in ptx and "ld.shared" in ptx
+        ptxas(ptx, arch, tmp_path)
+    # one 256-thread block per 64 x 64 tile of C; count = grid * block (every thread meets the barriers)
+    (mm,) = [l for l in launches["mm_65x130_tb"] if l.kind == "matmul"]
+    assert mm.block == 256 and [list(t.coeffs) for t in mm.tiles] == [[0, 1], [130]]
+    assert (mm.grid(1), mm.count(1), mm.grid(65), mm.grid(130)) == (3, 768, 6, 9)
+    assert mm.describe()["tiles"] == [[0, 1], [130]]
+    grid = HostGrid(programs)
+    rng = np.random.default_rng(4)
+    for batch in (1, 17, 64, 65, 130):
+        for entry, graph in graphs.items():
+            feeds = {i.attrs["name"]: rng.standard_normal(feed_shape(i.shape, batch)).astype(np.float32)
+                     for i in graph.inputs}
+            want, _ = evaluate(graph, feeds, {}, batch=batch)
+            got = grid.run(entry, batch, [feeds[i.attrs["name"]] for i in graph.inputs])
+            for key in want:
+                assert_close(got[key], want[key], f"{entry}:{key} at batch {batch}")
+
+
+def _guide_mlp(optimizer="rmsprop"):
     inputs = keras.Input(shape=(784,), name="digits")
     h = layers.Dense(64, activation="relu", name="dense_1")(inputs)
     h = layers.Dense(64, activation="relu", name="dense_2")(h)
     outputs = layers.Dense(10, activation="softmax", name="predictions")(h)
     model = keras.Model(inputs=inputs, outputs=outputs)
-    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
     specs, spec, y_shapes = model._training_setup()
-    graphs = CompiledModel(model, specs, spec).entry_graphs(y_shapes)
+    compiled = CompiledModel(model, specs, spec)
+    return compiled, compiled.entry_graphs(y_shapes)
+
+
+@needs_ptxas
+def test_guide_mlp_lowers_entirely_and_matches_reference(tmp_path):
+    compiled, graphs = _guide_mlp()
     programs = {e: lower_to_kernels(g) for e, g in graphs.items()}
+    assert {e: unsupported_kernels(p, e) for e, p in programs.items()} == {e: [] for e in programs}
+    predict = programs["predict"]
+    kinds = [predict.kernels[s.kernel].kind for s in predict.schedule]
+    assert kinds.count("matmul") == 3 and set(kinds) <= {"matmul", "elementwise", "reduce"}
+    for arch in ("sm_80", "sm_90"):
+        ptx, launches = emit_ptx_programs({"predict": predict}, nvptx_target(arch), name="mlp")
+        ptxas(ptx, arch, tmp_path)
+    state = compiled.pool.values()
+    grid = HostGrid({"predict": predict})
+    graph = graphs["predict"]
+    rng = np.random.default_rng(5)
+    for batch in (1, 65):
+        x = rng.standard_normal((batch, 784)).astype(np.float32)
+        want, _ = evaluate(graph, {"digits": x}, state, batch=batch)
+        got = grid.run("predict", batch, [x], {k: v.copy() for k, v in state.items()})
+        for key in want:
+            assert_close(got[key], want[key], f"mlp predict:{key} at batch {batch}")
+    # the train step (forward, backward and the update, all kernels on the grid) too; with SGD, as
+    # RMSprop's first step is about lr * sign(gradient), which flips where a gradient sums to ~0 and
+    # the summation order differs from numpy's
+    compiled, graphs = _guide_mlp("sgd")
+    state = compiled.pool.values()
+    train = graphs["train"]
+    grid = HostGrid({"train": lower_to_kernels(train)})
+    batch = 65
+    feeds = {"digits": rng.standard_normal((batch, 784)).astype(np.float32),
+             "target_0": rng.integers(0, 10, batch).astype(np.float32),
+             "sample_weight_0": rng.uniform(0.5, 1.5, batch).astype(np.float32)}
+    want, updates = evaluate(train, feeds, state, batch=batch)
+    slots = {k: v.copy() for k, v in state.items()}
+    got = grid.run("train", batch, [feeds[i.attrs["name"]] for i in train.inputs], slots)
+    assert_close(got["loss"], want["loss"], "mlp train loss")
+    assert len(updates) == 10                                 # 6 weights, the iteration, seed, 2 metric sums
+    for slot, value in updates.items():
+        assert_close(slots[slot], np.asarray(value).reshape(slots[slot].shape), f"mlp train update {slot}")
+
+
+def test_unsupported_kernels_are_reported_all_at_once_by_name():
+    t = b.input("t", (7, 5))
+    i = b.input("i", (BATCH,), index=1)
+    gathered = b.gather_rows(t, b.cast(i, "int32"))
+    g = b.input("g", (BATCH, 5))
+    first = Graph([t, i], {"y": b.exp(gathered)}, [])
+    second = Graph([g, i], {"y": b.scatter_add_rows(g, b.cast(i, "int32"), 7)}, [])
+    programs = {"first": lower_to_kernels(first), "second": lower_to_kernels(second)}
     with pytest.raises(UnsupportedKernels) as info:
-        build_ptx_module(programs, name="mlp")
+        build_ptx_module(programs, name="rows")
     err = info.value
     assert isinstance(err, NotImplementedError)
-    predict = [u for u in err.kernels if u.entry == "predict"]
-    assert [(u.kind, u.op) for u in predict] == [("matmul", "matmul")] * 3   # all three Dense layers at once
-    assert {u.entry for u in err.kernels} == set(programs)                   # every entry in one report
-    assert {u.op for u in err.kernels} == {"matmul"}
+    assert [(u.entry, u.op) for u in err.kernels] == [("first", "gather_rows"), ("second", "scatter_add_rows")]
     msg = str(err)
-    assert "unsupported: matmul" in msg and "predict kernel 0: matmul kernel of 'matmul'" in msg
-    assert "matmul+add" in msg and "(N, 64)" in msg
+    assert "unsupported: gather_rows, scatter_add_rows" in msg
+    assert "first kernel 1: gather_rows kernel of 'gather_rows'" in msg
+    assert "(N, 5)" in msg and "matmul (float32)" in msg
 
 
 def test_cuda_runtime_reports_unavailability_cleanly():
@@ -276,6 +380,35 @@ def test_every_supported_primitive_runs_on_the_gpu():
             finally:
                 gpu.close()
     check()
+
+
+@needs_gpu
+def test_matmuls_and_the_guide_mlp_run_on_the_gpu():
+    from kcompile.runtime.cuda import GpuExecutable, device_arch
+    arch = device_arch(0)
+    target = nvptx_target(arch if arch in ("sm_80", "sm_90") else "sm_80")
+    rng = np.random.default_rng(7)
+    for entry, graph in _matmul_graphs().items():
+        program = lower_to_kernels(graph)
+        ptx, launches = emit_ptx(program, target, name=entry)
+        gpu = GpuProgram(ptx, launches, program)
+        try:
+            for batch in (1, 65, 1000):
+                feeds = {i.attrs["name"]: rng.standard_normal(feed_shape(i.shape, batch)).astype(np.float32)
+                         for i in graph.inputs}
+                want, _ = evaluate(graph, feeds, {}, batch=batch)
+                outs, _ = gpu.run(batch, [feeds[i.attrs["name"]] for i in graph.inputs], synchronize_each=True)
+                for key, got in zip(graph.outputs, outs):
+                    assert_close(got, want[key], f"{entry}:{key} at batch {batch} on {arch}")
+        finally:
+            gpu.close()
+    compiled, graphs = _guide_mlp()
+    state = compiled.pool.values()
+    with GpuExecutable({"predict": lower_to_kernels(graphs["predict"])}, compiled.pool) as exe:
+        for batch in (1, 1000):
+            x = rng.standard_normal((batch, 784)).astype(np.float32)
+            want, _ = evaluate(graphs["predict"], {"digits": x}, state, batch=batch)
+            assert_close(exe.run("predict", batch, [x])[0], want["y0"], f"mlp predict at batch {batch} on {arch}")
 
 
 def test_compile_ptx_accepts_a_prebuilt_module():
@@ -385,5 +518,59 @@ def test_runtime_against_a_fake_driver(fake_driver):
         module = ctx.load_ptx("// .entry other")
         with pytest.raises(CudaError, match=r"cuModuleGetFunction \(kernel 'missing_k0'\) failed: CUDA_ERROR_NOT_FOUND"):
             ctx.function(module, "missing_k0")
+    finally:
+        ctx.release()
+
+
+def test_gpu_executable_against_a_fake_driver(fake_driver):
+    """GpuExecutable (the Executable protocol, predict-only) through the fake libcuda: the guide MLP."""
+    from kcompile.runtime.cuda import Context, GpuExecutable
+    from kcompile.runtime.executable import Executable
+    lib = fake_driver.lib
+    compiled, graphs = _guide_mlp()
+    pool = compiled.pool
+    programs = {"predict": lower_to_kernels(graphs["predict"])}
+    host = HostGrid(programs, name="mlpexe")
+    for l in host.launches["predict"]:
+        lib.fake_register(l.symbol.encode(), ctypes.c_void_p(host.engine.get_function_address(l.symbol)),
+                          2 + len(l.buffers))
+    with pytest.raises(NotImplementedError, match="predict-only.*train"):
+        GpuExecutable({"train": lower_to_kernels(graphs["train"])}, pool, context=object())
+    ctx = Context(0, fake_driver)
+    try:
+        baseline = lib.fake_live_allocations()
+        exe = GpuExecutable(programs, pool, name="mlpexe", context=ctx)
+        assert isinstance(exe, Executable) and exe.has("predict") and not exe.has("train")
+        m = exe.manifest
+        info = m.entries["predict"]
+        assert m.target["name"] == "nvptx-sm_90"                 # the fake device is compute capability 9.0
+        assert [(t.name, t.shape, t.role) for t in info.inputs] == [("digits", (-1, 784), "x")]
+        assert [t.shape for t in info.outputs] == [(-1, 10)] and not info.writes_state
+        assert info.symbol == "mlpexe__predict" and info.loop_symbol is None
+        assert [s["kind"] for s in info.schedule].count("matmul") == 3
+        assert (m.slots, m.state_size) == (sorted(pool.layout()[0], key=lambda s: s.offset), pool.layout()[1])
+        assert m.max_batch > 1000
+        assert lib.fake_live_allocations() == baseline + 1        # the state, copied once
+        rng = np.random.default_rng(6)
+        state = pool.values()
+        for batch in (1, 65):
+            x = rng.standard_normal((batch, 784)).astype(np.float32)
+            want, _ = evaluate(graphs["predict"], {"digits": x}, state, batch=batch)
+            (got,) = exe.run("predict", batch, [x])
+            assert_close(got, want["y0"], f"GpuExecutable predict at batch {batch}")
+            assert lib.fake_live_allocations() == baseline + 1    # run() frees its inputs, outputs, workspace
+        # the device holds a copy of the state: host changes are seen after load_state()
+        kernel = next(name for name in pool.slots if name.startswith("predictions/kernel"))
+        before = exe.run("predict", 3, [x[:3]])[0]
+        pool.view(kernel)[...] *= -1
+        np.testing.assert_array_equal(exe.run("predict", 3, [x[:3]])[0], before)
+        exe.load_state()
+        want, _ = evaluate(graphs["predict"], {"digits": x[:3]}, pool.values(), batch=3)
+        assert_close(exe.run("predict", 3, [x[:3]])[0], want["y0"], "after load_state")
+        exe.close()
+        exe.close()
+        assert lib.fake_live_allocations() == baseline and not ctx.modules
+        with pytest.raises(RuntimeError, match="after close"):
+            exe.run("predict", 1, [x[:1]])
     finally:
         ctx.release()

@@ -25,7 +25,16 @@ Kernel kinds:
                is evaluated inside that loop. (A warp-shuffle version is a later step.)
   layout       transpose, slice, reverse, window: one copy launch; pad: a zero launch then a
                copy launch; concat: one copy launch per input.
-Everything else (matmul, scan, window_grad, gather/scatter rows, ...) is reported by
+  matmul       float32 C = op(A) @ op(B) as a tiled SGEMM: one 256-thread block per 64x64 tile of
+               C, each thread a 4x4 register block (rows ty+16i, columns tx+16j); K is staged in
+               tiles of 16 through addrspace(3) shared memory between barriers (bar.sync), loads
+               outside the matrix read 0, stores outside it are guarded; transposed operands are
+               their strides (as lower.py's gemm). Every output element is summed in fixed, plain
+               k order (fmul then fadd, no contraction), then stored and the kernel's fused
+               elementwise epilogue is evaluated at that element (the elementwise emission).
+               Its Launch has `tiles` = (M, N): grid = ceil(M/64) * ceil(N/64) blocks, count =
+               grid * block (every thread reaches every barrier).
+Everything else (scan, window_grad, gather/scatter rows, ...) is reported by
 `UnsupportedKernels`, every unsupported kernel of the program at once, before any IR is built.
 
 The elementwise math is the CPU path's (`elementwise.EMITTERS`, `vecmath` polynomials): no libm
@@ -44,9 +53,9 @@ from ..ir.graph import format_shape
 from ..ir.passes.memory import base_of
 from ..ir.primitives_spatial import window_strides
 from .elementwise import EMITTERS
-from .llvm_util import FP_FLAGS, I32, I64, PTR, VOID, for_range, gep_f, i64, llvm_type
+from .llvm_util import F32, FP_FLAGS, I32, I64, PTR, VOID, for_range, gep_f, i64, llvm_type
 from .lower import EmitContext, _is_scalar_const, _KernelEmitter, _scale, sum_monos
-from .loops import Access, Mono, collapse, contiguous_strides, dim, prod
+from .loops import ONE, Access, Mono, collapse, contiguous_strides, dim, prod
 from .sizes import Poly
 from .target import Target, get_target
 
@@ -56,7 +65,12 @@ SUPPORTED = {
     "elementwise": None,                                            # every elementwise primitive
     "reduce": ("reduce_sum", "reduce_max", "reduce_min", "argmax"),
     "layout": ("transpose", "slice", "pad", "reverse", "window", "concat"),
+    "matmul": ("matmul",),
 }
+TILE_M = TILE_N = 64           # the C tile of one matmul block
+TILE_K = 16                    # K elements staged in shared memory per step
+THREADS = 16                   # 16 x 16 threads per matmul block, each a REG x REG block of C
+REG = 4
 
 
 def nvptx_target(arch="sm_80"):
@@ -101,7 +115,7 @@ class UnsupportedKernels(NotImplementedError):
             f"The GPU (PTX) path cannot lower {len(self.kernels)} kernel(s) of model '{name}' yet "
             f"(unsupported: {', '.join(ops)}):\n" + "\n".join("  " + k.describe() for k in self.kernels)
             + "\n(supported: elementwise; reduce: " + ", ".join(SUPPORTED["reduce"])
-            + "; layout: " + ", ".join(SUPPORTED["layout"]) + ")")
+            + "; layout: " + ", ".join(SUPPORTED["layout"]) + "; matmul (float32))")
 
 
 def unsupported_kernels(program, entry="f"):
@@ -117,6 +131,10 @@ def unsupported_kernels(program, entry="f"):
                 out.append(Unsupported(entry, step.kernel, k.kind, op, detail))
         elif k.root.op not in SUPPORTED[k.kind]:
             out.append(Unsupported(entry, step.kernel, k.kind, k.root.op, detail))
+        elif k.kind == "matmul" and (k.root.dtype != "float32" or any(m.op not in EMITTERS for m in k.members)):
+            out.append(Unsupported(entry, step.kernel, k.kind, f"{k.root.op} ({k.root.dtype})" if
+                                   k.root.dtype != "float32" else next(m.op for m in k.members
+                                                                       if m.op not in EMITTERS), detail))
     return out
 
 
@@ -130,8 +148,12 @@ class Launch:
     elements: Poly             # threads needed, a polynomial in the batch size n
     buffers: tuple             # memory-plan Buffer of each pointer argument, in order
     block: int = BLOCK
+    tiles: tuple = ()          # matmul: (M, N) Polys; one block per TILE_M x TILE_N tile of C
 
     def count(self, n):
+        if self.tiles:
+            m, c = (p(n) for p in self.tiles)
+            return -(-m // TILE_M) * -(-c // TILE_N) * self.block
         return self.elements(n)
 
     def grid(self, n):
@@ -141,6 +163,7 @@ class Launch:
     def describe(self):
         return {"step": self.step, "kernel": self.kernel, "kind": self.kind, "symbol": self.symbol,
                 "elements": list(self.elements.coeffs), "block": self.block,
+                "tiles": [list(p.coeffs) for p in self.tiles],
                 "buffers": [dataclasses.asdict(b) for b in self.buffers]}
 
 
@@ -182,6 +205,13 @@ class _PtxKernelEmitter(_KernelEmitter):
         self.buffers, self.buf_index = self._collect_buffers()
         getattr(self, "_grid_" + self.kernel.kind)()
         return self.launches
+
+    def _collect_buffers(self):
+        order, index = super()._collect_buffers()
+        if "gemm_scratch" in index:            # the CPU gemm's packing scratch: the GPU kernel has none
+            order.remove("gemm_scratch")
+            del index["gemm_scratch"]
+        return order, index
 
     def _grid_function(self, suffix, elements, body):
         """Define SYMBOL[suffix](i64 n, i64 count, ptr...): body(g) runs for each g < count."""
@@ -256,15 +286,18 @@ class _PtxKernelEmitter(_KernelEmitter):
         members, shape = self.kernel.members, self.kernel.iter_shape
         self._grid_function("", prod(shape), lambda g: self._elementwise_body(g, members, shape))
 
-    def _elementwise_body(self, g, members, shape):
+    def _elementwise_body(self, g, members, shape, given=None):
+        """Element g of `shape`: members evaluated and stored; `given`: node id -> value not loaded."""
         b = self.b
+        given = given or {}
         stores = [m for m in members if m in self.kernel.outputs]
         reads, accesses = self._operand_accesses(members, shape)
         out_strides = contiguous_strides(shape)
         accesses = accesses + [Access(None, out_strides)] * (len(stores) + 1)   # stores, then the flat index
         dims, accesses = collapse([dim(d) for d in shape], accesses)
         offsets = self._offsets(self._unflatten(g, dims), accesses)
-        loaded = {r.id: b.load(gep_f(b, self.ptr(r), offsets[k], r.dtype), typ=llvm_type(r.dtype))
+        loaded = {r.id: given[r.id] if r.id in given else
+                  b.load(gep_f(b, self.ptr(r), offsets[k], r.dtype), typ=llvm_type(r.dtype))
                   for k, r in enumerate(reads)}
         values = self._eval_members(members, loaded, offsets[-1])
         for k, s in enumerate(stores):
@@ -362,6 +395,161 @@ class _PtxKernelEmitter(_KernelEmitter):
         if root.op == "reduce_sum":
             return b.add(acc, v) if root.dtype == "int32" else b.fadd(acc, v, flags=FP_FLAGS)
         return EMITTERS["maximum" if root.op == "reduce_max" else "minimum"](EmitContext(b, self.module), root, acc, v)
+
+    # --- matmul: tiled SGEMM through shared memory
+    def _grid_matmul(self):
+        node = self.kernel.root
+        a, w = node.inputs
+        ta, tb = node.attrs["transpose_a"], node.attrs["transpose_b"]
+        if ta:
+            K, M = prod(a.shape[:-1]), dim(a.shape[-1])
+            a_rs, a_cs = ONE, M
+        else:
+            M, K = prod(a.shape[:-1]), dim(a.shape[-1])
+            a_rs, a_cs = K, ONE
+        if tb:
+            N = prod(w.shape[:-1])
+            b_rs, b_cs = ONE, dim(w.shape[-1])
+        else:
+            N = dim(w.shape[-1])
+            b_rs, b_cs = N, ONE
+        assert tuple(self.kernel.iter_shape) == tuple(node.shape)
+        symbol = self.name
+        fn = ir.Function(self.module, ir.FunctionType(VOID, [I64, I64] + [PTR] * len(self.buffers)), symbol)
+        for arg in fn.args[2:]:
+            arg.add_attribute("noalias")
+        self.fn = fn
+        self.n, count, self.args = fn.args[0], fn.args[1], list(fn.args[2:])
+        threads = THREADS * THREADS
+        self.launches.append(Launch(self.step, self.kernel_index, "matmul", symbol, Poly.of(M * N),
+                                    tuple(self.buffers), block=threads, tiles=(Poly.of(M), Poly.of(N))))
+        b = self.b = ir.IRBuilder(fn.append_basic_block("entry"))
+        tile_ty = ir.ArrayType(F32, TILE_K * TILE_M)
+        if self.emulate:
+            # host emulation: shared memory is two arrays of the function, the accumulators of all
+            # threads of a block live in one array, and the kernel runs as a loop over blocks of
+            # phases, each phase a loop over the block's threads (a barrier = the end of a phase)
+            shared_a, shared_b = (b.alloca(F32, size=i64(TILE_K * TILE_M)) for _ in "ab")
+            acc_all = b.alloca(F32, size=i64(REG * REG * threads))
+            blocks = b.udiv(count, i64(threads))
+            loop = for_range(b, i64(0), blocks, "block")
+            block = loop.__enter__()
+            tid = None
+        else:
+            fn.calling_convention = "ptx_kernel"
+            shared_a, shared_b = (self._shared(f"{symbol}.{x}", tile_ty) for x in "ab")
+            acc_all = b.alloca(F32, size=i64(REG * REG))
+            sreg = lambda r: b.zext(b.call(_sreg(self.module, f"llvm.nvvm.read.ptx.sreg.{r}"), []), I64)  # noqa: E731
+            block, tid = sreg("ctaid.x"), sreg("tid.x")
+        v = lambda m: m.value(self.b, self.n)  # noqa: E731
+        Mv, Nv, Kv = v(M), v(N), v(K)
+        tiles_n = b.udiv(b.add(Nv, i64(TILE_N - 1)), i64(TILE_N))
+        row0 = b.mul(b.udiv(block, tiles_n), i64(TILE_M))
+        col0 = b.mul(b.urem(block, tiles_n), i64(TILE_N))
+        barrier = self._barrier()
+
+        def phase(body, sync=True):
+            """body(t, acc) for every thread t of the block; then a barrier on the GPU (sync)."""
+            if self.emulate:
+                with for_range(self.b, i64(0), i64(threads), "t") as t:
+                    body(t, self.b.gep(acc_all, [self.b.mul(t, i64(REG * REG))], source_etype=F32))
+            else:
+                body(tid, acc_all)
+                if sync:
+                    self.b.call(barrier, [])
+
+        def tile_ptr(shared, index):
+            return self.b.gep(shared, [index], source_etype=F32)
+
+        def acc_ptr(acc, i, j):
+            return self.b.gep(acc, [i64(i * REG + j)], source_etype=F32)
+
+        def zero(t, acc):
+            for i in range(REG):
+                for j in range(REG):
+                    self.b.store(ir.Constant(F32, 0.0), acc_ptr(acc, i, j))
+        phase(zero, sync=False)
+        k_tiles = b.udiv(b.add(Kv, i64(TILE_K - 1)), i64(TILE_K))
+        pa, pb = self.ptr(a), self.ptr(w)
+        a_strides, b_strides = (v(a_rs), v(a_cs)), (v(b_rs), v(b_cs))
+        # thread e of a tile load: consecutive threads along the operand's contiguous axis
+        a_k_fast = a_cs == ONE
+        b_k_fast = b_rs == ONE and b_cs != ONE
+        with for_range(self.b, i64(0), k_tiles, "kt") as kt:
+            k0 = self.b.mul(kt, i64(TILE_K))
+
+            def load(t, acc):
+                bb = self.b
+                for r in range(TILE_K * TILE_M // threads):
+                    e = bb.add(t, i64(r * threads))
+                    for src, shared, (rs, cs), base, limit, k_fast in (
+                            (pa, shared_a, a_strides, row0, Mv, a_k_fast),
+                            (pb, shared_b, b_strides, col0, Nv, b_k_fast)):
+                        if k_fast:
+                            mm, kk = bb.udiv(e, i64(TILE_K)), bb.urem(e, i64(TILE_K))
+                        else:
+                            kk, mm = bb.udiv(e, i64(TILE_M)), bb.urem(e, i64(TILE_M))
+                        x, k = bb.add(base, mm), bb.add(k0, kk)
+                        ok = bb.and_(bb.icmp_unsigned("<", x, limit), bb.icmp_unsigned("<", k, Kv))
+                        if src is pa:
+                            off = bb.add(bb.mul(x, rs), bb.mul(k, cs))
+                        else:
+                            off = bb.add(bb.mul(k, rs), bb.mul(x, cs))
+                        value = bb.load(gep_f(bb, src, bb.select(ok, off, i64(0))), typ=F32)
+                        value = bb.select(ok, value, ir.Constant(F32, 0.0))
+                        bb.store(value, tile_ptr(shared, bb.add(bb.mul(kk, i64(TILE_M)), mm)))
+
+            def compute(t, acc):
+                bb = self.b
+                ty, tx = bb.udiv(t, i64(THREADS)), bb.urem(t, i64(THREADS))
+                sums = [[bb.load(acc_ptr(acc, i, j), typ=F32) for j in range(REG)] for i in range(REG)]
+                for kk in range(TILE_K):       # plain k order: acc = acc + a * b, no contraction
+                    av = [bb.load(tile_ptr(shared_a, bb.add(ty, i64(kk * TILE_M + THREADS * i))), typ=F32)
+                          for i in range(REG)]
+                    bv = [bb.load(tile_ptr(shared_b, bb.add(tx, i64(kk * TILE_N + THREADS * j))), typ=F32)
+                          for j in range(REG)]
+                    sums = [[bb.fadd(sums[i][j], bb.fmul(av[i], bv[j])) for j in range(REG)] for i in range(REG)]
+                for i in range(REG):
+                    for j in range(REG):
+                        bb.store(sums[i][j], acc_ptr(acc, i, j))
+            phase(load)
+            phase(compute)
+
+        members, shape = self.kernel.members, node.shape
+
+        def store(t, acc):
+            bb = self.b
+            ty, tx = bb.udiv(t, i64(THREADS)), bb.urem(t, i64(THREADS))
+            for i in range(REG):
+                for j in range(REG):
+                    row = bb.add(row0, bb.add(ty, i64(THREADS * i)))
+                    col = bb.add(col0, bb.add(tx, i64(THREADS * j)))
+                    inside = bb.and_(bb.icmp_unsigned("<", row, Mv), bb.icmp_unsigned("<", col, Nv))
+                    with bb.if_then(inside):
+                        value = bb.load(acc_ptr(acc, i, j), typ=F32)
+                        flat = bb.add(bb.mul(row, Nv), col)
+                        bb.store(value, gep_f(bb, self.ptr(node), flat))
+                        if members:
+                            self._elementwise_body(flat, members, shape, given={node.id: value})
+        phase(store, sync=False)
+        if self.emulate:
+            loop.__exit__(None, None, None)
+        self.b.ret_void()
+
+    def _barrier(self):
+        if self.emulate:
+            return None
+        fn = self.module.globals.get("llvm.nvvm.barrier0")
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(VOID, []), "llvm.nvvm.barrier0")
+        return fn
+
+    def _shared(self, name, ty):
+        g = ir.GlobalVariable(self.module, ty, name, addrspace=3)
+        g.initializer = ir.Constant(ty, ir.Undefined)
+        g.linkage, g.align = "internal", 16
+        g.type = ir.PointerType(addrspace=3)   # an opaque `ptr addrspace(3)` (GEPs give float pointers)
+        return g
 
     # --- layout: one or two copy launches per kernel
     def _grid_layout(self):
