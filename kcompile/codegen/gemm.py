@@ -29,6 +29,15 @@ gemm in it; each `define_gemm` adds only its driver loop and epilogue.
 
 The summation order depends on the shapes only: each C element is
 ((C or 0) + block 0's sum) + block 1's sum ..., each block's sum an FMA chain in k order.
+
+Threads: when the module is for an executor "threads" (`module.kc_executor`, set by build_module
+for the in-process JIT), the row-panel loop is outlined into a task over a range of panels, its
+values passed in a ctx block on the driver's stack, and a gemm of at least PARALLEL_MIN_WORK
+multiply-adds and more than one panel runs it through kc_parallel_for (runtime/kc_threads.c):
+contiguous ranges of panels per thread, B packed once before by the caller. Worker 0 packs A into
+`scratch`, pool worker w into kc_worker_scratch(w), so `scratch_floats` is unchanged. Each C element
+is still computed by one thread in the order above: results are identical for any thread count.
+Other executors (a built library) get the serial loop and no reference to the pool.
 """
 from __future__ import annotations
 
@@ -44,6 +53,14 @@ ALIGN = 16               # floats: 64 bytes
 V8 = ir.VectorType(F32, 8)
 M8 = ir.VectorType(ir.IntType(1), 8)
 A_FLOATS = MC * KC + A_PAD
+# The thread pool (executor "threads", runtime/kc_threads.c): KC_MAX_WORKERS threads at most; pool
+# worker w >= 1 packs A into its own kc_worker_scratch(w) of WORKER_SCRATCH_BYTES (the caller, worker
+# 0, into `scratch`, so scratch_floats is the serial one). A gemm of fewer than PARALLEL_MIN_WORK
+# multiply-adds, or of one row panel, runs serially.
+KC_MAX_WORKERS = 8
+WORKER_SCRATCH_BYTES = 256 * 1024
+PARALLEL_MIN_WORK = 1 << 18
+assert 4 * A_FLOATS <= WORKER_SCRATCH_BYTES
 
 
 def scratch_floats(k, n):
@@ -176,18 +193,95 @@ def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False)
     with b.if_then(b.icmp_signed(">", M, i64(0))):
         b.call(_pack_b_fn(module), [K, N, B, b_rs, b_cs, b_pack, kcb, n_kb])
 
-    panel = _panel_fn(module)
     # rows in n_ic panels of equal size (rounded up to MR), at most MC
     n_ic = _ceil_div(b, M, i64(MC))
     mcb = b.mul(_ceil_div(b, _ceil_div(b, M, _imax(b, n_ic, i64(1))), i64(MR)), i64(MR))
-    with for_range(b, 0, n_ic, "ic") as ic:
+    if getattr(module, "kc_executor", "serial") != "threads":
+        _row_panels(b, module, i64(0), n_ic, mcb, M, N, K, A, a_rs, a_cs, b_pack, kcb, n_kb, C, ldc, accumulate,
+                    a_pack, epilogue, extra)
+        b.ret_void()
+        return fn
+    # threads: the row-panel loop is a task over [begin, end) of the panels, run by kc_parallel_for
+    # when the work is big enough. The driver's values travel in a ctx struct on its stack.
+    # (an array of i64 slots: pointers through ptrtoint, the i32 flag sign-extended)
+    values = [M, N, K, A, a_rs, a_cs, b_pack, kcb, n_kb, C, ldc, accumulate, a_pack, mcb] + extra
+    ctx = b.alloca(I64, size=i64(len(values)), name="ctx")
+    for i, v in enumerate(values):
+        if v.type == I64:
+            slot = v
+        elif v.type == I32:
+            slot = b.sext(v, I64)
+        elif isinstance(v.type, ir.PointerType):
+            slot = b.ptrtoint(v, I64)
+        else:
+            raise TypeError(f"gemm: an extra argument of type {v.type} cannot go to the thread pool")
+        b.store(slot, b.gep(ctx, [i64(i)], inbounds=True, source_etype=I64))
+    task = _panel_task_fn(module, f"{name}.task", [v.type for v in values], epilogue)
+    work = b.mul(b.mul(M, N), K)
+    big = b.and_(b.icmp_signed(">=", work, i64(PARALLEL_MIN_WORK)), b.icmp_signed(">", n_ic, i64(1)))
+    with b.if_else(big) as (parallel, serial):
+        with parallel:
+            b.call(_parallel_for_fn(module), [task, ctx, n_ic])
+        with serial:
+            b.call(task, [ctx, i64(0), n_ic, i64(0)])
+    b.ret_void()
+    return fn
+
+
+def _row_panels(b, module, first, last, mcb, M, N, K, A, a_rs, a_cs, b_pack, kcb, n_kb, C, ldc, accumulate,
+                a_pack, epilogue, extra):
+    """Row panels [first, last) of mcb rows: the A block packed into a_pack, then the panel routine and the epilogue."""
+    panel = _panel_fn(module)
+    with for_range(b, first, last, "ic") as ic:
         r0 = b.mul(ic, mcb)
         mc = _imin(b, b.sub(M, r0), mcb)
         b.call(panel, [mc, N, K, gep_f(b, A, b.mul(r0, a_rs)), a_rs, a_cs, b_pack, kcb, n_kb,
                        gep_f(b, C, b.mul(r0, ldc)), ldc, accumulate, a_pack])
         if epilogue is not None:
             epilogue(b, r0, b.add(r0, mc), extra)
+
+
+def _panel_task_fn(module, name, types, epilogue):
+    """void task(ptr ctx, i64 begin, i64 end, i64 worker): row panels [begin, end) of one gemm call.
+
+    Worker 0 (the caller, or any call the pool runs inline) packs A into the call's scratch;
+    pool worker w >= 1 into its own buffer, kc_worker_scratch(w). Each C element is computed by
+    one worker with the serial code, so the result does not depend on the thread count.
+    """
+    fn = ir.Function(module, ir.FunctionType(VOID, [PTR, I64, I64, I64]), name)
+    fn.linkage = "internal"
+    fn.attributes.add("nounwind")
+    ctx, begin, end, worker = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    fields = []
+    for i, t in enumerate(types):
+        slot = b.load(b.gep(ctx, [i64(i)], inbounds=True, source_etype=I64), typ=I64)
+        fields.append(slot if t == I64 else b.trunc(slot, t) if t == I32 else b.inttoptr(slot, t))
+    M, N, K, A, a_rs, a_cs, b_pack, kcb, n_kb, C, ldc, accumulate, a_own, mcb = fields[:14]
+    extra = fields[14:]
+    scratch_fn = module.globals.get("kc_worker_scratch")
+    if scratch_fn is None:
+        scratch_fn = ir.Function(module, ir.FunctionType(PTR, [I64]), "kc_worker_scratch")
+    own = b.icmp_signed("==", worker, i64(0))
+    with b.if_else(own) as (mine, pooled):
+        with mine:
+            blk_own = b.block
+        with pooled:
+            theirs = b.call(scratch_fn, [worker])
+            blk_pool = b.block
+    a_pack = b.phi(PTR, "a_pack")
+    a_pack.add_incoming(a_own, blk_own)
+    a_pack.add_incoming(theirs, blk_pool)
+    _row_panels(b, module, begin, end, mcb, M, N, K, A, a_rs, a_cs, b_pack, kcb, n_kb, C, ldc, accumulate,
+                a_pack, epilogue, extra)
     b.ret_void()
+    return fn
+
+
+def _parallel_for_fn(module):
+    fn = module.globals.get("kc_parallel_for")
+    if fn is None:
+        fn = ir.Function(module, ir.FunctionType(VOID, [PTR, PTR, I64]), "kc_parallel_for")
     return fn
 
 

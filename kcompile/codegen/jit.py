@@ -6,21 +6,31 @@ is a header — format, kcompile and LLVM versions, target, key, payload size an
 the object. Anything that does not verify is deleted and compiled again with a warning: a
 truncated or tampered entry never reaches the machine-code loader. The folder is created 0700
 and not used when other users can write to it.
+
+The thread pool (runtime/kc_threads.c) is compiled once per machine with the system C compiler
+into that folder and loaded into the process (`thread_pool()`); code JIT-compiled for this process
+then runs the GEMM's row panels on it: `jit_target` gives such targets the executor "threads". With
+no C compiler, or KCOMPILE_THREADS=0, the executor stays "serial".
 """
 from __future__ import annotations
 
+import ctypes
+import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import stat
+import subprocess
 import tempfile
+import threading
 import warnings
 
 import llvmlite
 import llvmlite.binding as llvm
 
 from .._version import __version__
-from .target import ensure_llvm, get_target
+from .target import ensure_llvm, get_target, runs_here
 
 CACHE_FORMAT = "kcompile-object-2"
 
@@ -142,12 +152,119 @@ class ObjectCache:
             pass   # the cache is an optimization only
 
 
+_pool_lock = threading.Lock()
+_pool = None          # the loaded pool library (ctypes.CDLL), False once it proved unavailable
+POOL_FLAGS = ["-O2", "-fPIC", "-shared", "-pthread"]
+
+
+def _c_compiler():
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+
+
+def thread_pool():
+    """The thread pool library loaded into this process (ctypes.CDLL, its symbols visible to the JIT),
+    or None: KCOMPILE_THREADS=0, no C compiler, or it failed to build (warned once)."""
+    global _pool
+    if os.environ.get("KCOMPILE_THREADS", "1") == "0":
+        return None
+    with _pool_lock:
+        if _pool is None:
+            try:
+                _pool = _load_pool()
+            except (OSError, subprocess.SubprocessError, RuntimeError) as e:
+                warnings.warn(f"kcompile: the thread pool is unavailable ({e}); running serially",
+                              RuntimeWarning, stacklevel=2)
+                _pool = False
+        return _pool or None
+
+
+def _load_pool():
+    from . import gemm
+    from .c_abi import RUNTIME_DIR
+    cc = _c_compiler()
+    if cc is None:
+        return False
+    source_path = RUNTIME_DIR / "kc_threads.c"
+    source = source_path.read_bytes()
+    version = subprocess.run([cc, "--version"], capture_output=True, timeout=60).stdout
+    key = hashlib.sha256(b"\0".join([source, cc.encode(), version, " ".join(POOL_FLAGS).encode(),
+                                      llvm.get_process_triple().encode()])).hexdigest()
+    directory = cache_dir()
+    private = directory is None
+    if private:
+        directory = tempfile.mkdtemp(prefix="kcompile-pool-")
+    path = os.path.join(directory, f"kc_threads-{key[:32]}.so")
+    # the library's SHA-256 is kept beside it: a damaged or replaced library is built again, not loaded
+    if not _library_verifies(path):
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".so.tmp")
+        os.close(fd)
+        try:
+            done = subprocess.run([cc, *POOL_FLAGS, "-o", tmp, str(source_path)], capture_output=True, timeout=300)
+            if done.returncode != 0:
+                raise RuntimeError(f"{cc} failed: {done.stderr.decode(errors='replace')[-400:]}")
+            with open(tmp, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+            os.replace(tmp, path)   # atomic: concurrent processes see no half-written library
+            with open(tmp, "w") as f:
+                f.write(digest)
+            os.replace(tmp, path + ".sha256")
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        if not _library_verifies(path):
+            raise RuntimeError(f"{path} changed while it was written (another process built it at once?)")
+    llvm.load_library_permanently(path)
+    lib = ctypes.CDLL(path)   # the same (already loaded) object: for the settings
+    lib.kc_set_num_threads.argtypes, lib.kc_set_num_threads.restype = [ctypes.c_int], ctypes.c_int
+    lib.kc_get_num_threads.argtypes, lib.kc_get_num_threads.restype = [], ctypes.c_int
+    lib.kc_worker_scratch_bytes.restype = ctypes.c_int64
+    if lib.kc_worker_scratch_bytes() < gemm.WORKER_SCRATCH_BYTES:
+        raise RuntimeError("kc_threads.c's worker buffers are smaller than the gemm's packed A block")
+    lib.kc_set_num_threads(default_num_threads())
+    return lib
+
+
+def _library_verifies(path):
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        with open(path + ".sha256") as f:
+            return f.read().strip() == hashlib.sha256(data).hexdigest()
+    except OSError:
+        return False
+
+
+def default_num_threads():
+    """KCOMPILE_NUM_THREADS, else the CPUs this process may run on."""
+    value = os.environ.get("KCOMPILE_NUM_THREADS")
+    if value:
+        try:
+            return max(1, int(value))
+        except ValueError:
+            warnings.warn(f"kcompile: ignoring KCOMPILE_NUM_THREADS={value!r} (not an integer)", RuntimeWarning)
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def jit_target(target="host"):
+    """`target` as the in-process JIT runs it: a serial target this process runs gets the executor
+    "threads" when the thread pool is loaded (so it is part of the object-cache key)."""
+    target = get_target(target)
+    if target.executor == "serial" and runs_here(target) and thread_pool() is not None:
+        return dataclasses.replace(target, executor="threads")
+    return target
+
+
 class JitModule:
     """Parse, verify, optimize and JIT one llvmlite module for a target this process can run
     (the host by default); close() frees the machine code."""
 
     def __init__(self, ir_module, target="host"):
-        self.target = get_target(target)
+        self.target = jit_target(target)
+        if getattr(ir_module, "kc_executor", "serial") == "threads" and thread_pool() is None:
+            raise RuntimeError("this module calls the thread pool, which is not available in this process")
         self._mod, self._text = parse(ir_module, self.target)
         cache = ObjectCache(self._text, self.target)
         cached = cache.load()

@@ -1,9 +1,10 @@
 """Targets as data: what machine code is generated for, and how an entry's kernels are run.
 
 A `Target` names a triple, a CPU and its features, the vector width the kernel templates may
-assume, how the kernel sequence of an entry executes (serially here; a thread pool or a GPU grid
-in later back ends) and the relocation model. Every back end takes one: the in-process JIT uses
-`host`, `kcompile build --target NAME` any entry of `TARGETS`.
+assume, how the kernel sequence of an entry executes (serially; on the thread pool, "threads";
+as GPU grid launches) and the relocation model. Every back end takes one: the in-process JIT uses
+`host` with the executor "threads" when the pool is loaded (jit.jit_target), `kcompile build
+--target NAME` any entry of `TARGETS` (serial: a built library links alone).
 """
 from __future__ import annotations
 
