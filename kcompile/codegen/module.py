@@ -20,7 +20,6 @@ from .lower import lower_program, lower_step_loop
 from .manifest import EntryInfo, Manifest
 from .sizes import Poly, WorkspaceSize, emit_size_function, max_batch
 from .llvm_util import I64
-from .jit import jit_target
 from .target import get_target
 
 
@@ -32,11 +31,11 @@ def build_module(programs, state, target="host", name="model", initial_state=Non
     initial_state: bytes to embed for NAME_init_state (None: the C init entry reports KC_ERR_NO_WEIGHTS).
     c_interface: emit the checked C entry points and tensor tables (the JIT calls the internal
     entries directly and leaves them out, so identical models keep identical IR for the cache).
-    Without them the module is for this process's JIT, which may run the GEMMs on the thread pool
-    (jit.jit_target: executor "threads"); a module with them is a library that must link alone and
-    stays serial. The kernel templates read the executor from `module.kc_executor`.
+    The target's executor says how kernels run: "threads" (the in-process JIT with the pool loaded,
+    jit.jit_target) lets the GEMMs use the pool; the kernel templates read it from
+    `module.kc_executor`. Built libraries get serial targets and link alone.
     """
-    target = jit_target(target) if not c_interface else get_target(target)
+    target = get_target(target)
     slots, state_size = state
     offsets = {s.name: s.offset for s in slots}
     module = ir.Module(name="kcompile")   # not the model name: identical IR must hash identically

@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 
-from ..codegen.jit import JitModule
+from ..codegen.jit import JitModule, jit_target
 from ..codegen.manifest import Manifest
 from ..codegen.module import build_module
 from .executable import Executable
@@ -105,7 +105,9 @@ class NativeExecutable(Executable):
 
 
 def jit_executable(programs, pool, name="model", target="host", static_batch=None):
-    """Compile `programs` (entry -> KernelProgram) into this process over `pool`."""
+    """Compile `programs` (entry -> KernelProgram) into this process over `pool` (on the thread
+    pool when it is available: jit_target)."""
+    target = jit_target(target)
     module, manifest = build_module(programs, pool.layout(), target, name, static_batch=static_batch,
                                     c_interface=False)
     jit = JitModule(module, target)
