@@ -33,7 +33,8 @@ class _Merge(Layer):
         self.supports_masking = True
 
     def _check(self, inputs):
-        if not isinstance(inputs, (list, tuple)) or len(inputs) < self.min_inputs:
+        if not isinstance(inputs, (list, tuple)) or len(inputs) < self.min_inputs \
+                or not all(hasattr(x, "shape") for x in inputs):
             raise ValueError(f"Layer '{self.name}': a merge layer should be called on a list of at least "
                              f"{self.min_inputs} inputs. "
                              f"Received: inputs={inputs} (not a list of tensors)")

@@ -268,7 +268,7 @@ def normalize_model_config(config: dict, *, source=None, shape_limit=DEFAULT_SHA
     check_structure(config, source)
     check_declared_shapes(config, shape_limit, source=source)
     config = _clean(config)
-    unknown = sorted(set(config) - _TOP_KEYS)
+    unknown = sorted(set(config) - _TOP_KEYS, key=str)   # YAML keys need not be strings
     if unknown:
         _fail(f"model config: unknown top-level key {unknown[0]!r}", source)
     out = _normalize_model_envelope(config, source)
@@ -331,7 +331,7 @@ def _normalize_model_envelope(env, source):
 
 
 def _model_common(cfg, allowed, kind, source, default_name):
-    unknown = sorted(set(cfg) - allowed)
+    unknown = sorted(set(cfg) - allowed, key=str)
     name = cfg.get("name", default_name)
     if unknown:
         _fail(f"{kind} model {name!r}: unknown config key {unknown[0]!r}", source)
@@ -435,7 +435,7 @@ def _normalize_layer_entry(entry, source, *, functional):
     label = _layer_label(entry)
     if not isinstance(entry, dict):
         _fail(f"{label}: a layer entry must be a dict", source)
-    unknown = sorted(set(entry) - _ENVELOPE_KEYS)
+    unknown = sorted(set(entry) - _ENVELOPE_KEYS, key=str)
     if unknown:
         _fail(f"{label}: unknown key {unknown[0]!r}", source)
     if not isinstance(entry.get("class_name"), str) or not entry["class_name"]:
@@ -501,7 +501,7 @@ def _normalize_layer_config(class_name, cfg, label, source):
 
 
 def _normalize_inner_layer(env, label, source):
-    unknown = sorted(set(env) - _ENVELOPE_KEYS)
+    unknown = sorted(set(env) - _ENVELOPE_KEYS, key=str)
     if unknown:
         _fail(f"{label}: unknown key {unknown[0]!r}", source)
     class_name, registered = _split_registered(env["class_name"], env.get("registered_name"))
@@ -514,7 +514,7 @@ def _normalize_inner_layer(env, label, source):
 
 
 def _normalize_input_config(cfg, label, source):
-    unknown = sorted(set(cfg) - _INPUT_KEYS)
+    unknown = sorted(set(cfg) - _INPUT_KEYS, key=str)
     if unknown:
         _fail(f"{label}: unknown InputLayer key {unknown[0]!r}", source)
     if cfg.get("input_tensor") is not None:
@@ -830,7 +830,7 @@ class _Graph:
 
     def keras3_node(self, node, entry):
         where = self._where(entry)
-        unknown = sorted(set(node) - {"args", "kwargs"})
+        unknown = sorted(set(node) - {"args", "kwargs"}, key=str)
         if unknown:
             _fail(f"{where}: unknown node key {unknown[0]!r}", self.source)
         args = node.get("args", [])
@@ -926,7 +926,7 @@ def normalize_training_config(tc: dict, *, source=None) -> dict:
         _fail(f"training config must be a dict, got {type(tc).__name__}", source)
     check_structure(tc, source)
     tc = _clean(tc)
-    unknown = sorted(set(tc) - _TRAINING_KEYS)
+    unknown = sorted(set(tc) - _TRAINING_KEYS, key=str)
     if unknown:
         _fail(f"training config: unknown key {unknown[0]!r}", source)
     if "optimizer_config" in tc and "optimizer" in tc:

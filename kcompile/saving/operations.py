@@ -99,7 +99,7 @@ def build_operation(entry):
         for key in set(config) - set(parameters):
             if key in _KERAS_DEFAULTS and config[key] == _KERAS_DEFAULTS[key]:
                 del config[key]
-        unknown = sorted(set(config) - set(parameters))
+        unknown = sorted(set(config) - set(parameters), key=str)
         if unknown:
             raise ValueError(f"the operation {module}.{class_name} has arguments kcompile.ops."
                              f"{function.__name__} does not support: {unknown}")
