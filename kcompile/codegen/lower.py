@@ -97,6 +97,25 @@ def _eval(mono, batch):
     return mono.c * batch ** mono.k
 
 
+def matmul_geometry(node):
+    """(M, N, K, A's (row, column) strides, B's strides) of a matmul node, as Monos in the batch:
+    transposed operands are the same product with other strides (shared by the CPU and GPU kernels)."""
+    a, w = node.inputs
+    if node.attrs["transpose_a"]:
+        K, M = prod(a.shape[:-1]), dim(a.shape[-1])
+        a_strides = (ONE, M)
+    else:
+        M, K = prod(a.shape[:-1]), dim(a.shape[-1])
+        a_strides = (K, ONE)
+    if node.attrs["transpose_b"]:
+        N = prod(w.shape[:-1])
+        b_strides = (ONE, dim(w.shape[-1]))
+    else:
+        N = dim(w.shape[-1])
+        b_strides = (N, ONE)
+    return M, N, K, a_strides, b_strides
+
+
 class _KernelEmitter:
     def __init__(self, module, name, kernel, plan):
         self.module, self.name, self.kernel, self.plan = module, name, kernel, plan
@@ -349,19 +368,7 @@ class _KernelEmitter:
         b = self.b
         node = self.kernel.root
         a, w = node.inputs
-        ta, tb = node.attrs["transpose_a"], node.attrs["transpose_b"]
-        if ta:
-            K, M = prod(a.shape[:-1]), dim(a.shape[-1])
-            a_rs, a_cs = ONE, M
-        else:
-            M, K = prod(a.shape[:-1]), dim(a.shape[-1])
-            a_rs, a_cs = K, ONE
-        if tb:
-            N = prod(w.shape[:-1])
-            b_rs, b_cs = ONE, dim(w.shape[-1])
-        else:
-            N = dim(w.shape[-1])
-            b_rs, b_cs = N, ONE
+        M, N, K, (a_rs, a_cs), (b_rs, b_cs) = matmul_geometry(node)
         self.scratch_needs.append(4 * gemm.scratch_floats(Poly.of(K), Poly.of(N)))
         members = self.kernel.members
         fused = bool(members) and self._epilogue_collapses(members, node.shape)

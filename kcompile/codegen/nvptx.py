@@ -54,7 +54,7 @@ from ..ir.passes.memory import base_of
 from ..ir.primitives_spatial import window_strides
 from .elementwise import EMITTERS
 from .llvm_util import F32, FP_FLAGS, I32, I64, PTR, VOID, for_range, gep_f, i64, llvm_type
-from .lower import EmitContext, _is_scalar_const, _KernelEmitter, _scale, sum_monos
+from .lower import EmitContext, _is_scalar_const, _KernelEmitter, _scale, matmul_geometry, sum_monos
 from .loops import ONE, Access, Mono, collapse, contiguous_strides, dim, prod
 from .sizes import Poly
 from .target import Target, get_target
@@ -400,19 +400,7 @@ class _PtxKernelEmitter(_KernelEmitter):
     def _grid_matmul(self):
         node = self.kernel.root
         a, w = node.inputs
-        ta, tb = node.attrs["transpose_a"], node.attrs["transpose_b"]
-        if ta:
-            K, M = prod(a.shape[:-1]), dim(a.shape[-1])
-            a_rs, a_cs = ONE, M
-        else:
-            M, K = prod(a.shape[:-1]), dim(a.shape[-1])
-            a_rs, a_cs = K, ONE
-        if tb:
-            N = prod(w.shape[:-1])
-            b_rs, b_cs = ONE, dim(w.shape[-1])
-        else:
-            N = dim(w.shape[-1])
-            b_rs, b_cs = N, ONE
+        M, N, K, (a_rs, a_cs), (b_rs, b_cs) = matmul_geometry(node)
         assert tuple(self.kernel.iter_shape) == tuple(node.shape)
         symbol = self.name
         fn = ir.Function(self.module, ir.FunctionType(VOID, [I64, I64] + [PTR] * len(self.buffers)), symbol)
