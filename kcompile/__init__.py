@@ -7,7 +7,7 @@ or subclassing, `compile()` it (which generates native code through LLVM), then 
 from ._version import __version__  # noqa: E402
 
 from . import activations, initializers, losses, metrics, ops, optimizers, regularizers  # noqa: E402
-from . import backend, callbacks, config, data, distribute, layers, models, utils  # noqa: E402
+from . import backend, callbacks, config, data, distribute, distribution, layers, models, utils  # noqa: E402
 from .layers import Input, InputLayer, Layer  # noqa: E402
 from .models import Model, Sequential  # noqa: E402
 from .random_state import set_random_seed  # noqa: E402
@@ -17,4 +17,4 @@ from .aot import build, load_built  # noqa: E402
 
 __all__ = ["Sequential", "Model", "Input", "InputLayer", "Layer", "Variable", "layers", "models", "optimizers",
            "losses", "metrics", "activations", "initializers", "regularizers", "callbacks", "utils", "backend",
-           "ops", "data", "distribute", "config", "set_random_seed", "build", "load_built", "__version__"]
+           "ops", "data", "distribute", "distribution", "config", "set_random_seed", "build", "load_built", "__version__"]

@@ -86,9 +86,13 @@ class CallRecord:
 
 
 class Trace:
-    def __init__(self, training=False, step=None, recording=False, executes=False, static_batch=None):
+    def __init__(self, training=False, step=None, recording=False, executes=False, static_batch=None,
+                 row_offset=None):
         self.training = training
         self.step = step                 # IR node of the RNG step counter (int32 scalar)
+        # data-parallel training: IR node of this replica's first row in the global batch (int32
+        # scalar), so random numbers follow the global sample (ir/builder.random_uniform); else None
+        self.row_offset = row_offset
         self.recording = recording       # True while defining a functional model
         # True when the traced graph will run (not a shape probe): stateful layers then read and
         # write their state, whose rows are `static_batch` (the model's declared batch size)

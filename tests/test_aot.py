@@ -20,62 +20,13 @@ from kcompile import layers
 from kcompile.codegen.c_abi import status_codes
 
 from conftest import CONFORMANCE
-from model_suites import INTERPRETER_SUITE
+from model_suites import INTERPRETER_SUITE, MODELS, guide_mlp, two_in_two_out
 
 CC = shutil.which("cc") or shutil.which("gcc")
 DRIVER = pathlib.Path(__file__).parent / "c" / "kc_driver.c"
 pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler (cc) on this machine")
 CODES = {k: v[0] for k, v in status_codes().items()}
 BATCH, STEPS = 6, 5
-
-
-def guide_mlp():
-    model = keras.Sequential([layers.Dense(64, activation="relu", input_shape=(20,)), layers.Dropout(0.5),
-                              layers.Dense(64, activation="relu"), layers.Dropout(0.5),
-                              layers.Dense(10, activation="softmax")], name="guide_mlp")
-    model.compile(loss="categorical_crossentropy",
-                  optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9, nesterov=True),
-                  metrics=["accuracy"])
-    return model
-
-
-def vgg_like():
-    model = keras.Sequential([
-        layers.Conv2D(8, (3, 3), activation="relu", input_shape=(12, 12, 3)), layers.Conv2D(8, (3, 3), activation="relu"),
-        layers.MaxPooling2D((2, 2)), layers.Dropout(0.25), layers.Conv2D(16, (3, 3), activation="relu"),
-        layers.MaxPooling2D((2, 2)), layers.Flatten(), layers.Dense(32, activation="relu"), layers.Dropout(0.5),
-        layers.Dense(10, activation="softmax")], name="vgg_like")
-    model.compile(loss="categorical_crossentropy", optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9))
-    return model
-
-
-def lstm_model():
-    model = keras.Sequential([layers.LSTM(8, input_shape=(5, 4)), layers.Dense(3)], name="lstm_model")
-    model.compile(loss="mse", optimizer="adam")
-    return model
-
-
-def gru_bidirectional():
-    model = keras.Sequential([layers.Embedding(20, 6, input_length=5),
-                              layers.Bidirectional(layers.GRU(4, return_sequences=True)), layers.GRU(4),
-                              layers.Dense(2, activation="sigmoid")], name="gru_bi")
-    model.build((None, 5))
-    model.compile(loss="binary_crossentropy", optimizer="rmsprop")
-    return model
-
-
-def two_in_two_out():
-    a, b = keras.Input((6,), name="a"), keras.Input((3,), name="b")
-    h = layers.Dense(8, activation="tanh")(layers.Concatenate()([a, b]))
-    out1 = layers.Dense(1, name="score")(h)
-    out2 = layers.Dense(4, activation="softmax", name="label")(h)
-    model = keras.Model([a, b], [out1, out2], name="two_io")
-    model.compile(optimizer="adam", loss=["mse", "categorical_crossentropy"], loss_weights=[1.0, 0.5])
-    return model
-
-
-MODELS = {"guide_mlp": guide_mlp, "vgg_like": vgg_like, "lstm_model": lstm_model, "gru_bi": gru_bidirectional,
-          "two_io": two_in_two_out}
 
 
 def _data(manifest, rng):

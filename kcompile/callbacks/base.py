@@ -12,6 +12,9 @@ _HOOKS = ["on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "o
 
 
 class Callback:
+    # hooks that write files: in a data-parallel job only rank 0 (the chief) runs them
+    _chief_only_hooks = frozenset()
+
     def __init__(self):
         self.model = None
         self.params = {}
@@ -38,6 +41,9 @@ class Callback:
 for _hook in _HOOKS:
     if not hasattr(Callback, _hook):
         setattr(Callback, _hook, lambda self, *args, **kwargs: None)
+
+
+WRITES_EVERY_HOOK = frozenset(_HOOKS) | {"on_batch_begin", "on_batch_end"}
 
 
 def uses_batch_hooks(callback):

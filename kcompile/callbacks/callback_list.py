@@ -6,8 +6,11 @@ from .progress import History, ProgbarLogger
 
 
 class CallbackList:
-    def __init__(self, callbacks=None, add_history=False, add_progbar=False, model=None, **params):
+    def __init__(self, callbacks=None, add_history=False, add_progbar=False, model=None, chief=True, **params):
+        """chief=False on the workers of a data-parallel job other than rank 0: the hooks that write
+        files (a callback's `_chief_only_hooks`) are skipped there, so one copy of each file is written."""
         self.callbacks = list(callbacks or [])
+        self.chief = chief
         if add_progbar and not any(isinstance(c, ProgbarLogger) for c in self.callbacks):
             self.callbacks.append(ProgbarLogger())
         if add_history and not any(isinstance(c, History) for c in self.callbacks):
@@ -20,7 +23,8 @@ class CallbackList:
 
     def _call(self, hook, *args):
         for c in self.callbacks:
-            getattr(c, hook)(*args)
+            if self.chief or hook not in getattr(c, "_chief_only_hooks", ()):
+                getattr(c, hook)(*args)
 
     def __iter__(self):
         return iter(self.callbacks)

@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from .base import Callback
+from .base import WRITES_EVERY_HOOK, Callback
 from .monitoring import _monitor_op
 
 
@@ -24,6 +24,8 @@ class ModelCheckpoint(Callback):
     """Save the model (`model.save`) or its weights (`model.save_weights`) every epoch or every
     `save_freq` batches; `filepath` may hold `{epoch:02d}`, `{batch}` and logged values such as
     `{val_loss:.2f}`."""
+
+    _chief_only_hooks = WRITES_EVERY_HOOK   # only rank 0 of a data-parallel job writes the files
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
                  mode="auto", save_freq="epoch", initial_value_threshold=None):
@@ -112,6 +114,8 @@ class BackupAndRestore(Callback):
     """
 
     _LATEST, _PREVIOUS = "training_state.npz", "training_state.prev.npz"
+    # every worker of a data-parallel job restores; only rank 0 writes and deletes backups
+    _chief_only_hooks = frozenset({"on_train_batch_end", "on_epoch_end", "on_train_end"})
 
     def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False, delete_checkpoint=True):
         super().__init__()

@@ -5,7 +5,7 @@ import csv
 import os
 
 from ..utils.progbar import Progbar
-from .base import Callback
+from .base import WRITES_EVERY_HOOK, Callback
 
 
 class History(Callback):
@@ -71,6 +71,8 @@ class ProgbarLogger(Callback):
 
 
 class CSVLogger(Callback):
+    _chief_only_hooks = WRITES_EVERY_HOOK   # only rank 0 of a data-parallel job writes the files
+
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
         self.filename, self.sep, self.append = os.fspath(filename), separator, append

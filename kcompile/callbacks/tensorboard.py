@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import time
 
-from .base import Callback
+from .base import WRITES_EVERY_HOOK, Callback
 from .event_file import EventFileWriter
 
 
 class TensorBoard(Callback):
+    _chief_only_hooks = WRITES_EVERY_HOOK   # only rank 0 of a data-parallel job writes the files
+
     def __init__(self, log_dir="logs", histogram_freq=0, write_graph=True, write_images=False,
                  write_steps_per_second=False, update_freq="epoch", profile_batch=0, embeddings_freq=0,
                  embeddings_metadata=None):

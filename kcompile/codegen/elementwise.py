@@ -7,6 +7,8 @@ primitive in the rule table has an emitter.
 """
 from __future__ import annotations
 
+import math
+
 from llvmlite import ir
 
 from ..ir.primitives import MIX_MULTIPLIERS
@@ -114,12 +116,17 @@ def _mix32(b, x):
     return b.xor(x, b.lshr(x, ir.Constant(I32, 16)))
 
 
-def _random_uniform(ctx, node, step):
-    """Same hash as primitives.random_bits_reference: key = mix(step ^ mix(seed)), bits = mix(i ^ key)."""
+def _random_uniform(ctx, node, step, row_offset=None):
+    """Same hash as primitives.random_bits_reference: key = mix(step ^ mix(seed)), bits = mix(i ^ key),
+    i shifted by row_offset rows when the node has that operand (a data-parallel replica's rows)."""
     b = ctx.builder
     seed_mix = _mix32(b, ir.Constant(I32, node.attrs["seed"] & 0xFFFFFFFF))
     key = _mix32(b, b.xor(step, seed_mix))
-    bits = _mix32(b, b.xor(b.trunc(ctx.flat_index, I32), key))
+    index = b.trunc(ctx.flat_index, I32)
+    if row_offset is not None:
+        row = math.prod(int(d) for d in node.shape[1:]) & 0xFFFFFFFF
+        index = b.add(index, b.mul(row_offset, ir.Constant(I32, row)))
+    bits = _mix32(b, b.xor(index, key))
     return b.fmul(b.uitofp(b.lshr(bits, ir.Constant(I32, 8)), F32), _f(2.0 ** -24))
 
 

@@ -14,7 +14,7 @@ from llvmlite import ir
 
 from ..ir.passes.memory import base_of, buffer_of
 from ..ir.primitives_spatial import window_strides
-from . import gemm
+from . import collective, gemm
 from .elementwise import EMITTERS
 from .llvm_util import F32, FP_FLAGS, I32, I64, PTR, REDUCE_FLAGS, VOID, byte_offset, for_range, gep_f, i64, llvm_type
 from .loops import ONE, Access, Mono, broadcast_strides, collapse, contiguous_strides, dim, emit_nest, prod
@@ -427,6 +427,11 @@ class _KernelEmitter:
         zero = ir.Constant(llvm_type(node.dtype), 0)
         dims, (acc,) = collapse([dim(d) for d in node.shape], [Access(out, contiguous_strides(node.shape))])
         emit_nest(self.b, self.n, dims, [acc], lambda offs: self.b.store(zero, gep_f(self.b, out, offs[0], node.dtype)))
+
+    def _emit_all_reduce_sum(self):
+        node = self.kernel.root
+        collective.emit_all_reduce(self.b, self.module, self.ptr(node.inputs[0]), self.ptr(node),
+                                   int(node.shape[0]))
 
     def _emit_window_grad(self):
         """col2im: zero, then add every window element back where it was read (overlaps summed)."""

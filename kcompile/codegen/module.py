@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from . import c_abi
+from . import c_abi, collective
 from .lower import lower_program, lower_step_loop
 from .manifest import EntryInfo, Manifest
 from .sizes import Poly, WorkspaceSize, emit_size_function, max_batch
@@ -53,6 +53,9 @@ def build_module(programs, state, target="host", name="model", initial_state=Non
         raise ValueError(f"Model '{name}': a batch of {static_batch} needs more than the largest supported buffers")
     manifest = Manifest(name, target.describe(), entries, sorted(slots, key=lambda s: s.offset), state_size,
                         limit, static_batch)
+    if collective.uses_hook(module):   # a data-parallel train step: its all-reduce function is set at run time
+        manifest.abi["set_allreduce"], manifest.abi["allreduce_status"] = \
+            collective.define_hook_functions(module, name)
     if c_interface:
         abi_workspace = c_abi.define_entries(module, manifest, initial_state)
     else:

@@ -119,9 +119,12 @@ class ArrayAdapter:
         full = -(-self.num_samples // self.batch_size)
         self.num_batches = min(full, steps) if steps else full
 
+    # the source of shuffles (data-parallel training replaces it so every replica draws rank 0's)
+    permutation = staticmethod(np.random.permutation)
+
     def epoch_indices(self):
         if self.shuffle and self.shuffle != "batch":
-            return np.random.permutation(self.num_samples)
+            return self.permutation(self.num_samples)
         return np.arange(self.num_samples)
 
     def epoch_iterator(self):
@@ -129,7 +132,7 @@ class ArrayAdapter:
         contiguous = not (self.shuffle and self.shuffle != "batch")
         order = range(self.num_batches)
         if self.shuffle == "batch":
-            order = np.random.permutation(self.num_batches)
+            order = self.permutation(self.num_batches)
         for b in order:
             lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, self.num_samples)
             take = (lambda a: a[lo:hi]) if contiguous else (lambda a, s=idx[lo:hi]: a[s])

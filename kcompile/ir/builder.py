@@ -102,14 +102,18 @@ def clip(x, lo, hi):
     return minimum(maximum(x, lo), hi)
 
 
-def random_uniform(shape, seed, step):
-    return node("random_uniform", [step], {"shape": tuple(shape), "seed": int(seed)})
+def random_uniform(shape, seed, step, row_offset=None):
+    """Uniform [0, 1) numbers keyed by (seed, step, element index). `row_offset` (an int32 scalar
+    node, data-parallel training) shifts the index by that many rows of a batched shape, so a
+    replica holding rows [r, r + n) of the global batch draws the numbers those rows get in one process."""
+    operands = [step] if row_offset is None or not shape or shape[0] is not BATCH else [step, row_offset]
+    return node("random_uniform", operands, {"shape": tuple(shape), "seed": int(seed)})
 
 
-def random_normal(shape, seed, step):
+def random_normal(shape, seed, step, row_offset=None):
     """Standard normal samples by Box-Muller from two counter-based uniform streams."""
-    u1 = random_uniform(shape, seed, step)
-    u2 = random_uniform(shape, seed ^ 0x5BD1E995, step)
+    u1 = random_uniform(shape, seed, step, row_offset)
+    u2 = random_uniform(shape, seed ^ 0x5BD1E995, step, row_offset)
     radius = sqrt(mul(log(sub(1.0, u1)), -2.0))          # 1 - u1 lies in (0, 1]
     return mul(radius, cos(mul(u2, 2.0 * np.pi)))
 
@@ -278,6 +282,10 @@ def window_grad(g, input_spatial, sizes, strides, dilations):
     return node("window_grad", [as_node(g)], {"sizes": tuple(sizes), "strides": tuple(strides),
                                               "dilations": tuple(dilations),
                                               "input_spatial": tuple(int(v) for v in input_spatial)})
+
+
+def all_reduce_sum(x):
+    return node("all_reduce_sum", [as_node(x)])
 
 
 def gather_rows(table, indices):

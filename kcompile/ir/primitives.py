@@ -271,14 +271,18 @@ def _mix32(x):
     return x ^ (x >> np.uint32(16))
 
 
-def random_bits_reference(seed, step, size):
+def random_bits_reference(seed, step, size, first=0):
+    """The bits of elements first .. first + size - 1 (indices wrap at 2^32, as in compiled code)."""
     key = mix32(np.uint32(step) ^ mix32(np.uint32(seed & 0xFFFFFFFF)))
-    return mix32(np.arange(size, dtype=np.uint32) ^ key)
+    index = ((np.arange(size, dtype=np.int64) + first) & 0xFFFFFFFF).astype(np.uint32)
+    return mix32(index ^ key)
 
 
 def _random_uniform_ref(args, attrs, shape):
-    (step,) = args
-    bits = random_bits_reference(attrs["seed"], int(step), int(np.prod(shape, dtype=np.int64)))
+    step = args[0]
+    size = int(np.prod(shape, dtype=np.int64))
+    first = int(args[1]) * (size // shape[0]) if len(args) > 1 else 0    # row_offset rows of the batch
+    bits = random_bits_reference(attrs["seed"], int(step), size, first)
     return ((bits >> np.uint32(8)).astype(np.float32) * np.float32(2.0 ** -24)).reshape(shape)
 
 

@@ -147,7 +147,8 @@ class Activation(Layer):
 def dropout_mask(x, rate, seed, noise_shape=None):
     """Scaled keep-mask for x (1/(1-rate) where kept), from the counter-based RNG of the trace."""
     shape = tuple(x.node.shape) if noise_shape is None else noise_shape
-    u = KerasTensor(irb.random_uniform(shape, seed, current_trace().step_node()))
+    trace = current_trace()
+    u = KerasTensor(irb.random_uniform(shape, seed, trace.step_node(), trace.row_offset))
     return ops.multiply(ops.greater_equal(u, rate), 1.0 / (1.0 - rate))
 
 

@@ -32,7 +32,8 @@ class _Noise(Layer):
         self.supports_masking = True
 
     def _normal(self, like):
-        return KerasTensor(irb.random_normal(like.node.shape, self._rng_seed, current_trace().step_node()))
+        trace = current_trace()
+        return KerasTensor(irb.random_normal(like.node.shape, self._rng_seed, trace.step_node(), trace.row_offset))
 
 
 class GaussianNoise(_Noise):
@@ -81,8 +82,9 @@ class AlphaDropout(_Noise):
             return inputs
         alpha, scale = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
         alpha_p = -alpha * scale
+        trace = current_trace()
         keep = ops.cast(ops.greater_equal(KerasTensor(irb.random_uniform(inputs.node.shape, self._rng_seed,
-                                                                          current_trace().step_node())),
+                                                                          trace.step_node(), trace.row_offset)),
                                           self.rate), "float32")
         a = ((1 - self.rate) * (1 + self.rate * alpha_p ** 2)) ** -0.5
         b = -a * alpha_p * self.rate

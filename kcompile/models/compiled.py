@@ -13,6 +13,7 @@ import numpy as np
 from ..ir import builder as irb
 from ..ir.autodiff import grad
 from ..ir.graph import BATCH, Graph, concrete_shape
+from ..ir.primitives_collective import HOST_ALL_REDUCE
 from ..ir.passes.pipeline import lower_to_kernels
 from ..layers.base import flatten
 from ..layers.dynamic_shapes import concrete_input_shape
@@ -39,12 +40,18 @@ class TrainingSpec:
 
 
 class CompiledModel:
-    def __init__(self, model, input_specs, spec, run_eagerly=False):
+    def __init__(self, model, input_specs, spec, run_eagerly=False, communicator=None):
         self.model, self.input_specs, self.spec = model, input_specs, spec
         self.run_eagerly = run_eagerly
         self.pool = StatePool()
         self.seed_step = Variable(np.int32(0), shape=(), dtype="int32", name="seed_step",
                                   path=f"{model.name}/seed_generator_state", trainable=False, kind="rng")
+        # data-parallel training (runtime/mpi.py): the train step all-reduces its gradients, and
+        # random numbers follow each sample's row in the global batch (set per step by the trainer)
+        self.communicator = communicator
+        self.row_offset = None if communicator is None else Variable(
+            np.int32(0), shape=(), dtype="int32", name="replica_row_offset",
+            path=f"{model.name}/replica_row_offset", trainable=False, kind="rng")
         self.loss_tracker = Mean(name="loss")
         multi = len(spec.output_names) > 1
         self.output_loss_trackers = [Mean(name=f"{n}_loss") if (multi and l is not None) else None
@@ -62,8 +69,9 @@ class CompiledModel:
                 for i, ((name, spec, dtype), shape) in enumerate(zip(self.input_specs, shapes))]
 
     def _forward(self, training):
+        row_offset = self.row_offset.node() if self.row_offset is not None and training else None
         trace = Trace(training=training, step=self.seed_step.node(), executes=True,
-                      static_batch=self.static_batch)
+                      static_batch=self.static_batch, row_offset=row_offset)
         xs = self._inputs()
         with trace_scope(trace):
             out = self.model(xs if len(xs) > 1 else xs[0], training=training)
@@ -133,6 +141,8 @@ class CompiledModel:
             if not trainable:
                 raise ValueError(f"Model '{self.model.name}' has no trainable weights to train")
             grads = grad(total.node, [v.node() for v in trainable])
+            if self.communicator is not None:
+                grads = _all_reduce_mean(grads)
             optimizer = self.model.optimizer
             updates.update(optimizer.update_nodes(trainable, [KerasTensor(g) for g in grads]))
             from .. import ops
@@ -155,7 +165,7 @@ class CompiledModel:
 
     # ------------------------------------------------------------ variables and compilation
     def all_variables(self):
-        vs = list(self.model.weights) + [self.seed_step]
+        vs = list(self.model.weights) + [self.seed_step] + ([self.row_offset] if self.row_offset is not None else [])
         for layer in self.model._all_layers():
             vs += layer._persistent_state()
         if self.model.optimizer is not None:
@@ -239,11 +249,34 @@ class CompiledModel:
             manifest = Manifest(name, {"name": "interpreter"}, {k: EntryInfo.of_graph(g) for k, g in graphs.items()},
                                 *self.pool.layout(), max_batch=2 ** 31, static_batch=self.fixed_batch())
             self._variants[key] = InterpreterExecutable(graphs, self.pool, manifest)
+            if self.communicator is not None:   # the reference interpreter reduces through mpi4py
+                HOST_ALL_REDUCE[0] = self.communicator.allreduce_sum
         else:
             programs = {k: lower_to_kernels(g) for k, g in graphs.items()}
             self._variants[key] = jit_executable(programs, self.pool, name=name, static_batch=self.fixed_batch())
+            if self.communicator is not None and "train" in programs:
+                self._variants[key].set_allreduce(*self.communicator.native_allreduce())
 
     def close(self):
         for v in self._variants.values():
             v.close()
         self._variants = {}
+
+
+def _all_reduce_mean(grads):
+    """The gradients of the global batch from this replica's: each replica's mean gradient
+    weighted by its rows, summed over replicas in one all-reduce of one contiguous vector (the
+    rows ride along as its last element), divided by the global rows. Replicas with unequal
+    shares (the last batch) then still give the gradient one process computes on the whole batch."""
+    rows = irb.batch_size()
+    flat = [irb.reshape(irb.mul(g, rows), (int(np.prod(g.shape, dtype=np.int64)),)) for g in grads]
+    rows_vector = irb.mul(irb.const(np.ones(1, np.float32)), rows)   # computed into a buffer (a leaf has none)
+    summed = irb.all_reduce_sum(irb.concat(flat + [rows_vector], axis=0))
+    total = summed.shape[0] - 1
+    scale = irb.div(1.0, irb.reshape(irb.slice(summed, [(total, total + 1)]), ()))
+    out, start = [], 0
+    for g, part in zip(grads, flat):
+        size = part.shape[0]
+        out.append(irb.reshape(irb.mul(irb.slice(summed, [(start, start + size)]), scale), g.shape))
+        start += size
+    return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import callbacks as callbacks_module
+from .. import distribute
 from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers
@@ -27,6 +28,8 @@ class Trainer:
         self._compiled_model = None
         self._compile_args = None
         self._run_eagerly = False
+        # a model built in a strategy's scope belongs to it (as in tf.distribute); compile() in a scope too
+        self._strategy = distribute.get_strategy() if distribute.has_strategy() else None
 
     # ------------------------------------------------------------ compile
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None,
@@ -35,6 +38,8 @@ class Trainer:
         if unknown:
             raise TypeError(f"compile() got unexpected keyword arguments {sorted(unknown)}")
         self._invalidate()
+        if distribute.has_strategy():
+            self._strategy = distribute.get_strategy()
         self.optimizer = optimizers.get(optimizer)
         self._compile_args = dict(loss=loss, loss_weights=loss_weights, metrics=metrics,
                                   weighted_metrics=weighted_metrics)
@@ -47,6 +52,14 @@ class Trainer:
     @property
     def run_eagerly(self):
         return self._run_eagerly
+
+    def _communicator(self):
+        """The MPI communicator of this model's data-parallel strategy (several ranks), or None."""
+        return getattr(getattr(self, "_strategy", None), "communicator", None)
+
+    def _is_chief(self):
+        comm = self._communicator()
+        return comm is None or comm.rank == 0
 
     def _invalidate(self):
         """Drop native code (after recompiling or changing layers); frees the old module."""
@@ -157,7 +170,8 @@ class Trainer:
                 y_shapes = [_default_target_shape(l, s) for l, s in
                             zip(self._resolve_spec(None, out_shapes).losses, out_shapes)]
             spec = self._resolve_spec(y_shapes, out_shapes)
-            self._compiled_model = CompiledModel(self, specs, spec, run_eagerly=self._run_eagerly)
+            self._compiled_model = CompiledModel(self, specs, spec, run_eagerly=self._run_eagerly,
+                                                 communicator=self._communicator())
             if not self._compiled_model.dynamic:
                 self._compiled_model.variant(y_shapes)
         return self._compiled_model
@@ -304,9 +318,44 @@ class Trainer:
             if entry == "train" and ys is not None and not self.trainable_weights:
                 raise ValueError(f"Model '{self.name}' has no trainable weights to train")
             raise ValueError(f"'{entry}' needs a loss and targets (compile the model with a loss and pass y)")
+        feeds = self._feeds(xs, ys, sample_weight, n)
+        if entry != "predict" and cm.communicator is not None:
+            lo, hi = self._replica_share(n, entry)
+            if hi == lo:
+                return None          # an evaluation batch too small to reach this replica
+            feeds, n = [a[lo:hi] for a in feeds], hi - lo
+            if entry == "train":
+                self._start_replica_step(cm, lo)
         cm.check_batch(n)
         cm.sync_state()
-        return variant.run(entry, n, self._feeds(xs, ys, sample_weight, n))
+        if entry == "train" and cm.communicator is not None:
+            with cm.communicator.watch():
+                return variant.run(entry, n, feeds)
+        return variant.run(entry, n, feeds)
+
+    # ------------------------------------------------------------ data parallelism (distribute.py)
+    def _replica_share(self, n, entry="train"):
+        """(lo, hi): the rows of a global batch of n rows this replica processes (an even split)."""
+        comm = self._communicator()
+        if comm is None:
+            return 0, n
+        lo, hi = comm.rank * n // comm.size, (comm.rank + 1) * n // comm.size
+        if entry == "train" and n < comm.size:
+            raise ValueError(f"A training batch of {n} samples cannot be split over {comm.size} workers (every "
+                             f"worker needs at least one sample per step): use a batch_size of at least "
+                             f"{comm.size} and a number of samples whose last batch has at least {comm.size}")
+        return lo, hi
+
+    def _start_replica_step(self, cm, row_offset):
+        """Before a data-parallel step: every replica starts from rank 0's state (once per fit and
+        per compiled model), and random numbers follow this replica's first row of the global batch."""
+        cm.sync_state()
+        if not getattr(cm, "replicas_synced", False):
+            _, size = cm.pool.layout()
+            with cm.pool.lock.write():
+                cm.communicator.broadcast_(cm.pool.buffer[:size])
+            cm.replicas_synced = True
+        cm.row_offset.assign(np.int32(row_offset))
 
     # ------------------------------------------------------------ metrics
     def _metric_objects(self):
@@ -331,10 +380,24 @@ class Trainer:
             m.reset_state()
 
     def _logs(self):
-        logs = {}
-        for m in self._metric_objects():
-            logs[m.name] = m.result()
-        return logs
+        metrics = self._metric_objects()
+        comm = self._communicator()
+        if comm is None:
+            return {m.name: m.result() for m in metrics}
+        # data-parallel: the results of the global batches, from the metric states summed over replicas
+        variables = [v for m in metrics for v in m.variables]
+        local = [np.array(v.numpy()) for v in variables]
+        with comm.watch():
+            flat = comm.allreduce_sum(np.concatenate([a.astype(np.float64).ravel() for a in local] or [np.zeros(0)]))
+        start = 0
+        try:
+            for v, a in zip(variables, local):
+                v.assign(flat[start:start + a.size].reshape(a.shape).astype(a.dtype))
+                start += a.size
+            return {m.name: m.result() for m in metrics}
+        finally:
+            for v, a in zip(variables, local):
+                v.assign(a)
 
     # ------------------------------------------------------------ batch API
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
@@ -401,7 +464,7 @@ class Trainer:
         self._ensure_trainable_compiled()
         if x is None:
             raise ValueError("fit() needs training data `x`")
-        verbose = _verbose(verbose)
+        verbose = _verbose(verbose) if self._is_chief() else 0
         if validation_split and validation_data is None:
             (x, y, sample_weight), validation_data = train_validation_split((x, y, sample_weight), validation_split)
         adapter = make_adapter(x, y, sample_weight, batch_size=batch_size, steps=steps_per_epoch,
@@ -416,7 +479,14 @@ class Trainer:
                 val_adapter = make_adapter(validation_data, batch_size=validation_batch_size or batch_size,
                                            steps=validation_steps)
         cbs = callbacks_module.CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
-                                            verbose=verbose, epochs=epochs, steps=adapter.num_batches)
+                                            verbose=verbose, epochs=epochs, steps=adapter.num_batches,
+                                            chief=self._is_chief())
+        comm = self._communicator()
+        if comm is not None:
+            if self._compiled_model is not None:
+                self._compiled_model.replicas_synced = False     # every fit starts from rank 0's state
+            # every replica draws the same shuffles: rank 0's permutation of the global data
+            adapter.permutation = lambda n: comm.broadcast_(np.random.permutation(n).astype(np.int64))
         self.stop_training = False
         cbs.on_train_begin()
         start_epoch = getattr(self, "_initial_epoch_override", None)
@@ -480,9 +550,31 @@ class Trainer:
             cm.check_batch(rows % adapter.batch_size)
         cm.sync_state()
         cbs.on_train_batch_begin(0)
-        variant.run_loop("train", adapter.batch_size, feeds)
+        if cm.communicator is None:
+            variant.run_loop("train", adapter.batch_size, feeds)
+        else:
+            self._replica_epoch(cm, variant, adapter.batch_size, rows, feeds)
         cbs.on_train_batch_end(adapter.num_batches - 1, self._logs())
         return True
+
+    def _replica_epoch(self, cm, variant, batch, rows, feeds):
+        """This replica's share of every global batch of an epoch: the full batches in one native
+        loop (the same share, hence the same row offset, in each), then the last, shorter batch."""
+        with cm.communicator.watch():
+            self._replica_epoch_steps(cm, variant, batch, rows, feeds)
+
+    def _replica_epoch_steps(self, cm, variant, batch, rows, feeds):
+        full = rows // batch
+        lo, hi = self._replica_share(batch)
+        if full:
+            take = (np.arange(full)[:, None] * batch + np.arange(lo, hi)[None, :]).reshape(-1)
+            self._start_replica_step(cm, lo)
+            variant.run_loop("train", hi - lo, [np.ascontiguousarray(a[take]) for a in feeds])
+        if rows > full * batch:
+            lo, hi = self._replica_share(rows - full * batch)
+            self._start_replica_step(cm, lo)
+            start = full * batch
+            variant.run("train", hi - lo, [np.ascontiguousarray(a[start + lo:start + hi]) for a in feeds])
 
     def _evaluate_adapter(self, adapter, cbs):
         self.reset_metrics()
@@ -502,10 +594,10 @@ class Trainer:
             raise TypeError(f"evaluate() got unexpected keyword arguments {sorted(unknown)}")
         if not self.compiled:
             raise RuntimeError("You must call `compile()` before evaluating the model.")
-        verbose = _verbose(verbose)
+        verbose = _verbose(verbose) if self._is_chief() else 0
         adapter = make_adapter(x, y, sample_weight, batch_size=batch_size, steps=steps)
         cbs = callbacks_module.CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
-                                            epochs=1, steps=adapter.num_batches)
+                                            epochs=1, steps=adapter.num_batches, chief=self._is_chief())
         cbs.on_test_begin()
         logs = self._evaluate_adapter(adapter, cbs)
         cbs.on_test_end(logs)

@@ -35,6 +35,8 @@ class NativeExecutable(Executable):
         self._loops = {k: _LOOP(address(e.loop_symbol)) for k, e in manifest.entries.items() if e.loop_symbol}
         self._local = threading.local()
         self._plans = {}
+        self._address = address
+        self._allreduce_status = None
 
     def _workspace(self, nbytes):
         """The address of this thread's 64-byte-aligned workspace of at least nbytes (never shared
@@ -78,6 +80,7 @@ class NativeExecutable(Executable):
         ws = self._workspace(ws_bytes)
         with self._lock(entry):
             self._functions[entry](n, ctypes.addressof(ins), ctypes.addressof(outs), self.pool.address, ws)
+            self._check_allreduce(entry)
         self._release_large_workspace()
         return outputs
 
@@ -94,8 +97,27 @@ class NativeExecutable(Executable):
         with self._lock(entry):
             self._loops[entry](batch, rows, ctypes.addressof(bases), _address(per_step), self.pool.address, ws,
                                ctypes.addressof(pointers))
+            self._check_allreduce(entry)
         self._release_large_workspace()
         return per_step
+
+    def set_allreduce(self, address, context=None):
+        """Hand the train step the function that sums its gradient vector over replicas
+        (codegen/collective.py: int fn(void *ctx, const float *send, float *recv, int64 count))."""
+        symbol = self.manifest.abi.get("set_allreduce")
+        if symbol is None:
+            raise ValueError(f"Model '{self.manifest.name}' was not compiled for data-parallel training "
+                             f"(its train step has no all-reduce)")
+        setter = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)(self._address(symbol))
+        setter(address, context)
+        self._allreduce_status = ctypes.CFUNCTYPE(ctypes.c_int)(self._address(self.manifest.abi["allreduce_status"]))
+
+    def _check_allreduce(self, entry):
+        if self._allreduce_status is not None and self.manifest.entries[entry].writes_state:
+            status = self._allreduce_status()
+            if status:
+                raise RuntimeError(f"Model '{self.manifest.name}': the gradient all-reduce failed (MPI error "
+                                   f"code {status}); the step's update is NaN")
 
     def close(self):
         self._functions, self._loops = {}, {}
