@@ -48,6 +48,12 @@ def build(model, directory, name=None, target="host", entries=None, weights="emb
         raise ValueError(f"weights must be 'embedded' or 'file', got {weights!r}")
     name = c_identifier(name or model.name)
     specs, spec, y_shapes = model._training_setup()
+    from .layers.preprocessing.host_stage import host_stages
+    stage = next((s for s in host_stages(model) or [] if s is not None), None)
+    if stage is not None:
+        raise ValueError(f"Model '{model.name}': {stage._host_label()} runs in Python before the compiled graph "
+                         f"(strings and hashing have no place in it), so kcompile build cannot put it in a C "
+                         f"library; build a model that takes that layer's output as its input")
     if any(d is None for _, shape, _ in specs for d in shape[1:]):
         raise ValueError(f"Model '{model.name}' has inputs of unknown size {[s for _, s, _ in specs]}: "
                          f"a built library needs every size but the batch")

@@ -191,8 +191,8 @@ def test_string_lookup_keras_examples():
     adapted.adapt(DATA)
     assert adapted.get_vocabulary() == ["[UNK]", "d", "z", "c", "b", "a"]
     two_oov = layers.StringLookup(vocabulary=VOCAB, num_oov_indices=2)(DATA)
-    np.testing.assert_array_equal(np.delete(two_oov.reshape(-1), 4), [2, 4, 5, 5, 3])
-    assert two_oov[1, 1] in (0, 1)
+    # "z" is unknown: bucket Fingerprint64("z") % 2, Keras's tf.strings.to_hash_bucket_fast
+    np.testing.assert_array_equal(two_oov, [[2, 4, 5], [5, 1, 3]])
     np.testing.assert_array_equal(layers.StringLookup(vocabulary=VOCAB, output_mode="one_hot")(
         np.array(["a", "b", "c", "d", "z"])), np.eye(5)[[1, 2, 3, 4, 0]])
     np.testing.assert_array_equal(layers.StringLookup(vocabulary=VOCAB, output_mode="multi_hot")(DATA),
@@ -258,8 +258,9 @@ def test_integer_lookup_feeds_an_embedding_model_that_trains():
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy")
     history = model.fit(ids, labels, epochs=20, batch_size=8, verbose=0)
     assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
-    with pytest.raises(ValueError, match="OOV"):
-        layers.IntegerLookup(vocabulary=[1], num_oov_indices=2)(keras.Input((2,), dtype="int32"))
+    # with hashed OOV buckets it runs on the host, so it must take a model input directly
+    with pytest.raises(ValueError, match="directly"):
+        layers.IntegerLookup(vocabulary=[1], num_oov_indices=2)(layers.Dense(2)(keras.Input((2,))))
 
 
 @settings(deadline=None, max_examples=10)
@@ -279,10 +280,12 @@ def test_string_lookup_round_trip(vocab, queries, mask, oov):
     assert lookup.vocabulary_size() == len(vocab) + oov + mask
 
 
-def test_eager_layers_refuse_symbolic_inputs_and_bad_arguments():
-    with pytest.raises(ValueError, match="eagerly"):
+def test_string_layers_refuse_numeric_inputs_and_bad_arguments():
+    with pytest.raises(ValueError, match="takes strings"):
         layers.StringLookup(vocabulary=VOCAB)(keras.Input((2,)))
-    with pytest.raises(ValueError, match="eagerly"):
+    with pytest.raises(ValueError, match="takes strings"):
+        layers.TextVectorization(output_sequence_length=3)(keras.Input((1,)))
+    with pytest.raises(ValueError, match="output_sequence_length"):
         layers.TextVectorization()(keras.Input((1,)))
     with pytest.raises(ValueError, match="invert"):
         layers.StringLookup(invert=True, output_mode="multi_hot")

@@ -47,7 +47,6 @@ _COMMON = {
     "ConvLSTM3D": _NO_CLASS + " (convolutional recurrent cells are not implemented)",
     "StackedRNNCells": _NO_CLASS + " (RNN takes one built-in cell)",
     "EinsumDense": _NO_CLASS,
-    "Hashing": _NO_CLASS + " (needs TensorFlow's FarmHash/SipHash to match)",
     "RandomBrightness": _RANDOM_AUG, "RandomContrast": _RANDOM_AUG, "RandomCrop": _RANDOM_AUG,
     "RandomFlip": _RANDOM_AUG, "RandomRotation": _RANDOM_AUG, "RandomTranslation": _RANDOM_AUG,
     "RandomZoom": _RANDOM_AUG,
@@ -56,10 +55,6 @@ _COMMON = {
     "SpectralNormalization": _NO_CLASS + " (its power iteration updates weights in call)",
     "Normalization": "normalization: kcompile's Normalization makes mean/variance weights even when the "
                      "config gives them; Keras then stores none, so the file's weights do not match",
-    "IntegerLookup": "num_oov_indices: num_oov_indices > 1 (hashed OOV buckets) runs only eagerly in "
-                     "kcompile, not inside a model",
-    "TextVectorization": "string: string inputs are not supported (numeric dtypes are)",
-    "StringLookup": "string: string inputs are not supported (numeric dtypes are)",
 }
 UNSUPPORTED = {
     "k2": dict(_COMMON, **{

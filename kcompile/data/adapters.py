@@ -37,7 +37,8 @@ def _to_numpy(x, what):
         raise ValueError(f"{what} is a ragged nested list: its rows have different lengths, so it is not an "
                          f"array. Pad the sequences to one length (keras.utils.pad_sequences) or pass a numpy "
                          f"array") from None
-    if arr.dtype.kind not in "biuf":
+    # strings pass as x only: Trainer._check_x refuses them for inputs without a string layer
+    if arr.dtype.kind not in "biuf" and not (what == "x" and arr.dtype.kind in "USO"):
         raise TypeError(f"{what} must contain numbers; got an array of dtype {arr.dtype} "
                         f"(from {type(x).__name__})")
     return arr

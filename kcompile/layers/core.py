@@ -37,7 +37,9 @@ class InputLayer(Layer):
         # Unknown non-batch sizes (e.g. images of any size) are traced at a probe size while the
         # model is defined; compiled code is specialised per concrete input shape (dynamic_shapes.py).
         try:
-            node = irb.input(self.name, (BATCH,) + probe_shape(self._batch_input_shape[1:]), self.input_dtype)
+            # a string input is a placeholder: its string layer replaces it before any computation
+            dtype = "int32" if self.input_dtype == "string" else self.input_dtype
+            node = irb.input(self.name, (BATCH,) + probe_shape(self._batch_input_shape[1:]), dtype)
         except ShapeError as exc:
             raise ValueError(f"Input '{self.name}' of shape {self._batch_input_shape}: {exc}") from None
         tensor = KerasTensor(node, name=self.name)
@@ -60,6 +62,8 @@ def _input_dtype(dtype):
         return "float32"
     if isinstance(dtype, dict):
         dtype = dtype.get("config", {}).get("name", "float32")
+    if str(dtype) == "string":   # taken by a string layer on the host (layers/preprocessing/host_stage.py)
+        return "string"
     kind = np.dtype(dtype).kind if str(dtype) not in ("string", "bfloat16") else "O"
     if kind == "f":
         return "float32"

@@ -64,9 +64,22 @@ class CompiledModel:
 
     # ------------------------------------------------------------ tracing
     def _inputs(self):
+        from ..layers.preprocessing.host_stage import host_stages
         shapes = self._x_shapes or [shape for _, shape, _ in self.input_specs]
-        return [KerasTensor(irb.input(name, _ir_shape(concrete_input_shape(spec, shape)), dtype, i))
-                for i, ((name, spec, dtype), shape) in enumerate(zip(self.input_specs, shapes))]
+        stages = host_stages(self.model) or [None] * len(self.input_specs)
+        self.host_staged = any(s is not None for s in stages)     # Trainer._predict_fast must not skip them
+        xs = []
+        for i, ((name, spec, dtype), shape) in enumerate(zip(self.input_specs, shapes)):
+            if stages[i] is None:
+                xs.append(KerasTensor(irb.input(name, _ir_shape(concrete_input_shape(spec, shape)), dtype, i)))
+                continue
+            # a host stage's input: the graph takes the stage's output, which Trainer._check_x
+            # computes in numpy, and the stage layer passes it through (layers/preprocessing/host_stage.py)
+            out_shape, out_dtype = stages[i].host_output_spec(spec)
+            x = KerasTensor(irb.input(name, (BATCH,) + tuple(out_shape), out_dtype, i))
+            x._host_fed = stages[i]
+            xs.append(x)
+        return xs
 
     def _forward(self, training):
         row_offset = self.row_offset.node() if self.row_offset is not None and training else None

@@ -220,7 +220,7 @@ class Trainer:
         specs = self._known_input_specs()
         if isinstance(x, dict):
             if specs is None:
-                return [_as_array(v, k) for k, v in x.items()]
+                return [_as_array(v, k, text=True) for k, v in x.items()]
             names = [s[0] for s in specs]
             missing = [n for n in names if n not in x]
             if missing:
@@ -229,22 +229,29 @@ class Trainer:
             extra = [k for k in x if k not in names]
             if extra:
                 raise ValueError(f"Unexpected input name(s) {extra}: model '{self.name}' has inputs {names}")
-            return [_as_array(x[n], n) for n in names]
+            return [_as_array(x[n], n, text=True) for n in names]
         if isinstance(x, (list, tuple)) and (specs is None or len(specs) > 1) and \
                 not (len(x) and np.ndim(x[0]) == 0):
-            return [_as_array(v, f"x[{i}]") for i, v in enumerate(x)]
-        return [_as_array(x, "x")]
+            return [_as_array(v, f"x[{i}]", text=True) for i, v in enumerate(x)]
+        return [_as_array(x, "x", text=True)]
 
     def _check_x(self, xs):
         from ..data.adapters import as_int32
+        from ..layers.preprocessing.host_stage import host_stages, is_string_input
         specs = self._known_input_specs()
         if specs is None:
-            return [np.ascontiguousarray(a) for a in xs]
+            return [np.ascontiguousarray(_numeric(a, f"x[{i}]")) for i, a in enumerate(xs)]
         if len(xs) != len(specs):
             raise ValueError(f"Model '{self.name}' expects {len(specs)} input(s), but it received {len(xs)} "
                              f"input tensors.")
+        # an input taken by a host-stage layer (strings, hashing) is fed that layer's numpy output
+        stages = host_stages(self) or [None] * len(specs)
         out = []
         for i, (arr, (name, shape, dtype)) in enumerate(zip(xs, specs)):
+            if stages[i] is not None:
+                out.append(stages[i].host_feed(arr, shape, name, is_string_input(self.inputs[i])))
+                continue
+            arr = _numeric(arr, name)
             want = tuple(shape[1:])
             if arr.ndim != len(shape) or any(w is not None and w != g for w, g in zip(want, arr.shape[1:])):
                 layer = self._first_layer_name(i)
@@ -426,7 +433,8 @@ class Trainer:
         """The latency path: one float32 C-contiguous array of the right shape straight to native code."""
         cm = self._compiled_model
         if cm is None or not isinstance(x, np.ndarray) or x.dtype != np.float32 or not x.flags.c_contiguous \
-                or len(cm.input_specs) != 1 or cm.input_specs[0][2] != "float32" or cm.dynamic:
+                or len(cm.input_specs) != 1 or cm.input_specs[0][2] != "float32" or cm.dynamic \
+                or getattr(cm, "host_staged", True):
             return None
         shape = cm.input_specs[0][1]
         if x.ndim != len(shape) or x.shape[1:] != tuple(shape[1:]) or x.shape[0] == 0:
@@ -665,13 +673,20 @@ def _as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
-def _as_array(x, what):
+def _as_array(x, what, text=False):
+    """x as an array; text=True lets strings through (for inputs taken by a host stage: _check_x)."""
     arr = np.asarray(x)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"Data for {what!r} must be numeric (numpy arrays of numbers); got dtype {arr.dtype} "
-                        f"from {type(x).__name__}")
+    if not (text and arr.dtype.kind in "USO"):
+        _numeric(arr, what, x)
     if arr.ndim == 0:
         raise ValueError(f"Data for {what!r} must have a batch dimension; got a scalar")
+    return arr
+
+
+def _numeric(arr, what, source=None):
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"Data for {what!r} must be numeric (numpy arrays of numbers); got dtype {arr.dtype} "
+                        f"from {type(arr if source is None else source).__name__}")
     return arr
 
 

@@ -1,9 +1,9 @@
 """CategoryEncoding and the categorical encodings shared by the other preprocessing layers.
 
 `encode` builds the encoding into the compiled graph (integer indices -> float one-hot / multi-hot /
-count vectors); `encode_numpy` is the same rule for the layers that run eagerly in numpy
-(StringLookup, IntegerLookup, TextVectorization). Rules, as Keras 3: a rank-1 input is one sample
-for multi_hot/count/tf_idf and a batch of single values for one_hot; a trailing axis of size 1 is
+count vectors); `encode_numpy` is the same rule for the layers computed in numpy
+(StringLookup, IntegerLookup, TextVectorization, Hashing). Rules, as Keras 3: a rank-1 input is one
+sample for multi_hot/count/tf_idf and a batch of single values for one_hot; a trailing axis of size 1 is
 squeezed for one_hot; outputs are at most rank 2 except one_hot of a (batch, n) input. Indices
 outside [0, depth) encode to nothing.
 """

@@ -1,21 +1,20 @@
-"""StringLookup and IntegerLookup: vocabulary lookups that run eagerly in numpy.
+"""StringLookup and IntegerLookup: vocabulary lookups computed in numpy.
 
-Strings have no place in the compiled graph, so StringLookup (and TextVectorization, built on
-it) is called on raw Python / numpy data and returns numpy arrays, which are then fed to a
-compiled model; calling it on a symbolic tensor is refused with a message saying so.
-IntegerLookup does the same on numpy data, and can also sit inside a compiled model (integer
-inputs compared against its vocabulary as a constant) when it has at most one OOV index.
+Called on Python / numpy data they return numpy arrays. In a model, StringLookup (strings have no
+place in the graph IR) and IntegerLookup with several OOV buckets are the host stage of the
+model input they take (host_stage.py): run on every batch before the native graph, which gets
+their int32 / float32 output. IntegerLookup with at most one OOV index is part of the graph
+instead (its inputs compared against the vocabulary held as a constant).
 
 Index layout as Keras 3: [mask token (when mask_token is set and output_mode is "int")] +
 num_oov_indices OOV buckets + vocabulary. In the other output modes the mask token has no index
 and its occurrences are dropped. With several OOV buckets an unknown token goes to bucket
-crc32(token) % n (Keras uses FarmHash, so the bucket of a given token may differ from Keras's;
-the split is as uniform).
+Fingerprint64(token) % n for strings (tf.strings.to_hash_bucket_fast, as Keras) and
+token mod n (floor) for integers (Keras's tf.math.floormod).
 """
 from __future__ import annotations
 
 import os
-import zlib
 
 import numpy as np
 
@@ -23,15 +22,18 @@ from ..base import Layer
 from .adapt_data import _as_text, adapt_batches
 from ... import ops
 from .encoding import encode, encode_numpy, output_dtype
+from .farmhash import hash_buckets
+from .host_stage import HostStage
 
 LOOKUP_MODES = ("int", "one_hot", "multi_hot", "count", "tf_idf")
 
 
-class IndexLookup(Layer):
+class IndexLookup(HostStage, Layer):
     """Shared machinery of StringLookup and IntegerLookup (not a Keras public class)."""
 
     def __init__(self, max_tokens, num_oov_indices, mask_token, oov_token, vocabulary, idf_weights, invert,
                  output_mode, pad_to_max_tokens, sparse, dtype=None, **kwargs):
+        kwargs.pop("vocabulary_size", None)            # written by Keras 3's configs; derived here
         super().__init__(**kwargs)
         kind = type(self).__name__
         # outputs: int64 indices, float32 encodings, or the tokens themselves when inverting
@@ -164,28 +166,30 @@ class IndexLookup(Layer):
         return np.array(list(self._convert(arr.reshape(-1))), dtype=object).reshape(arr.shape)
 
     def _lookup(self, tokens):
-        """Indices of a numpy object array of tokens."""
-        mask = self._convert([self.mask_token])[0] if self.mask_token is not None else None
-        mask_offset = self._mask_indexed
-        out = np.empty(tokens.shape, np.int64)
-        flat_in, flat_out = tokens.reshape(-1), out.reshape(-1)
-        for i, token in enumerate(flat_in):
-            index = self._index.get(token)
-            if index is None:
-                if mask is not None and token == mask:
-                    index = 0 if mask_offset else -1          # -1: dropped by the encodings
-                elif self.num_oov_indices == 0:
-                    raise ValueError(f"{type(self).__name__} '{self.name}': token {token!r} is not in the "
+        """Indices of a numpy object array of tokens: one dict probe per token, then the misses
+        (mask, OOV) sorted out together."""
+        flat = tokens.reshape(-1)
+        get = self._index.get
+        out = np.fromiter((get(t, -1) for t in flat), np.int64, flat.size)
+        missing = np.flatnonzero(out < 0)
+        if missing.size:
+            tokens_missing = flat[missing]
+            is_mask = np.zeros(missing.size, bool)
+            if self.mask_token is not None:
+                mask = self._convert([self.mask_token])[0]
+                is_mask = np.array([t == mask for t in tokens_missing], bool)
+                out[missing[is_mask]] = 0 if self._mask_indexed else -1      # -1: dropped by the encodings
+            oov = missing[~is_mask]
+            if oov.size:
+                if self.num_oov_indices == 0:
+                    raise ValueError(f"{type(self).__name__} '{self.name}': token {flat[oov[0]]!r} is not in the "
                                      f"vocabulary and num_oov_indices=0")
-                else:
-                    index = mask_offset + self._oov_bucket(token)
-            flat_out[i] = index
-        return out
+                out[oov] = self._mask_indexed + self._oov_buckets(flat[oov])
+        return out.reshape(tokens.shape)
 
-    def _oov_bucket(self, token):
-        if self.num_oov_indices == 1:
-            return 0
-        return zlib.crc32(str(token).encode("utf-8")) % self.num_oov_indices
+    def _oov_buckets(self, tokens):
+        raise NotImplementedError(f"{type(self).__name__} must define _oov_buckets "
+                                  f"(StringLookup and IntegerLookup do)")
 
     def _invert(self, indices):
         vocab = self.get_vocabulary()
@@ -214,19 +218,40 @@ class IndexLookup(Layer):
 
     def __call__(self, inputs, *args, **kwargs):
         if hasattr(inputs, "node"):
-            if self._is_text:
-                raise ValueError(f"{type(self).__name__} '{self.name}' runs eagerly in numpy and cannot be part of "
-                                 f"a compiled model: call it on your raw data and feed its output to the model")
             return super().__call__(inputs, *args, **kwargs)
         return self.call(inputs)
 
     def call(self, inputs):
         if hasattr(inputs, "node"):
-            return self._graph_call(inputs)
+            return self._symbolic_call(inputs) if self._is_host_stage() else self._graph_call(inputs)
         if self.invert:
             return self._invert(inputs)
         tokens = self._convert_array(_as_text(inputs) if self._is_text else inputs)
         return self.encode_indices(self._lookup(tokens))
+
+    # ------------------------------------------------------------ host stage (host_stage.py)
+    def _is_host_stage(self):
+        return True
+
+    def _host_stage_ok(self):
+        if self.invert:
+            return "invert=True gives back tokens, which the compiled graph cannot hold; call it on numpy data"
+        return None
+
+    def host_call(self, inputs):
+        return self.call(inputs)
+
+    def host_output_spec(self, input_shape):
+        shape = tuple(input_shape[1:])
+        if self.output_mode == "int":
+            return shape, "int32"
+        depth = self.max_tokens if self.pad_to_max_tokens else self.vocabulary_size()
+        if self.output_mode == "one_hot":
+            return (shape[:-1] if shape and shape[-1] == 1 else shape) + (depth,), "float32"
+        if len(shape) > 1:
+            raise ValueError(f"{self._host_label()}: output_mode={self.output_mode!r} supports inputs of rank at "
+                             f"most 2, got shape {tuple(input_shape)}")
+        return (depth,), "float32"
 
     def get_config(self):
         return {**super().get_config(), "max_tokens": self.max_tokens, "num_oov_indices": self.num_oov_indices,
@@ -240,6 +265,7 @@ class IndexLookup(Layer):
 class StringLookup(IndexLookup):
     """Strings to indices (or the reverse with invert=True)."""
     _is_text = True
+    _takes_text = True
 
     def __init__(self, max_tokens=None, num_oov_indices=1, mask_token=None, oov_token="[UNK]", vocabulary=None,
                  idf_weights=None, invert=False, output_mode="int", pad_to_max_tokens=False, sparse=False,
@@ -252,6 +278,11 @@ class StringLookup(IndexLookup):
     def _convert(self, values):
         return [v.decode(self.encoding) if isinstance(v, bytes) else str(v) for v in values]
 
+    def _oov_buckets(self, tokens):
+        if self.num_oov_indices == 1:
+            return np.zeros(len(tokens), np.int64)
+        return hash_buckets(list(tokens), self.num_oov_indices, encoding=self.encoding)
+
     def get_config(self):
         return {**super().get_config(), "encoding": self.encoding}
 
@@ -262,22 +293,40 @@ class IntegerLookup(IndexLookup):
 
     def __init__(self, max_tokens=None, num_oov_indices=1, mask_token=None, oov_token=-1, vocabulary=None,
                  vocabulary_dtype="int64", idf_weights=None, invert=False, output_mode="int", sparse=False,
-                 pad_to_max_tokens=False, name=None, **kwargs):
+                 pad_to_max_tokens=False, oov_method="floormod", salt=None, name=None, **kwargs):
         if vocabulary_dtype not in ("int32", "int64"):
             raise ValueError(f"IntegerLookup: vocabulary_dtype must be 'int32' or 'int64', got {vocabulary_dtype!r}")
+        if oov_method not in ("floormod", "farmhash"):
+            raise ValueError(f"IntegerLookup: `oov_method` must be 'floormod' or 'farmhash', got {oov_method!r}")
+        if salt is not None:
+            if oov_method != "farmhash":
+                raise ValueError("IntegerLookup: `salt` only applies with oov_method='farmhash' (it keys SipHash)")
+            if isinstance(salt, (int, np.integer)) and not isinstance(salt, bool):
+                salt = [int(salt), int(salt)]
+            elif not (isinstance(salt, (list, tuple)) and len(salt) == 2 and
+                      all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in salt)):
+                raise ValueError(f"IntegerLookup: `salt` must be an integer or two integers, got {salt!r}")
+            salt = [int(v) for v in salt]
         self.vocabulary_dtype = vocabulary_dtype
+        self.oov_method, self.salt = oov_method, salt
         super().__init__(max_tokens, num_oov_indices, mask_token, oov_token, vocabulary, idf_weights, invert,
                          output_mode, pad_to_max_tokens, sparse, name=name, **kwargs)
 
     def _convert(self, values):
         return [int(v) for v in values]
 
+    def _oov_buckets(self, tokens):
+        if self.oov_method == "farmhash":    # the decimal text hashed: FarmHash, or SipHash keyed by salt
+            return hash_buckets(list(tokens), self.num_oov_indices, key=self.salt)
+        return np.asarray(list(tokens), np.int64) % self.num_oov_indices     # floor mod, as Keras
+
+    def _is_host_stage(self):
+        # hashed OOV buckets need a modulo the graph does not have; invert never looks at OOV
+        return self.num_oov_indices > 1 and not self.invert
+
     def _graph_call(self, x):
         """In a compiled model: compare against the vocabulary held as a constant (fixed when the
         model is traced, so adapt first). An unknown value with num_oov_indices=0 gives index -1."""
-        if self.num_oov_indices > 1:
-            raise ValueError(f"IntegerLookup '{self.name}': with num_oov_indices > 1 (hashed OOV buckets) the "
-                             f"layer runs eagerly in numpy only; call it on your data before the model")
         vocab = self.get_vocabulary()
         if self.invert:
             table = np.array(vocab, np.int64)
@@ -316,4 +365,6 @@ class IntegerLookup(IndexLookup):
         return [int(t) for t in super()._vocab_from_file(path) if t.strip()]
 
     def get_config(self):
-        return {**super().get_config(), "vocabulary_dtype": self.vocabulary_dtype}
+        extra = {} if self.oov_method == "floormod" else {"oov_method": self.oov_method, "salt": self.salt}
+        # (the defaults are left out: Keras versions before oov_method refuse the keys)
+        return {**super().get_config(), "vocabulary_dtype": self.vocabulary_dtype, **extra}

@@ -1,11 +1,16 @@
-"""TextVectorization: strings -> token indices or bag-of-words vectors, eagerly in numpy.
+"""TextVectorization: strings -> token indices or bag-of-words vectors, computed in numpy.
 
-Like the lookup layers it runs before the compiled graph: call it on a list / numpy array of
-strings (shape (batch,) or (batch, 1)) and feed its numpy output to the model, e.g.
+Called on a list / numpy array of strings (shape (batch,) or (batch, 1)) it returns numpy arrays.
+In a model it is the host stage of the string input it takes (host_stage.py): the model is fed
+raw strings and vectorizes each batch before the native graph, e.g.
 
     vectorize = layers.TextVectorization(max_tokens=1000, output_sequence_length=20)
     vectorize.adapt(train_texts)
-    model.fit(vectorize(train_texts), labels)
+    text = keras.Input(shape=(1,), dtype="string")
+    model = keras.Model(text, layers.Dense(1)(layers.Embedding(1000, 8)(vectorize(text))))
+    model.fit(train_texts, labels)
+
+In "int" mode a model needs `output_sequence_length` (the graph has fixed shapes).
 
 Pipeline, as Keras: standardize (lowercase and/or strip ASCII punctuation, or a callable) ->
 split (whitespace, characters, or a callable) -> n-grams joined by a space, all unigrams first
@@ -21,6 +26,7 @@ import numpy as np
 from ..base import Layer
 from .adapt_data import _as_text, adapt_batches
 from .encoding import output_dtype
+from .host_stage import HostStage
 from .lookup import StringLookup
 
 _PUNCTUATION = re.compile(r"""[!"#$%&()*+,\-./:;<=>?@\[\\\]^_`{|}~']""")
@@ -28,7 +34,9 @@ _STANDARDIZE = ("lower_and_strip_punctuation", "lower", "strip_punctuation")
 _SPLIT = ("whitespace", "character")
 
 
-class TextVectorization(Layer):
+class TextVectorization(HostStage, Layer):
+    _takes_text = True               # a host stage of a string Input (host_stage.py)
+
     def __init__(self, max_tokens=None, standardize="lower_and_strip_punctuation", split="whitespace", ngrams=None,
                  output_mode="int", output_sequence_length=None, pad_to_max_tokens=False, vocabulary=None,
                  idf_weights=None, sparse=False, ragged=False, encoding="utf-8", name=None, **kwargs):
@@ -126,23 +134,48 @@ class TextVectorization(Layer):
     # ------------------------------------------------------------ call
     def __call__(self, inputs, *args, **kwargs):
         if hasattr(inputs, "node"):
-            raise ValueError(f"TextVectorization '{self.name}' runs eagerly in numpy and cannot be part of a "
-                             f"compiled model: call it on your strings and feed its output to the model")
-        return self.call(inputs)
+            return super().__call__(inputs, *args, **kwargs)
+        return self.host_call(inputs)
 
     def call(self, inputs):
+        return self._symbolic_call(inputs)
+
+    def host_call(self, inputs):
         documents = self._documents(inputs)
-        rows = [self._lookup._lookup(np.array(tokens, dtype=object)) for tokens in documents]
+        lengths = np.fromiter((len(d) for d in documents), np.int64, len(documents))
+        flat = np.empty(int(lengths.sum()), dtype=object)
+        flat[:] = [t for d in documents for t in d]
+        ids = self._lookup._lookup(flat)            # one lookup for the whole batch
+        rows = np.repeat(np.arange(len(documents)), lengths)
+        cols = np.arange(flat.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         if self.output_mode == "int":
             length = self.output_sequence_length
             if length is None:
-                length = max((len(r) for r in rows), default=0)
-            out = np.zeros((len(rows), length), np.int64)     # 0 is the padding (mask) index
-            for i, r in enumerate(rows):
-                out[i, :min(len(r), length)] = r[:length]
+                length = int(lengths.max()) if lengths.size else 0
+            out = np.zeros((len(documents), length), np.int64)     # 0 is the padding (mask) index
+            keep = cols < length
+            out[rows[keep], cols[keep]] = ids[keep]
             return out
-        return np.stack([self._lookup.encode_indices(r) for r in rows]) if rows else \
-            np.zeros((0, self.vocabulary_size()), np.float32)
+        # -1 (no index) pads the rows; the encodings drop it
+        padded = np.full((len(documents), int(lengths.max()) if lengths.size else 0), -1, np.int64)
+        padded[rows, cols] = ids
+        return self._lookup.encode_indices(padded).astype(np.float32)
+
+    def _host_stage_ok(self):
+        if self.output_mode == "int" and self.output_sequence_length is None:
+            return ("output_mode='int' needs `output_sequence_length` in a model (the compiled graph has fixed "
+                    "shapes; without it each batch is padded to its longest text)")
+        return None
+
+    def host_output_spec(self, input_shape):
+        shape = tuple(input_shape)
+        if not (len(shape) == 1 or len(shape) == 2 and shape[1] == 1):
+            raise ValueError(f"TextVectorization '{self.name}': expected string inputs of shape (batch,) or "
+                             f"(batch, 1), got {shape}")
+        if self.output_mode == "int":
+            return (self.output_sequence_length,), "int32"
+        depth = self._lookup.max_tokens if self._lookup.pad_to_max_tokens else self.vocabulary_size()
+        return (depth,), "float32"
 
     def get_config(self):
         lookup = self._lookup
