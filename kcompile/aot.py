@@ -33,12 +33,14 @@ ENTRIES = ("predict", "train", "evaluate")
 __all__ = ["build", "load_built", "ENTRIES"]
 
 
-def build(model, directory, name=None, target="host", entries=None, weights="embedded"):
+def build(model, directory, name=None, target="host", entries=None, weights="embedded", data_parallel=False):
     """Compile `model` into a C library in `directory`; returns its Manifest.
 
     entries: a subset of ("predict", "train", "evaluate"); default every entry the model has
     (train and evaluate need a model compiled with a loss, train an optimizer too).
     weights: "embedded" (NAME_init_state writes them) or "file" (NAME.state beside the library).
+    data_parallel: the train step all-reduces its gradients through the function a C program sets
+    with NAME_set_allreduce (runtime/kcompile.h), e.g. one calling MPI_Allreduce.
     """
     target = get_target(target)
     if target.executor != "serial":
@@ -57,7 +59,7 @@ def build(model, directory, name=None, target="host", entries=None, weights="emb
     if any(d is None for _, shape, _ in specs for d in shape[1:]):
         raise ValueError(f"Model '{model.name}' has inputs of unknown size {[s for _, s, _ in specs]}: "
                          f"a built library needs every size but the batch")
-    compiled = CompiledModel(model, specs, spec)
+    compiled = CompiledModel(model, specs, spec, communicator=_CALLER_REPLICAS if data_parallel else None)
     graphs = compiled.entry_graphs(y_shapes)
     wanted = list(entries) if entries else [e for e in ENTRIES if e in graphs]
     for entry in wanted:
@@ -66,6 +68,8 @@ def build(model, directory, name=None, target="host", entries=None, weights="emb
         if entry not in graphs:
             need = "an optimizer, a loss and trainable weights" if entry == "train" else "a loss"
             raise ValueError(f"Entry '{entry}' needs a model compiled with {need}")
+    if data_parallel and "train" not in wanted:
+        raise ValueError("data_parallel=True needs the train entry (the all-reduce is in the train step)")
     if graphs["predict"].updates:
         raise ValueError(f"Model '{model.name}' changes its state when it predicts (stateful layers); "
                          f"kcompile build does not support stateful models yet")
@@ -123,6 +127,14 @@ def _run(command):
 
 
 # ---------------------------------------------------------------------------- generated C text
+class _CallerReplicas:
+    """The replicas of a data-parallel C library: the calling program's (it sets the all-reduce)."""
+    rank, size = 0, None
+
+
+_CALLER_REPLICAS = _CallerReplicas()
+
+
 def header_text(manifest):
     n = manifest.name
     guard = n.upper() + "_H"
@@ -160,6 +172,9 @@ def header_text(manifest):
     if "evaluate" in manifest.abi:
         lines.append(f"int {n}_evaluate(const void *state, int64_t batch, const void *const *x,\n"
                      f"        const void *const *y, float *loss, void *workspace);")
+    if "set_allreduce" in manifest.abi:
+        lines += [f"/* data-parallel train step: see kc_allreduce_fn in kcompile.h */",
+                  f"int {n}_set_allreduce(kc_allreduce_fn fn, void *ctx);", f"int {n}_allreduce_status(void);"]
     lines += ["", "#ifdef __cplusplus", "}", "#endif", f"#endif /* {guard} */", ""]
     return "\n".join(lines)
 

@@ -34,7 +34,8 @@ def _build(args):
     except UnsupportedModelError as exc:
         print(f"kcompile: {args.model} uses what kcompile cannot compile:\n{exc}", file=sys.stderr)
         return 1
-    manifest = build(model, args.output, name=args.name, target=args.target, entries=entries, weights=args.weights)
+    manifest = build(model, args.output, name=args.name, target=args.target, entries=entries, weights=args.weights,
+                     data_parallel=args.data_parallel)
     name = c_identifier(manifest.name)
     print(f"wrote {args.output}/: {name}.h {name}.o" + (" lib" + name + ".so" if "predict" in manifest.abi else "")
           + f" {name}_manifest.json example.c Makefile (entries: {', '.join(manifest.entries)})")
@@ -77,6 +78,9 @@ def main(argv=None):
     build.add_argument("--weights", choices=["embedded", "file"], default="embedded",
                        help="embed the initial state in the library (default) or write it to NAME.state")
     build.add_argument("--weights-from", metavar="FILE", help="load weights from FILE (.weights.h5 or .h5) first")
+    build.add_argument("--data-parallel", action="store_true",
+                       help="the train step sums its gradients over replicas through the function the C program "
+                            "sets with NAME_set_allreduce (e.g. one calling MPI_Allreduce; see kcompile.h)")
     build.set_defaults(func=_build)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

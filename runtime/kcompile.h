@@ -59,4 +59,10 @@ typedef struct {
     int64_t dims[KC_MAX_RANK];
 } kc_tensor_info;
 
+/* Data-parallel training (a library built with --data-parallel): NAME_train_step sums its
+ * gradient vector over the replicas with the function set by NAME_set_allreduce(fn, ctx):
+ * recv[i] = the sum over replicas of send[i], i < count; return 0, or an error code (the step's
+ * update is then NaN and NAME_allreduce_status() returns the code). Without one, one replica. */
+typedef int (*kc_allreduce_fn)(void *ctx, const float *send, float *recv, int64_t count);
+
 #endif /* KCOMPILE_H */

@@ -215,3 +215,35 @@ def test_launched_without_mpi4py_names_the_extra():
                           env=dict(os.environ, PMI_SIZE="2", PMI_RANK="0"))
     assert done.returncode != 0
     assert "pip install 'kcompile[mpi]'" in done.stderr
+
+
+def test_a_built_library_trains_data_parallel_through_its_callback(tmp_path):
+    """kcompile build --data-parallel: NAME_set_allreduce hands the C train step its all-reduce."""
+    keras.utils.set_random_seed(5)
+    model = guide_mlp()
+    keras.build(model, tmp_path, name="dp", data_parallel=True)
+    header = (tmp_path / "dp.h").read_text()
+    assert "int dp_set_allreduce(kc_allreduce_fn fn, void *ctx);" in header
+    assert "int dp_allreduce_status(void);" in header
+    library = keras.load_built(tmp_path)
+    replicas = _Replicas(4)
+    library.set_allreduce(*replicas.native_allreduce())
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((16, 20)).astype(np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 16)]
+    library.run("train", 16, [x, y, np.ones(16, np.float32)])
+    model.train_on_batch(x, y)            # 4 identical replicas train as one process does
+    assert replicas.calls == 1
+    for v in model.weights:
+        np.testing.assert_allclose(library.pool.view(v.slot.name), v.numpy(), rtol=1e-6, atol=1e-7)
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is not None:        # the declarations compile and link against the object
+        (tmp_path / "main.c").write_text('#include "dp.h"\n'
+                                         "static int sum(void *c, const float *s, float *r, int64_t n) {\n"
+                                         "  for (int64_t i = 0; i < n; i++) r[i] = s[i]; return 0; }\n"
+                                         "int main(void) { return dp_set_allreduce(sum, 0) | dp_allreduce_status(); }\n")
+        subprocess.run([cc, "-o", str(tmp_path / "main"), str(tmp_path / "main.c"), str(tmp_path / "dp.o"), "-lm"],
+                       check=True, cwd=tmp_path)
+        assert subprocess.run([str(tmp_path / "main")]).returncode == 0
+    with pytest.raises(ValueError, match="needs the train entry"):
+        keras.build(model, tmp_path / "p", entries=["predict"], data_parallel=True)
