@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import operator
 
 import numpy as np
 
@@ -85,6 +86,7 @@ def keras_op(fn, name=None):
                                                 for a in _flatten(list(args) + list(kwargs.values()))):
             outs = _flatten(result)
             record = CallRecord(wrapper, args, kwargs, outs)
+            record.structure = result
             for i, t in enumerate(outs):
                 t._history = (record, i)
         return result
@@ -131,13 +133,14 @@ equal = _binary(irb.equal, "equal")
 not_equal = _binary(irb.not_equal, "not_equal")
 
 
-@keras_op
-def divide(x1, x2):
+def _divide(x1, x2):
     a, b = _pair(x1, x2)
     return irb.div(irb.cast(a, "float32"), irb.cast(b, "float32"))
 
 
-true_divide = divide
+# the same op under Keras's two names: `x / y` is true_divide (TrueDivide) in Keras 3
+divide = keras_op(lambda x1, x2: _divide(x1, x2), "divide")
+true_divide = keras_op(lambda x1, x2: _divide(x1, x2), "true_divide")
 
 
 @keras_op
@@ -161,7 +164,7 @@ def _rmul(x, y):
 
 
 def _rdiv(x, y):
-    return divide(y, x)
+    return true_divide(y, x)
 
 
 def _rmatmul(x, y):
@@ -191,8 +194,8 @@ sign = _unary(irb.sign, "sign")
 floor = _unary(irb.floor, "floor")
 ceil = _unary(irb.ceil, "ceil")
 round = _unary(irb.round, "round")
-abs = _unary(irb.abs, "abs")
-absolute = abs
+absolute = _unary(irb.abs, "absolute")    # Keras's ops.abs and `abs(x)` make an Absolute operation
+abs = absolute
 square = _unary(lambda x: irb.mul(x, x), "square", float_only=False)
 relu = _unary(irb.relu, "relu")
 
@@ -339,7 +342,8 @@ sum = _reduction(irb.reduce_sum, "sum")
 mean = _reduction(lambda x, axis, keepdims: irb.reduce_mean(irb.cast(x, "float32"), axis, keepdims), "mean")
 max = _reduction(irb.reduce_max, "max")
 min = _reduction(irb.reduce_min, "min")
-amax, amin = max, min
+amax = _reduction(irb.reduce_max, "amax")
+amin = _reduction(irb.reduce_min, "amin")
 
 
 @keras_op
@@ -599,44 +603,124 @@ def broadcast_to(x, shape):
 
 @keras_op
 def _getitem(x, key):
-    """Basic slicing: integers, slices with step 1, None and Ellipsis."""
+    """Basic slicing as numpy does it: integers, slices with any step (negative too), None, Ellipsis."""
     x = _n(x)
     key = key if isinstance(key, tuple) else (key,)
+    if builtins.sum(k is Ellipsis for k in key) > 1:
+        raise IndexError("kcompile.ops: an index can only have a single ellipsis ('...')")
+    indexed = builtins.sum(k is not None and k is not Ellipsis for k in key)
+    if indexed > len(x.shape):
+        raise IndexError(f"kcompile.ops: too many indices ({indexed}) for a tensor of rank {len(x.shape)}")
     if Ellipsis in key:
         i = key.index(Ellipsis)
-        fill = len(x.shape) - (len(key) - 1 - builtins.sum(k is None for k in key))
-        key = key[:i] + (slice(None),) * fill + key[i + 1:]
-    bounds, out_shape, axis = [], [], 0
+        key = key[:i] + (builtins.slice(None),) * (len(x.shape) - indexed) + key[i + 1:]
+    specs, out_shape, axis = [], [], 0     # specs: (first index, count, step) per axis of x
     for k in key:
         if k is None:
-            out_shape.append(("new", 1))
+            out_shape.append(None)
             continue
         d = x.shape[axis]
-        if isinstance(k, slice):
-            if k.step not in (None, 1):
-                raise ValueError("kcompile.ops: strided slicing (step != 1) is not supported")
+        if isinstance(k, builtins.slice):
+            step = 1 if k.step is None else _index(k.step, "slice step")
+            if step == 0:
+                raise ValueError("kcompile.ops: slice step cannot be zero")
             if d is BATCH:
+                if step != 1:
+                    raise ValueError(f"kcompile.ops: slicing the batch axis (axis 0) with step {step} is not "
+                                     "supported: its size is known only at run time (slice the other axes)")
                 if (k.start, k.stop) not in ((None, None), (0, None)):
                     raise ValueError("kcompile.ops: slicing the batch dimension is not supported")
-                bounds.append((0, None))
-                out_shape.append(("keep", axis))
+                specs.append((0, BATCH, 1))
             else:
-                lo, hi, _ = k.indices(d)
-                bounds.append((lo, hi if hi > lo else lo))   # (`max` here is the reduction op)
-                out_shape.append(("keep", axis))
+                first, stop, step = builtins.slice(_bound(k.start), _bound(k.stop), step).indices(d)
+                specs.append((first, len(range(first, stop, step)), step))
+            out_shape.append(axis)
         elif isinstance(k, (int, np.integer)):
             if d is BATCH:
                 raise ValueError("kcompile.ops: indexing the batch dimension is not supported")
-            k = int(k) % d
-            bounds.append((k, k + 1))
+            if not -d <= int(k) < d:
+                raise IndexError(f"kcompile.ops: index {int(k)} is out of bounds for axis {axis} with size {d}")
+            specs.append((int(k) % d, 1, 1))
         else:
-            raise TypeError(f"kcompile.ops: unsupported index {k!r}")
+            raise TypeError(f"kcompile.ops: unsupported index {k!r} (integers, slices, None and ... are)")
         axis += 1
-    bounds += [(0, None) if d is BATCH else (0, d) for d in x.shape[axis:]]
-    out_shape += [("keep", a) for a in range(axis, len(x.shape))]
-    sliced = irb.slice(x, bounds)
-    final = tuple(1 if kind == "new" else sliced.shape[a] for kind, a in out_shape)
-    return irb.reshape(sliced, final)
+    specs += [(0, d, 1) for d in x.shape[axis:]]
+    out_shape += list(range(axis, len(x.shape)))
+    taken = _strided_take(x, specs)
+    return irb.reshape(taken, tuple(1 if a is None else taken.shape[a] for a in out_shape))
+
+
+def _index(value, what):
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"kcompile.ops: a {what} must be an integer or None, got {value!r}") from None
+
+
+def _bound(value):
+    return None if value is None else _index(value, "slice bound")
+
+
+def _strided_take(x, specs):
+    """x[first::step][:count] on every axis, from layout primitives only, so gradients and the
+    compiled kernels come from slice/pad/reshape/reverse's rules.
+
+    A step s > 1 over count n reads a window of n*s elements that starts j <= s-1 before the first
+    one, views it as (n, s) and keeps column j; j is chosen to keep the window inside the axis,
+    and where no j can, the window's tail is zero padding that is never kept. A negative step
+    takes the same elements in ascending order and reverses them."""
+    windows, pads, split, picks, counts, flips = [], [], [], [], [], []
+    for axis, (d, (first, n, step)) in enumerate(zip(x.shape, specs)):
+        s = 1 if d is BATCH else builtins.abs(step)
+        lowest = 0 if n == 0 or d is BATCH else first if step > 0 else first - (n - 1) * s
+        counts.append(n)
+        if step < 0 and n > 1:
+            flips.append(axis)
+        if d is BATCH:                                    # kept whole (the callers check)
+            window, pad, dims, pick = (0, None), 0, [BATCH], [(0, None)]
+        elif n <= 1 or s == 1:
+            window, pad, dims, pick = (lowest, lowest + n), 0, [n], [(0, n)]
+        else:
+            j = builtins.min(builtins.max(0, lowest + n * s - d), lowest, s - 1)
+            lo = lowest - j
+            pad = builtins.max(0, lo + n * s - d)
+            window, dims, pick = (lo, lo + n * s - pad), [n, s], [(0, n), (j, j + 1)]
+        windows.append(window)
+        pads.append((0, pad))
+        split += dims
+        picks += pick
+    y = irb.pad(irb.slice(x, windows), pads)
+    y = irb.reshape(irb.slice(irb.reshape(y, tuple(split)), picks), tuple(counts))
+    for axis in flips:
+        y = irb.reverse(y, axis)
+    return y
+
+
+@keras_op
+def slice(inputs, start_indices, shape):
+    """Keras's `ops.slice`: inputs[start : start + size] on every axis, with constant start indices.
+    The batch axis is taken whole: start 0 and size None or -1 (its size is known only at run time)."""
+    x = _n(inputs)
+    if isinstance(start_indices, (KerasTensor, Variable)):
+        raise ValueError("kcompile.ops.slice: start_indices must be constants (tensor start indices, which Keras "
+                         "allows, are not supported)")
+    starts, sizes = [_index(v, "start index") for v in np.ravel(start_indices)], list(shape)
+    if not len(starts) == len(sizes) == len(x.shape):
+        raise ValueError(f"kcompile.ops.slice: start_indices {list(starts)} and shape {sizes} need one entry per "
+                         f"dimension of inputs of shape {_public(x.shape)}")
+    bounds = []
+    for axis, (d, lo, n) in enumerate(zip(x.shape, starts, sizes)):
+        if d is BATCH:
+            if lo != 0 or n not in (None, -1):
+                raise ValueError(f"kcompile.ops.slice: slicing the batch axis (axis 0) is not supported: give start "
+                                 f"0 and size None there (got start {lo}, size {n})")
+            bounds.append((0, None))
+            continue
+        n = _index(n, "slice size")
+        if not (0 <= lo and 0 <= n and lo + n <= d):
+            raise ValueError(f"kcompile.ops.slice: [{lo}:{lo + n}] is out of range for axis {axis} of size {d}")
+        bounds.append((lo, lo + n))
+    return irb.slice(x, bounds)
 
 
 @keras_op

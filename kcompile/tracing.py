@@ -67,7 +67,7 @@ class KerasTensor:
     __add__, __radd__ = _op("add"), _op("_radd")
     __sub__, __rsub__ = _op("subtract"), _op("_rsub")
     __mul__, __rmul__ = _op("multiply"), _op("_rmul")
-    __truediv__, __rtruediv__ = _op("divide"), _op("_rdiv")
+    __truediv__, __rtruediv__ = _op("true_divide"), _op("_rdiv")   # Keras 3: TrueDivide
     __matmul__, __rmatmul__ = _op("matmul"), _op("_rmatmul")
     __pow__ = _op("power")
     __neg__ = _op("negative")

@@ -121,6 +121,11 @@ class Model(Trainer, Layer):
 
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
                 show_trainable=False, layer_range=None):
+        unsupported = {k: v for k, v in (("positions", positions), ("expand_nested", expand_nested or None),
+                                         ("layer_range", layer_range)) if v is not None}
+        if unsupported:
+            raise ValueError(f"Model.summary: {', '.join(f'{k}={v!r}' for k, v in unsupported.items())} "
+                             f"is not supported by kcompile (line_length, print_fn and show_trainable are)")
         print_summary(self, line_length=line_length, print_fn=print_fn, show_trainable=show_trainable)
 
     def get_config(self):

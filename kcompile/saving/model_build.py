@@ -29,11 +29,20 @@ class UnsupportedModelError(ValueError):
     def __init__(self, message, problems=()):
         super().__init__(message)
         self.problems = list(problems)
-        self.unknown_classes = list(dict.fromkeys(c for _, c, why in self.problems if why == _UNKNOWN))
+        self.unknown_classes = list(dict.fromkeys(c for _, c, why in self.problems if why in (_UNKNOWN, _NOT_IMPLEMENTED)))
 
 
 _UNKNOWN = ("unknown layer class (pass it in custom_objects, or register it with "
             "keras.utils.register_keras_serializable)")
+# a class the file says is Keras's own (module keras.layers / keras.src.layers...): custom_objects is no help
+_NOT_IMPLEMENTED = "unsupported layer class: a Keras layer kcompile does not implement"
+
+
+def _unknown_reason(entry):
+    module = entry.get("module")
+    builtin = isinstance(module, str) and module.split(".")[0] == "keras" and ".layers" in f".{module}" \
+        and ">" not in str(entry.get("registered_name") or "")
+    return _NOT_IMPLEMENTED if builtin else _UNKNOWN
 
 
 def build_model(canonical, custom_objects=None, safe_mode=True, source=None):
@@ -116,7 +125,7 @@ class _Builder:
         if class_name in MODEL_CLASSES and cls is not None and (cls.__name__ in ("Sequential", "Model")):
             return self.model(class_name, config)
         if cls is None:
-            self.problems.append((name, class_name, _UNKNOWN))
+            self.problems.append((name, class_name, _unknown_reason(entry)))
             return None
         try:
             config = self.inner_objects(class_name, config)

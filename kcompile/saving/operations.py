@@ -19,7 +19,7 @@ OPERATION_MODULES = ("keras.src.ops.", "keras.ops")
 _NN = ("elu", "gelu", "hard_sigmoid", "leaky_relu", "log_softmax", "one_hot", "relu", "relu6", "selu", "sigmoid",
        "silu", "softmax", "softplus", "softsign")
 _MATH = ("erf", "logsumexp", "rsqrt")
-_CORE = ("cast", "convert_to_tensor")
+_CORE = ("cast", "convert_to_tensor", "slice")
 _UNARY = ("abs", "absolute", "all", "amax", "amin", "any", "argmax", "argmin", "broadcast_to", "ceil", "clip",
           "cos", "exp", "expand_dims", "expm1", "floor", "log", "log1p", "logical_not", "max", "mean", "min",
           "negative", "ones_like", "prod", "reciprocal", "reshape", "round", "sign", "sin", "split", "sqrt",
@@ -28,7 +28,8 @@ _BINARY = ("add", "divide", "dot", "equal", "greater", "greater_equal", "less", 
            "logical_or", "matmul", "maximum", "minimum", "multiply", "not_equal", "power", "subtract", "true_divide")
 CALL_PARAMETERS = {**{n: ("x",) for n in _UNARY}, **{n: ("x1", "x2") for n in _BINARY},
                    "concatenate": ("xs",), "einsum": ("operands",), "take": ("x", "indices"),
-                   "where": ("condition", "x1", "x2"), "get_item": ("x", "key")}
+                   "where": ("condition", "x1", "x2"), "get_item": ("x", "key"),
+                   "slice": ("inputs", "start_indices")}
 # Keras operation names whose kcompile.ops function has another name (`x[...]` is GetItem)
 _FUNCTION_NAMES = {"get_item": "_getitem"}
 _OPERATION_NAMES = {v: k for k, v in _FUNCTION_NAMES.items()}

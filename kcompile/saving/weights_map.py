@@ -63,8 +63,12 @@ def assign_legacy(model, layer_weights, source, by_name=False, skip_mismatch=Fal
         _assign_all(pairs)
         return
     if len(stored) != len(layers):
+        names = {n for n, _ in stored}
+        unstored = ", ".join(f"'{l.name}' ({type(l).__name__}, weights {[tuple(v.shape) for v in _legacy_weights(l)]})"
+                             for l in layers if l.name not in names)
         raise KerasFileError(f"the file has weights for {len(stored)} layers ({[n for n, _ in stored]}) but the "
-                             f"model has {len(layers)} layers with weights ({[l.name for l in layers]})", source)
+                             f"model has {len(layers)} layers with weights ({[l.name for l in layers]})"
+                             + (f"; the file holds none for layer {unstored}" if unstored else ""), source)
     for layer, (_, arrays) in zip(layers, stored):
         pairs += _layer_pairs(layer, arrays, source, skip_mismatch)
     _assign_all(pairs)
@@ -138,6 +142,14 @@ def keras3_tree(model):
     return {path: [v.numpy() for v in variables] for path, variables in keras3_paths(model).items()}
 
 
+def _owner(model, path):
+    """' (layer NAME, CLASS)' for an error message about the variables at `path`."""
+    for p, obj in keras3_objects(model):
+        if (f"{p}/vars" if p else "vars") == path:
+            return f" (layer '{getattr(obj, 'name', '?')}', {type(obj).__name__})"
+    return ""
+
+
 def assign_keras3(model, tree, source, skip_mismatch=False):
     paths = keras3_paths(model)
     missing = [p for p, vs in paths.items() if vs and p not in tree.vars]
@@ -149,7 +161,7 @@ def assign_keras3(model, tree, source, skip_mismatch=False):
         if arrays is None:
             continue
         if len(arrays) != len(variables) or any(tuple(np.shape(a)) != tuple(v.shape) for a, v in zip(arrays, variables)):
-            problem = (f"{path}: the model has {[tuple(v.shape) for v in variables]}, the file "
+            problem = (f"{path}{_owner(model, path)}: the model has {[tuple(v.shape) for v in variables]}, the file "
                        f"{[tuple(np.shape(a)) for a in arrays]}")
             if skip_mismatch:
                 warnings.warn(f"Skipping loading weights for {problem}", stacklevel=2)
