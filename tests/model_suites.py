@@ -60,5 +60,16 @@ def two_in_two_out():
     return model
 
 
+def sync_bn():
+    """BatchNormalization over the global batch in data-parallel training (tests/test_distributed.py)."""
+    # no bias before the normalization: its gradient is round-off, which Adam would amplify
+    model = keras.Sequential([layers.Dense(16, use_bias=False, input_shape=(8,)), layers.BatchNormalization(synchronized=True),
+                              layers.Activation("relu"), layers.Dense(3, activation="softmax")], name="sync_bn")
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return model
+
+
 MODELS = {"guide_mlp": guide_mlp, "vgg_like": vgg_like, "lstm_model": lstm_model, "gru_bi": gru_bidirectional,
           "two_io": two_in_two_out}
+# tests/distributed/worker.py trains these data-parallel
+DISTRIBUTED_MODELS = dict(MODELS, sync_bn=sync_bn)

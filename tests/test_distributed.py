@@ -29,7 +29,7 @@ from kcompile.models.compiled import CompiledModel
 from kcompile.runtime.native import jit_executable
 from kcompile.runtime.state import StatePool
 
-from model_suites import guide_mlp
+from model_suites import guide_mlp, sync_bn
 
 WORKER = pathlib.Path(__file__).parent / "distributed" / "worker.py"
 MPIEXEC = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
@@ -66,7 +66,7 @@ def _reference(tmp_path_factory, model, mode):
 @needs_mpi
 @pytest.mark.parametrize("model,ranks,mode", [
     ("guide_mlp", 2, "fit"), ("guide_mlp", 4, "fit"), ("guide_mlp", 2, "per_batch"), ("guide_mlp", 2, "dataset"),
-    ("vgg_like", 2, "fit"), ("lstm_model", 2, "fit"), ("two_io", 2, "fit")])
+    ("vgg_like", 2, "fit"), ("lstm_model", 2, "fit"), ("two_io", 2, "fit"), ("sync_bn", 2, "fit")])
 def test_replicas_agree_with_one_process(tmp_path, tmp_path_factory, model, ranks, mode):
     done = _run(tmp_path, model, mode, ranks)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -143,29 +143,33 @@ class _Replicas:
         return ctypes.cast(self._fn, ctypes.c_void_p).value, None
 
 
-def _train_through(communicator, steps=3):
+def _train_through(communicator, build=guide_mlp, steps=3):
     keras.utils.set_random_seed(5)
-    model = guide_mlp()
+    model = build()
     cm = model._compiled_model
     replicated = CompiledModel(model, cm.input_specs, cm.spec, communicator=communicator)
-    variant = replicated.variant([(None, 10)])
+    features, classes = model.inputs[0].shape[-1], model.outputs[0].shape[-1]
+    variant = replicated.variant([(None, classes)])
     rng = np.random.default_rng(1)
     for _ in range(steps):
-        x = rng.standard_normal((16, 20)).astype(np.float32)
-        y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 16)]
+        x = rng.standard_normal((16, features)).astype(np.float32)
+        y = np.eye(classes, dtype=np.float32)[rng.integers(0, classes, 16)]
         replicated.sync_state()
         variant.run("train", 16, [x, y, np.ones(16, np.float32)])
     return model.get_weights()
 
 
-def test_compiled_step_calls_the_allreduce_it_was_handed():
-    """Identical replicas sum to copies x (rows x gradient) over copies x rows: one process's step."""
+# sync_bn: the gradients, the mean and variance forward, and their adjoints backward
+@pytest.mark.parametrize("build,reductions", [(guide_mlp, 1), (sync_bn, 5)])
+def test_compiled_step_calls_the_allreduce_it_was_handed(build, reductions):
+    """Identical replicas sum to copies x (rows x gradient) over copies x rows: one process's step
+    (and, for synchronized BatchNormalization, one process's batch statistics)."""
     replicas = _Replicas(3)
-    with_hook = _train_through(replicas)
-    assert replicas.calls == 3                   # one all-reduce per step, inside the native call
-    alone = _train_through(None)
+    with_hook = _train_through(replicas, build)
+    assert replicas.calls == 3 * reductions        # all-reduces inside the native call, every step
+    alone = _train_through(None, build)
     for a, b in zip(with_hook, alone):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_a_failed_allreduce_raises_and_poisons_the_update():

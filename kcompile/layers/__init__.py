@@ -16,7 +16,8 @@ from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply
                       dot, maximum, minimum, multiply, subtract)
 from .noise import (ActivityRegularization, AlphaDropout, GaussianDropout, GaussianNoise, SpatialDropout1D,
                     SpatialDropout2D, SpatialDropout3D)
-from .normalization import BatchNormalization, GroupNormalization, LayerNormalization, UnitNormalization
+from .normalization import (BatchNormalization, GroupNormalization, LayerNormalization, SyncBatchNormalization,
+                            UnitNormalization)
 from .preprocessing import (CategoryEncoding, CenterCrop, Discretization, Hashing, IntegerLookup, Normalization,
                             Rescaling, Resizing, StringLookup, TextVectorization)
 from .reshaping import (Cropping1D, Cropping2D, Cropping3D, Permute, RepeatVector, UpSampling1D, UpSampling2D,

@@ -6,8 +6,11 @@ trainable=False runs in inference mode even during fit.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .. import initializers, ops, regularizers
-from ..tracing import current_trace
+from ..ir import builder as irb
+from ..tracing import KerasTensor, current_trace
 from .base import InputSpec, Layer
 
 
@@ -68,6 +71,27 @@ class _Normalization(Layer):
         return config
 
 
+def _moments_over_replicas(x, reduce):
+    """Mean and variance over the global batch (every replica's rows): sums and the row count
+    all-reduced, then the centred squares likewise, so the two-pass formula of one process is kept.
+    The all-reduce is differentiable (its adjoint is itself), so gradients cross replicas as they must."""
+    def over_replicas(t, with_count):
+        flat = [irb.reshape(t.node, (int(np.prod(t.shape)),))]
+        if with_count:
+            per_row = int(np.prod([x.shape[a] for a in reduce if a != 0]))
+            flat.append(irb.mul(irb.const(np.full(1, per_row, np.float32)), irb.batch_size()))
+        return irb.all_reduce_sum(irb.concat(flat, axis=0))
+
+    total = ops.sum(x, axis=reduce, keepdims=True)
+    summed = over_replicas(total, True)
+    size = summed.shape[0] - 1
+    count = irb.reshape(irb.slice(summed, [(size, size + 1)]), ())
+    mean = KerasTensor(irb.reshape(irb.div(irb.slice(summed, [(0, size)]), count), total.shape))
+    squares = over_replicas(ops.sum(ops.square(ops.subtract(x, mean)), axis=reduce, keepdims=True), False)
+    variance = KerasTensor(irb.reshape(irb.div(squares, count), total.shape))
+    return mean, variance
+
+
 class BatchNormalization(_Normalization):
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, beta_initializer="zeros",
                  gamma_initializer="ones", moving_mean_initializer="zeros", moving_variance_initializer="ones",
@@ -82,7 +106,9 @@ class BatchNormalization(_Normalization):
         super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer, beta_regularizer,
                          gamma_regularizer, beta_constraint, gamma_constraint, **kwargs)
         self.momentum = float(momentum)
-        self.synchronized = bool(synchronized)     # one device: nothing to synchronise
+        # data-parallel training: the batch statistics of every replica's rows (_moments_over_replicas);
+        # in one process the same as per-replica statistics
+        self.synchronized = bool(synchronized)
         self.moving_mean_initializer = initializers.get(moving_mean_initializer)
         self.moving_variance_initializer = initializers.get(moving_variance_initializer)
 
@@ -104,8 +130,11 @@ class BatchNormalization(_Normalization):
         reduce = tuple(a for a in range(rank) if a not in axes)
         broadcast = _param_shape(x.shape, axes)
         if training and self.trainable:
-            mean = ops.mean(x, axis=reduce, keepdims=True)
-            variance = ops.mean(ops.square(ops.subtract(x, mean)), axis=reduce, keepdims=True)
+            if self.synchronized and current_trace().row_offset is not None:   # data-parallel training
+                mean, variance = _moments_over_replicas(x, reduce)
+            else:
+                mean = ops.mean(x, axis=reduce, keepdims=True)
+                variance = ops.mean(ops.square(ops.subtract(x, mean)), axis=reduce, keepdims=True)
             m = self.momentum
             flat = tuple(x.shape[a] for a in axes)
             trace = current_trace()
@@ -227,3 +256,11 @@ class GroupNormalization(_Normalization):
         config = self._common_config()
         config["groups"] = self.groups
         return config
+
+
+class SyncBatchNormalization(BatchNormalization):
+    """TF's `SyncBatchNormalization`: BatchNormalization(synchronized=True)."""
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, **kwargs):
+        kwargs.pop("synchronized", None)
+        super().__init__(axis=axis, momentum=momentum, epsilon=epsilon, synchronized=True, **kwargs)

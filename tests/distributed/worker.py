@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))   # tests/: model_suites
 
 import kcompile as keras  # noqa: E402
-from model_suites import MODELS  # noqa: E402
+from model_suites import DISTRIBUTED_MODELS  # noqa: E402
 
 SAMPLES, BATCH, EPOCHS = 200, 32, 3
 
@@ -56,7 +56,7 @@ def main(name, out, mode="fit"):
     strategy = keras.distribute.MultiWorkerMirroredStrategy()
     rank = strategy.cluster_resolver.task_id
     with strategy.scope():
-        model = MODELS[name]()
+        model = DISTRIBUTED_MODELS[name]()
     x, y = data(model)
     # file names carry the rank: the test checks that only rank 0's exist
     callbacks = [keras.callbacks.ModelCheckpoint(str(out / f"ckpt_{rank}.weights.h5"), save_weights_only=True),

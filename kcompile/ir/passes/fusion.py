@@ -143,9 +143,10 @@ def _fuse_epilogues(kernels, kernel_of, use):
             ek = kernel_of.get(u.id)
             if ek is None or ek.kind != "elementwise" or ek.iter_shape != mm.iter_shape or ek not in result:
                 continue
-            # the epilogue must not need anything that itself needs the matmul (that would be a cycle)
-            others = [kernel_of.get(i.id) for i in ek.external_inputs() if i is not mm.root]
-            if any(o is not None and mm in ancestors[id(o)] for o in others):
+            # the epilogue must not need anything that itself needs the matmul (that would be a cycle),
+            # through reshape views too (a batch statistic of the matmul's output, reshaped to broadcast)
+            others = [src for i in ek.external_inputs() if i is not mm.root for src in _producers(i, kernel_of)]
+            if any(mm in ancestors[id(o)] for o in others):
                 continue
             mm.members = ek.members
             for n in ek.members:
