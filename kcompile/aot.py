@@ -15,6 +15,7 @@ built library computes what `predict`, `train_on_batch` and `evaluate` compute i
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -43,9 +44,9 @@ def build(model, directory, name=None, target="host", entries=None, weights="emb
     with NAME_set_allreduce (runtime/kcompile.h), e.g. one calling MPI_Allreduce.
     """
     target = get_target(target)
-    if target.executor != "serial":
-        raise ValueError(f"kcompile build does not support the target {target.name!r} yet: the GPU path "
-                         f"(codegen/nvptx.py) runs elementwise, reduction and layout kernels only, not whole models")
+    gpu = target.triple.startswith("nvptx")
+    if target.executor != "serial" and not gpu:
+        raise ValueError(f"kcompile build does not support the target {target.name!r}")
     if weights not in ("embedded", "file"):
         raise ValueError(f"weights must be 'embedded' or 'file', got {weights!r}")
     name = c_identifier(name or model.name)
@@ -79,6 +80,8 @@ def build(model, directory, name=None, target="host", entries=None, weights="emb
     programs = {e: lower_to_kernels(graphs[e]) for e in wanted}
     layout = compiled.pool.layout()
     blob = compiled.pool.buffer[:layout[1]].tobytes()
+    if gpu:
+        return _build_gpu(model, compiled, programs, directory, name, target, blob, weights)
     module, manifest = build_module(programs, layout, target, name,
                                     initial_state=blob if weights == "embedded" else None,
                                     static_batch=compiled.fixed_batch())
@@ -97,6 +100,59 @@ def build(model, directory, name=None, target="host", entries=None, weights="emb
     if _can_link(target):
         _run([_cc(), "-shared", "-o", os.path.join(directory, f"lib{name}.so"),
               os.path.join(directory, f"{name}.o"), "-lm"])
+    return manifest
+
+
+def _build_gpu(model, compiled, programs, directory, name, target, blob, weights):
+    """The nvptx branch of build(): NAME.ptx, the host library (codegen/nvptx_host.py) as NAME.o
+    and libNAME.so, NAME.h (the CPU library's header), NAME_cuda.h, the manifest and the launch
+    schedule. Entries take device pointers; the CUDA driver is loaded at run time (dlopen)."""
+    from llvmlite import ir
+
+    from .codegen.nvptx import build_ptx_module, compile_ptx
+    from .codegen.nvptx_host import host_source
+    module, launches = build_ptx_module(programs, target, name)   # UnsupportedKernels: every kernel it lacks
+    ptx = compile_ptx(module, target)
+    # the CPU library's manifest (entries, C names, batch limit: the same NAME.h), for this target
+    _, manifest = build_module(programs, compiled.pool.layout(), "host", name, static_batch=compiled.fixed_batch())
+    manifest.target = target.describe()
+    manifest.abi.pop("workspace", None)      # the GPU's is NAME_workspace_size (nvptx_host.py)
+    manifest.abi["device"] = "cuda"
+    optimizer = getattr(model, "optimizer", None)
+    manifest.variables = {"weights": [v.slot.name for v in model.weights],
+                          "optimizer": [v.slot.name for v in getattr(optimizer, "variables", None) or []]}
+    os.makedirs(directory, exist_ok=True)
+    _write(directory, f"{name}.ptx", ptx.encode())
+    data = ir.Module(name="kcompile_gpu_data")                    # the PTX and the state, linked in
+    host = host_target()
+    data.triple = host.triple
+    for symbol, raw, align in ((f"{name}__ptx", ptx.encode() + b"\0", 16),
+                               (f"{name}__initial_state", blob if weights == "embedded" else b"\0", 64)):
+        ty = ir.ArrayType(ir.IntType(8), len(raw))
+        g = ir.GlobalVariable(data, ty, symbol)
+        g.initializer, g.global_constant, g.align = ir.Constant(ty, bytearray(raw)), True, align
+        g.visibility = "hidden"
+    _write(directory, f"{name}_data.o", emit_object(data, host))
+    _write(directory, f"{name}_host.c", host_source(manifest, launches, {e: p.memory for e, p in programs.items()},
+                                                    f"{name}__ptx", f"{name}__initial_state",
+                                                    embedded=weights == "embedded").encode())
+    _write(directory, f"{name}.h", header_text(manifest).encode())
+    _write(directory, f"{name}_cuda.h", (f'/* {name}_cuda.h: the GPU library\'s additions to {name}.h. */\n'
+                                         f'#include "{name}.h"\n#include "kcompile_cuda.h"\n'
+                                         f"const char *{name}_last_error(void);\n").encode())
+    _write(directory, f"{name}_manifest.json", manifest.dumps().encode())
+    _write(directory, f"{name}_launches.json", json.dumps(
+        {e: [l.describe() for l in ls] for e, ls in launches.items()}, indent=1).encode())
+    for header in ("kcompile.h", "kcompile_cuda.h", "kc_cuda_host.h"):
+        shutil.copyfile(c_abi.RUNTIME_DIR / header, os.path.join(directory, header))
+    if weights == "file":
+        _write(directory, f"{name}.state", blob)
+    if _cc() is None:
+        raise OSError(f"no C compiler (cc) to build the GPU host library of {name!r}; {name}_host.c is written")
+    path = lambda f: os.path.join(directory, f)  # noqa: E731
+    _run([_cc(), "-c", "-O2", "-fPIC", "-I", directory, "-o", path(f"{name}_host.o"), path(f"{name}_host.c")])
+    _run([_cc(), "-r", "-o", path(f"{name}.o"), path(f"{name}_host.o"), path(f"{name}_data.o")])
+    _run([_cc(), "-shared", "-o", path(f"lib{name}.so"), path(f"{name}.o"), "-ldl", "-lpthread"])
     return manifest
 
 

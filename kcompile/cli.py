@@ -22,6 +22,15 @@ def _inspect(args):
     return status
 
 
+def _target_name(text):
+    """--target: host, a TARGETS name, or nvptx-sm_NN (one GPU compute capability)."""
+    import re
+    if text in ["host"] + sorted(TARGETS) or re.fullmatch(r"nvptx-sm_\d+a?", text):
+        return text
+    raise argparse.ArgumentTypeError(f"invalid target {text!r} (choose from host, {', '.join(sorted(TARGETS))}, "
+                                     "nvptx-sm_NN)")
+
+
 def _build(args):
     from .aot import build, c_identifier
     from .saving.api import load_model
@@ -34,9 +43,17 @@ def _build(args):
     except UnsupportedModelError as exc:
         print(f"kcompile: {args.model} uses what kcompile cannot compile:\n{exc}", file=sys.stderr)
         return 1
-    manifest = build(model, args.output, name=args.name, target=args.target, entries=entries, weights=args.weights,
-                     data_parallel=args.data_parallel)
+    try:
+        manifest = build(model, args.output, name=args.name, target=args.target, entries=entries,
+                         weights=args.weights, data_parallel=args.data_parallel)
+    except NotImplementedError as exc:     # the GPU path's UnsupportedKernels: every kernel it lacks
+        print(f"kcompile: {args.model} cannot be built for {args.target}:\n{exc}", file=sys.stderr)
+        return 1
     name = c_identifier(manifest.name)
+    if manifest.abi.get("device") == "cuda":
+        print(f"wrote {args.output}/: {name}.ptx {name}.h {name}_cuda.h {name}.o lib{name}.so {name}_host.c "
+              f"{name}_manifest.json {name}_launches.json (entries: {', '.join(manifest.entries)}; device pointers)")
+        return 0
     print(f"wrote {args.output}/: {name}.h {name}.o" + (" lib" + name + ".so" if "predict" in manifest.abi else "")
           + f" {name}_manifest.json example.c Makefile (entries: {', '.join(manifest.entries)})")
     return 0
@@ -71,8 +88,10 @@ def main(argv=None):
     build.add_argument("model", help="the model file: .keras, .h5, or .json/.yaml (with --weights-from)")
     build.add_argument("-o", "--output", required=True, help="the folder to write")
     build.add_argument("--name", help="prefix of every C symbol (default: the model's name)")
-    build.add_argument("--target", default="host", choices=["host"] + sorted(TARGETS),
-                       help="the machine to generate code for (default: this one)")
+    build.add_argument("--target", default="host", type=_target_name,
+                       help="the machine to generate code for (default: this one): "
+                            + ", ".join(["host"] + sorted(TARGETS)) + ", or nvptx-sm_NN (a GPU library: "
+                            "NAME.ptx and a host library launching it through the CUDA driver)")
     build.add_argument("--entries", help="comma-separated subset of predict,train,evaluate (default: every entry "
                                          "the model supports: train and evaluate need a compiled model)")
     build.add_argument("--weights", choices=["embedded", "file"], default="embedded",

@@ -5,12 +5,17 @@ pool of runtime/kc_threads.c: the caller and n - 1 persistent workers, at most 8
 default is KCOMPILE_NUM_THREADS, else the CPUs this process may run on. Results do not depend on
 it: each output element is computed by one thread in a fixed order. Without the pool (no C
 compiler, or KCOMPILE_THREADS=0) the code is serial and the count is 1.
+
+set_device("cpu" | "gpu" | None) / get_device(): where models compiled from now on run
+(runtime/gpu_device.py): set_device, else KCOMPILE_DEVICE=cpu|gpu, else the GPU when the CUDA
+driver loads and reports one, else the CPU. Asking for "gpu" without one raises DeviceUnavailable.
 """
 from __future__ import annotations
 
 from .codegen.jit import thread_pool
+from .runtime.gpu_device import DeviceUnavailable, get_device, set_device
 
-__all__ = ["set_num_threads", "get_num_threads"]
+__all__ = ["set_num_threads", "get_num_threads", "set_device", "get_device", "DeviceUnavailable"]
 
 
 def set_num_threads(n):

@@ -19,7 +19,8 @@ from hypothesis import Phase, given, settings, strategies as st
 import kcompile as keras
 from kcompile import layers
 from kcompile.codegen.nvptx import (Launch, UnsupportedKernels, build_ptx_module, buffer_address, compile_ptx,
-                                    emit_ptx, emit_ptx_programs, nvptx_target, unsupported_kernels)
+                                    emit_ptx, emit_ptx_programs, flat_launches, nvptx_target, unsupported_kernels,
+                                    walk_launches, workspace_bytes)
 from kcompile.codegen.target import TARGETS, get_target, host_target, runs_here
 from kcompile.ir import builder as b
 from kcompile.ir.graph import BATCH, Graph, concrete_shape
@@ -31,11 +32,16 @@ from kcompile.runtime.cuda import CudaError, GpuProgram, cuda_available
 
 from primitive_cases import ALL_OPS, feed_shape, make_case, values
 
-NOT_YET = {"window_grad", "gather_rows", "scatter_add_rows"}   # kinds/ops the PTX path lacks
+NOT_YET = set()   # ops the PTX path lacks (none: every primitive case lowers)
 PTXAS = shutil.which("ptxas")
 needs_ptxas = pytest.mark.skipif(PTXAS is None, reason="ptxas (CUDA toolkit) is not on PATH: cannot assemble PTX")
 GPU, GPU_REASON = cuda_available()
-needs_gpu = pytest.mark.skipif(not GPU, reason=f"no GPU to launch kernels on: {GPU_REASON}")
+_skip_without_gpu = pytest.mark.skipif(not GPU, reason=f"no GPU to launch kernels on: {GPU_REASON}")
+
+
+def needs_gpu(test):
+    """Marked `gpu` (pytest -m gpu selects them) and skipped with the driver's reason where there is no GPU."""
+    return pytest.mark.gpu(_skip_without_gpu(test))
 
 
 def assert_close(got, want, what):
@@ -64,7 +70,10 @@ class HostGrid:
         module.triple = llvm.get_process_triple()
         mod = llvm.parse_assembly(str(module))
         mod.verify()
-        self.engine = llvm.create_mcjit_compiler(mod, host_target().machine(jit=True))
+        host = host_target()   # codegen at -O0: the emulation checks index arithmetic, not speed
+        tm = llvm.Target.from_triple(host.triple).create_target_machine(
+            cpu=host.cpu, features=host.features, opt=0, reloc="default", codemodel="jitdefault")
+        self.engine = llvm.create_mcjit_compiler(mod, tm)
         self.engine.finalize_object()
         self.programs = programs
 
@@ -74,16 +83,18 @@ class HostGrid:
         graph, plan = program.graph, program.memory
         ins = [np.ascontiguousarray(a, dtype=node.dtype) for a, node in zip(inputs, graph.inputs)]
         outs = [np.full(concrete_shape(o.shape, n), 7, o.dtype) for o in graph.outputs.values()]
-        ws = np.full(plan.workspace_bytes(n) + 64, 0xAB, np.uint8)   # garbage: nothing may rely on zeroed memory
+        launches = self.launches[entry]
+        # garbage: nothing may rely on zeroed memory
+        ws = np.full(workspace_bytes(plan, launches, n) + 64, 0xAB, np.uint8)
         slots = {name: a.ctypes.data for name, a in (state or {}).items()}
-        for launch in self.launches[entry]:
-            count = launch.count(n)
+
+        def issue(launch, n, count, addresses):
             assert launch.grid(n) * launch.block >= count
-            addresses = [buffer_address(plan, buf, n, [a.ctypes.data for a in ins], [a.ctypes.data for a in outs],
-                                        slots, ws.ctypes.data) for buf in launch.buffers]
             fn = ctypes.CFUNCTYPE(None, *[ctypes.c_int64] * 2, *[ctypes.c_void_p] * len(addresses))(
                 self.engine.get_function_address(launch.symbol))
             fn(n, count, *addresses)
+        walk_launches(launches, plan, n, [a.ctypes.data for a in ins], [a.ctypes.data for a in outs], slots,
+                      ws.ctypes.data, issue, buffer_address)
         return dict(zip(graph.outputs, outs))
 
 
@@ -306,7 +317,11 @@ def test_guide_mlp_lowers_entirely_and_matches_reference(tmp_path):
         assert_close(slots[slot], np.asarray(value).reshape(slots[slot].shape), f"mlp train update {slot}")
 
 
-def test_unsupported_kernels_are_reported_all_at_once_by_name():
+def test_unsupported_kernels_are_reported_all_at_once_by_name(monkeypatch):
+    # every kernel class lowers today: take two out of the table to check the report
+    from kcompile.codegen import nvptx
+    monkeypatch.delitem(nvptx.SUPPORTED, "gather_rows")
+    monkeypatch.delitem(nvptx.SUPPORTED, "scatter_add_rows")
     t = b.input("t", (7, 5))
     i = b.input("i", (BATCH,), index=1)
     gathered = b.gather_rows(t, b.cast(i, "int32"))
@@ -427,8 +442,9 @@ FAKE_LIBCUDA = r"""
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-typedef void (*kfn)(int64_t, int64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t);
-static struct { char name[128]; kfn fn; int nargs; } reg[256]; static int nreg;
+#define A8 uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t
+typedef void (*kfn)(int64_t, int64_t, A8, A8, A8);
+static struct { char name[128]; kfn fn; int nargs; } reg[4096]; static int nreg;
 static int launches, live;
 void fake_register(const char *name, void *fn, int nargs) {
     strncpy(reg[nreg].name, name, 127); reg[nreg].fn = (kfn)fn; reg[nreg++].nargs = nargs; }
@@ -458,13 +474,17 @@ int cuMemFree_v2(uint64_t p) { free((void *)p); live--; return 0; }
 int cuMemcpyHtoD_v2(uint64_t d, const void *s, size_t n) { memcpy((void *)d, s, n); return 0; }
 int cuMemcpyDtoH_v2(void *d, uint64_t s, size_t n) { memcpy(d, (void *)s, n); return 0; }
 int cuMemsetD8_v2(uint64_t d, unsigned char c, size_t n) { memset((void *)d, c, n); return 0; }
+int cuMemsetD32_v2(uint64_t d, unsigned v, size_t n) {
+    for (size_t i = 0; i < n; i++) ((unsigned *)d)[i] = v;
+    return 0; }
 int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                    unsigned sh, void *st, void **p, void **extra) {
-    typeof(reg[0]) *k = f; uint64_t a[10] = {0};
-    if (gy != 1 || gz != 1 || by != 1 || bz != 1 || k->nargs > 10) return 1;
+    typeof(reg[0]) *k = f; uint64_t a[26] = {0};
+    if (gy != 1 || gz != 1 || by != 1 || bz != 1 || k->nargs > 26) return 1;
     for (int i = 0; i < k->nargs; i++) a[i] = *(uint64_t *)p[i];
     if ((uint64_t)gx * bx < a[1]) return 1;                      /* the grid must cover count threads */
-    k->fn((int64_t)a[0], (int64_t)a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9]);
+    k->fn((int64_t)a[0], (int64_t)a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13],
+          a[14], a[15], a[16], a[17], a[18], a[19], a[20], a[21], a[22], a[23], a[24], a[25]);
     launches++; return 0; }
 int cuGetErrorName(int e, const char **s) {
     *s = e == 218 ? "CUDA_ERROR_INVALID_PTX" : e == 500 ? "CUDA_ERROR_NOT_FOUND" : "CUDA_ERROR_UNKNOWN"; return 0; }
@@ -522,25 +542,37 @@ def test_runtime_against_a_fake_driver(fake_driver):
         ctx.release()
 
 
+def register_fake(lib, host):
+    """Give the fake driver the host-emulated function of every grid of `host` (scan bodies too)."""
+    for ls in host.launches.values():
+        for l in flat_launches(ls):
+            lib.fake_register(l.symbol.encode(), ctypes.c_void_p(host.engine.get_function_address(l.symbol)),
+                              2 + len(l.buffers))
+
+
+def _mlp_feeds(rng, batch):
+    return {"digits": rng.standard_normal((batch, 784)).astype(np.float32),
+            "target_0": rng.integers(0, 10, batch).astype(np.float32),
+            "sample_weight_0": np.ones(batch, np.float32)}
+
+
 def test_gpu_executable_against_a_fake_driver(fake_driver):
-    """GpuExecutable (the Executable protocol, predict-only) through the fake libcuda: the guide MLP."""
+    """GpuExecutable through the fake libcuda: the guide MLP's predict, train and evaluate entries
+    with the state resident on the device and mirrored into the pool, run_loop, resident mode."""
     from kcompile.runtime.cuda import Context, GpuExecutable
     from kcompile.runtime.executable import Executable
     lib = fake_driver.lib
     compiled, graphs = _guide_mlp()
     pool = compiled.pool
-    programs = {"predict": lower_to_kernels(graphs["predict"])}
-    host = HostGrid(programs, name="mlpexe")
-    for l in host.launches["predict"]:
-        lib.fake_register(l.symbol.encode(), ctypes.c_void_p(host.engine.get_function_address(l.symbol)),
-                          2 + len(l.buffers))
-    with pytest.raises(NotImplementedError, match="predict-only.*train"):
-        GpuExecutable({"train": lower_to_kernels(graphs["train"])}, pool, context=object())
+    programs = {e: lower_to_kernels(g) for e, g in graphs.items()}
+    host = HostGrid(programs, name="mlpexe")                   # kept alive: the fake "device code"
+    register_fake(lib, host)
     ctx = Context(0, fake_driver)
+    rng = np.random.default_rng(6)
     try:
         baseline = lib.fake_live_allocations()
         exe = GpuExecutable(programs, pool, name="mlpexe", context=ctx)
-        assert isinstance(exe, Executable) and exe.has("predict") and not exe.has("train")
+        assert isinstance(exe, Executable) and exe.has("predict") and exe.has("train") and exe.has("evaluate")
         m = exe.manifest
         info = m.entries["predict"]
         assert m.target["name"] == "nvptx-sm_90"                 # the fake device is compute capability 9.0
@@ -548,29 +580,102 @@ def test_gpu_executable_against_a_fake_driver(fake_driver):
         assert [t.shape for t in info.outputs] == [(-1, 10)] and not info.writes_state
         assert info.symbol == "mlpexe__predict" and info.loop_symbol is None
         assert [s["kind"] for s in info.schedule].count("matmul") == 3
+        assert m.entries["train"].writes_state
         assert (m.slots, m.state_size) == (sorted(pool.layout()[0], key=lambda s: s.offset), pool.layout()[1])
         assert m.max_batch > 1000
         assert lib.fake_live_allocations() == baseline + 1        # the state, copied once
-        rng = np.random.default_rng(6)
-        state = pool.values()
         for batch in (1, 65):
             x = rng.standard_normal((batch, 784)).astype(np.float32)
-            want, _ = evaluate(graphs["predict"], {"digits": x}, state, batch=batch)
+            want, _ = evaluate(graphs["predict"], {"digits": x}, pool.values(), batch=batch)
             (got,) = exe.run("predict", batch, [x])
             assert_close(got, want["y0"], f"GpuExecutable predict at batch {batch}")
-            assert lib.fake_live_allocations() == baseline + 1    # run() frees its inputs, outputs, workspace
-        # the device holds a copy of the state: host changes are seen after load_state()
+        arena = lib.fake_live_allocations()
+        exe.run("predict", 3, [x[:3]])
+        assert lib.fake_live_allocations() == arena               # buffers are reused, not reallocated
+        # a train step on the device: the loss, and the pool mirrors every updated slot
+        train = graphs["train"]
+        for batch in (7, 32):
+            feeds = _mlp_feeds(rng, batch)
+            want, updates = evaluate(train, feeds, pool.values(), batch=batch)
+            got = exe.run("train", batch, [feeds[i.attrs["name"]] for i in train.inputs])
+            assert_close(got[0], want[next(iter(train.outputs))], f"train loss at batch {batch}")
+            for slot, value in updates.items():
+                assert_close(pool.view(slot), np.asarray(value).reshape(pool.view(slot).shape), f"update {slot}")
+        # a host change (set_weights) reaches the device before the next call
         kernel = next(name for name in pool.slots if name.startswith("predictions/kernel"))
-        before = exe.run("predict", 3, [x[:3]])[0]
         pool.view(kernel)[...] *= -1
-        np.testing.assert_array_equal(exe.run("predict", 3, [x[:3]])[0], before)
-        exe.load_state()
         want, _ = evaluate(graphs["predict"], {"digits": x[:3]}, pool.values(), batch=3)
-        assert_close(exe.run("predict", 3, [x[:3]])[0], want["y0"], "after load_state")
+        assert_close(exe.run("predict", 3, [x[:3]])[0], want["y0"], "after a host-side weight change")
+        # run_loop: whole epoch on the device, one loss per step, state copied back once
+        feeds = _mlp_feeds(rng, 50)
+        arrays = [feeds[i.attrs["name"]] for i in train.inputs]
+        state, losses = pool.values(), []
+        for s in range(0, 50, 16):
+            part = {k: v[s:s + 16] for k, v in feeds.items()}
+            out, updates = evaluate(train, part, state, batch=len(part["digits"]))
+            losses.append(float(np.asarray(out[next(iter(train.outputs))]).reshape(())))
+            state.update({k: np.asarray(v).reshape(state[k].shape) for k, v in updates.items()})
+        got = exe.run_loop("train", 16, arrays)
+        assert got.shape == (4,)
+        assert_close(got, np.array(losses, np.float32), "run_loop losses")
+        for slot in updates:
+            assert_close(pool.view(slot), state[slot], f"run_loop update {slot}")
         exe.close()
         exe.close()
         assert lib.fake_live_allocations() == baseline and not ctx.modules
         with pytest.raises(RuntimeError, match="after close"):
             exe.run("predict", 1, [x[:1]])
+        # resident: the device keeps the state until asked
+        res = GpuExecutable({"train": programs["train"]}, pool, name="mlpexe", context=ctx, exchange="resident")
+        before = pool.values()
+        feeds = _mlp_feeds(rng, 9)
+        _, updates = evaluate(train, feeds, before, batch=9)
+        res.run("train", 9, [feeds[i.attrs["name"]] for i in train.inputs])
+        assert all(np.array_equal(pool.view(k), v) for k, v in before.items())
+        res.sync_to_host()
+        for slot, value in updates.items():
+            assert_close(pool.view(slot), np.asarray(value).reshape(pool.view(slot).shape), f"synced {slot}")
+        res.close()
+        with pytest.raises(ValueError, match="exchange must be one of"):
+            GpuExecutable(programs, pool, context=ctx, exchange="sometimes")
     finally:
         ctx.release()
+
+
+def test_jit_executable_picks_the_device(fake_driver, monkeypatch):
+    """runtime/native.jit_executable: the GPU (here the fake driver) by default when one is
+    present, the CPU when asked; kernels the PTX path lacks: a warning and the CPU by default,
+    an error when the GPU was asked for."""
+    from kcompile.codegen import nvptx
+    from kcompile.runtime import cuda, gpu_device
+    from kcompile.runtime.gpu_executable import GpuExecutable
+    from kcompile.runtime.native import NativeExecutable, jit_executable
+    from kcompile.runtime.state import StatePool
+    monkeypatch.setattr(cuda, "_driver", fake_driver)
+    monkeypatch.setattr(gpu_device, "_status", (True, "device 0: Fake GPU"))
+    monkeypatch.setattr(gpu_device, "_choice", None)
+    monkeypatch.delenv("KCOMPILE_DEVICE", raising=False)
+    x = b.input("x", (BATCH, 5))
+    graph = Graph([x], {"y": b.tanh(b.mul(x, x))}, [])
+    programs = {"predict": lower_to_kernels(graph)}
+    host = HostGrid(programs)                       # symbols model__predict_kI, as jit_executable names them
+    register_fake(fake_driver.lib, host)
+    feed = np.linspace(-2, 2, 15, dtype=np.float32).reshape(3, 5)
+    want = np.tanh(feed * feed)
+    with jit_executable(programs, StatePool()) as exe:
+        assert isinstance(exe, GpuExecutable)
+        assert_close(exe.run("predict", 3, [feed])[0], want, "on the (fake) GPU")
+    with jit_executable(programs, StatePool(), device="cpu") as exe:
+        assert isinstance(exe, NativeExecutable)
+    monkeypatch.setenv("KCOMPILE_DEVICE", "cpu")
+    with jit_executable(programs, StatePool()) as exe:
+        assert isinstance(exe, NativeExecutable)
+    monkeypatch.delenv("KCOMPILE_DEVICE")
+    monkeypatch.delitem(nvptx.SUPPORTED, "elementwise")
+    with pytest.warns(RuntimeWarning, match="runs on the CPU instead"):
+        exe = jit_executable(programs, StatePool())
+    assert isinstance(exe, NativeExecutable)
+    exe.close()
+    monkeypatch.setenv("KCOMPILE_DEVICE", "gpu")
+    with pytest.raises(UnsupportedKernels, match="tanh"):
+        jit_executable(programs, StatePool())

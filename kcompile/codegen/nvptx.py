@@ -34,7 +34,11 @@ Kernel kinds:
                elementwise epilogue is evaluated at that element (the elementwise emission).
                Its Launch has `tiles` = (M, N): grid = ceil(M/64) * ceil(N/64) blocks, count =
                grid * block (every thread reaches every barrier).
-Everything else (scan, window_grad, gather/scatter rows, ...) is reported by
+  window_grad, gather_rows, scatter_add_rows, scan
+               nvptx_kernels.py: one thread per output element, fixed summation order (no float
+               atomics); a scan is a `ScanLaunch` (nvptx_schedule.py), a host loop of launches
+               over its body's kernels.
+Anything else (a non-float32 matmul, an operand without a device buffer) is reported by
 `UnsupportedKernels`, every unsupported kernel of the program at once, before any IR is built.
 
 The elementwise math is the CPU path's (`elementwise.EMITTERS`, `vecmath` polynomials): no libm
@@ -56,17 +60,24 @@ from .elementwise import EMITTERS
 from .llvm_util import F32, FP_FLAGS, I32, I64, PTR, VOID, for_range, gep_f, i64, llvm_type
 from .lower import EmitContext, _is_scalar_const, _KernelEmitter, _scale, matmul_geometry, sum_monos
 from .loops import ONE, Access, Mono, collapse, contiguous_strides, dim, prod
+from .nvptx_kernels import OpaqueKernels, scan_problems
+from .nvptx_schedule import ScanLaunch, flat_launches, walk_launches, workspace_bytes
 from .sizes import Poly
 from .target import Target, get_target
 
 BLOCK = 256
 ARCHS = ("sm_80", "sm_90")
-SUPPORTED = {
+SUPPORTED = {                  # kernel class -> the root primitives its grid functions lower
     "elementwise": None,                                            # every elementwise primitive
     "reduce": ("reduce_sum", "reduce_max", "reduce_min", "argmax"),
     "layout": ("transpose", "slice", "pad", "reverse", "window", "concat"),
     "matmul": ("matmul",),
+    "window_grad": ("window_grad",),                                # nvptx_kernels.py
+    "gather_rows": ("gather_rows",),
+    "scatter_add_rows": ("scatter_add_rows",),
+    "scan": ("scan",),                                              # its body's kernels too
 }
+OPAQUE = ("window_grad", "gather_rows", "scatter_add_rows", "scan")   # no fused members
 TILE_M = TILE_N = 64           # the C tile of one matmul block
 TILE_K = 16                    # K elements staged in shared memory per step
 THREADS = 16                   # 16 x 16 threads per matmul block, each a REG x REG block of C
@@ -115,7 +126,8 @@ class UnsupportedKernels(NotImplementedError):
             f"The GPU (PTX) path cannot lower {len(self.kernels)} kernel(s) of model '{name}' yet "
             f"(unsupported: {', '.join(ops)}):\n" + "\n".join("  " + k.describe() for k in self.kernels)
             + "\n(supported: elementwise; reduce: " + ", ".join(SUPPORTED["reduce"])
-            + "; layout: " + ", ".join(SUPPORTED["layout"]) + "; matmul (float32))")
+            + "; layout: " + ", ".join(SUPPORTED["layout"]) + "; matmul (float32); "
+            + ", ".join(k for k in SUPPORTED if k not in ("elementwise", "reduce", "layout", "matmul")) + ")")
 
 
 def unsupported_kernels(program, entry="f"):
@@ -131,6 +143,13 @@ def unsupported_kernels(program, entry="f"):
                 out.append(Unsupported(entry, step.kernel, k.kind, op, detail))
         elif k.root.op not in SUPPORTED[k.kind]:
             out.append(Unsupported(entry, step.kernel, k.kind, k.root.op, detail))
+        elif k.kind in OPAQUE and k.members:
+            out.append(Unsupported(entry, step.kernel, k.kind, f"{k.root.op} with a fused epilogue", detail))
+        elif k.kind == "scan":
+            why = scan_problems(k)
+            if why:
+                out.append(Unsupported(entry, step.kernel, k.kind, "scan", f"{why}; {detail}"))
+            out += [u._replace(entry=f"{entry}/scan{step.kernel}") for u in unsupported_kernels(k.body, entry)]
         elif k.kind == "matmul" and (k.root.dtype != "float32" or any(m.op not in EMITTERS for m in k.members)):
             out.append(Unsupported(entry, step.kernel, k.kind, f"{k.root.op} ({k.root.dtype})" if
                                    k.root.dtype != "float32" else next(m.op for m in k.members
@@ -193,7 +212,7 @@ def _sreg(module, name):
     return fn
 
 
-class _PtxKernelEmitter(_KernelEmitter):
+class _PtxKernelEmitter(OpaqueKernels, _KernelEmitter):
     """One kernel of the program as one or more grid functions (see the module docstring)."""
 
     def __init__(self, module, symbol, kernel, plan, step, kernel_index, emulate=False):
@@ -644,5 +663,6 @@ def _symbol(text):
     return out if out and not out[0].isdigit() else "_" + out
 
 
-__all__ = ["Launch", "Unsupported", "UnsupportedKernels", "build_ptx_module", "buffer_address", "compile_ptx", "emit_ptx",
+__all__ = ["Launch", "ScanLaunch", "flat_launches", "walk_launches", "workspace_bytes", "Unsupported",
+           "UnsupportedKernels", "build_ptx_module", "buffer_address", "compile_ptx", "emit_ptx",
            "emit_ptx_programs", "nvptx_target", "unsupported_kernels"]

@@ -13,9 +13,8 @@ are bound here.
 on device buffers: inputs copied in, the schedule launched in order on the default stream,
 outputs (and state updates) copied back.
 
-`GpuExecutable(programs, pool)` is the Executable protocol (runtime/executable.py) over a model's
-predict-only entries: one PTX module for all of them, the state pool copied to the device once
-(again by `load_state()`), and run(entry, n, inputs) copying the inputs in and the outputs back.
+`GpuExecutable(programs, pool)` (runtime/gpu_executable.py) is the Executable protocol over every
+entry of a model (predict, train, evaluate) with the state resident on the device.
 """
 from __future__ import annotations
 
@@ -24,11 +23,8 @@ import threading
 
 import numpy as np
 
-from ..codegen.manifest import EntryInfo, Manifest
-from ..codegen.nvptx import ARCHS, _symbol, buffer_address, emit_ptx_programs, nvptx_target
-from ..codegen.sizes import Poly, WorkspaceSize, max_batch
+from ..codegen.nvptx import buffer_address, flat_launches, walk_launches, workspace_bytes
 from ..ir.graph import concrete_shape
-from .executable import Executable
 
 CUDA_SUCCESS = 0
 CU_JIT_INFO_LOG_BUFFER = 3
@@ -257,7 +253,7 @@ class GpuProgram:
         self.own_context = context is None
         self.program, self.launches = program, launches
         self.module = self.ctx.load_ptx(ptx)
-        self.functions = {l.symbol: self.ctx.function(self.module, l.symbol) for l in launches}
+        self.functions = {l.symbol: self.ctx.function(self.module, l.symbol) for l in flat_launches(launches)}
 
     def run(self, n, inputs, state=None, synchronize_each=False):
         """Outputs (in graph order) and state updates {slot: array} for a batch of n rows.
@@ -281,7 +277,7 @@ class GpuProgram:
             for name, value in (state or {}).items():
                 slots[name] = ctx.to_device(np.ascontiguousarray(value))
                 temp.append(slots[name])
-            workspace = ctx.alloc(plan.workspace_bytes(n))
+            workspace = ctx.alloc(workspace_bytes(plan, self.launches, n))
             temp.append(workspace)
             _launch_all(ctx, self.functions, self.launches, plan, n, ins, outs, slots, workspace, synchronize_each)
             outputs = [ctx.from_device(p, concrete_shape(o.shape, n), o.dtype) for p, o in zip(outs, out_nodes)]
@@ -299,106 +295,15 @@ class GpuProgram:
 
 
 def _launch_all(ctx, functions, launches, plan, n, ins, outs, slots, workspace, synchronize_each=False):
-    """Issue `launches` in order for batch n (empty grids skipped), then synchronise."""
-    for launch in launches:
-        count = launch.count(n)
-        if count <= 0:
-            continue
-        addresses = [buffer_address(plan, buf, n, ins, outs, slots, workspace) for buf in launch.buffers]
+    """Issue `launches` in order for batch n (empty grids skipped, scans walked step by step:
+    codegen/nvptx_schedule.py), then synchronise."""
+    def issue(launch, n, count, addresses):
         args = [_c.c_int64(n), _c.c_int64(count)] + [_c.c_uint64(a) for a in addresses]
         ctx.launch(functions[launch.symbol], launch.grid(n), launch.block, args, kernel=launch.symbol)
         if synchronize_each:
             ctx.synchronize(kernel=launch.symbol)
+    walk_launches(launches, plan, n, ins, outs, slots, workspace, issue, buffer_address)
     ctx.synchronize()
 
 
-class GpuExecutable(Executable):
-    """The Executable protocol for a model's predict-only entries on a GPU.
-
-    programs: entry name -> KernelProgram (entries that write state are refused: training on the
-    GPU is a later step); pool: the model's StatePool, copied to the device here and by
-    load_state() (later host-side changes to the weights are not seen until then). target: an
-    NVPTX arch (sm_80, sm_90); by default the device's own when it is one of those, else sm_80.
-    """
-
-    def __init__(self, programs, pool, target=None, name="model", context=None, synchronize_each=False):
-        writing = sorted(e for e, p in programs.items() if p.graph.updates)
-        if writing:
-            raise NotImplementedError(f"GpuExecutable runs predict-only entries; {', '.join(writing)} "
-                                      "update state (not supported on the GPU yet)")
-        self.ctx = context or Context()
-        self.own_context = context is None
-        self.programs, self.pool, self.synchronize_each = programs, pool, synchronize_each
-        self.state = self.module = None
-        try:
-            if target is None:
-                arch = self.ctx.arch()
-                target = arch if arch in ARCHS else "sm_80"
-            target = nvptx_target(target)
-            self.ptx, self.launches = emit_ptx_programs(programs, target, name)
-            self.module = self.ctx.load_ptx(self.ptx)
-            self.functions = {l.symbol: self.ctx.function(self.module, l.symbol)
-                              for ls in self.launches.values() for l in ls}
-            slots, state_size = pool.layout()
-            entries = {}
-            for entry, program in programs.items():
-                workspace = WorkspaceSize(Poly(program.memory.workspace_coefficients))
-                info = EntryInfo.of_graph(program.graph, symbol=_symbol(f"{name}__{entry}"), workspace=workspace,
-                                          schedule=program.schedule)
-                info.loop_symbol = None               # the portable run_loop: one run() per batch
-                entries[entry] = info
-            io = [Poly([0, 4 * t.row_elements()]) if t.shape and t.shape[0] == -1 else Poly([4 * t.row_elements()])
-                  for e in entries.values() for t in e.inputs + e.outputs]
-            limit = max_batch([e.workspace for e in entries.values()] + io)
-            self.manifest = Manifest(name, target.describe(), entries, sorted(slots, key=lambda s: s.offset),
-                                     state_size, limit)
-            self.state = self.ctx.alloc(max(state_size, 4))
-            self.load_state()
-        except BaseException:
-            self.close()
-            raise
-
-    def load_state(self):
-        """Copy the pool's current state to the device."""
-        with self.pool.lock.read():
-            raw = np.ascontiguousarray(self.pool.buffer[:self.manifest.state_size])
-            self.ctx.to_device(raw, self.state)
-
-    def run(self, entry, n, inputs):
-        """The entry's outputs (graph order) for a batch of n rows."""
-        if self.ctx is None:
-            raise RuntimeError("GpuExecutable.run after close()")
-        program = self.programs[entry]
-        graph, plan = program.graph, program.memory
-        ctx, temp = self.ctx, []
-        try:
-            ins = []
-            for a, node in zip(inputs, graph.inputs):
-                ins.append(ctx.to_device(np.ascontiguousarray(a, dtype=node.dtype)))
-                temp.append(ins[-1])
-            out_nodes = list(graph.outputs.values())
-            outs = []
-            for o in out_nodes:
-                outs.append(ctx.alloc(4 * int(np.prod(concrete_shape(o.shape, n), dtype=np.int64))))
-                temp.append(outs[-1])
-            workspace = ctx.alloc(plan.workspace_bytes(n))
-            temp.append(workspace)
-            slots = {s.name: self.state + s.offset for s in self.manifest.slots}
-            _launch_all(ctx, self.functions, self.launches[entry], plan, n, ins, outs, slots, workspace,
-                        self.synchronize_each)
-            return [ctx.from_device(p, concrete_shape(o.shape, n), o.dtype) for p, o in zip(outs, out_nodes)]
-        finally:
-            for p in temp:
-                ctx.free(p)
-
-    def close(self):
-        if self.ctx is None:
-            return
-        if self.own_context:
-            self.ctx.release()
-        else:
-            if self.state is not None:
-                self.ctx.free(self.state)
-            if self.module is not None:
-                self.ctx.unload(self.module)
-        self.ctx = self.state = self.module = None
+from .gpu_executable import GpuExecutable  # noqa: E402,F401  (the Executable over this binding)

@@ -126,9 +126,31 @@ class NativeExecutable(Executable):
         self._owner = None
 
 
-def jit_executable(programs, pool, name="model", target="host", static_batch=None):
+def jit_executable(programs, pool, name="model", target="host", static_batch=None, device=None):
     """Compile `programs` (entry -> KernelProgram) into this process over `pool` (on the thread
-    pool when it is available: jit_target)."""
+    pool when it is available: jit_target), or onto the GPU (runtime/gpu_executable.py).
+
+    device: "cpu", "gpu", or None for kcompile.config.get_device() (set_device, KCOMPILE_DEVICE,
+    else the GPU when one is present). Only the host target has a GPU twin: an explicit CPU
+    target always compiles for the CPU. A GPU asked for explicitly runs there or raises (no GPU,
+    kernels the PTX path cannot lower); the automatic choice falls back to the CPU with a warning
+    naming the kernels.
+    """
+    from .gpu_device import get_device, requested_device
+    if target == "host" and (device or get_device()) == "gpu":
+        from ..codegen.nvptx import UnsupportedKernels
+        from .gpu_device import _check
+        explicit = device is not None or requested_device() is not None
+        if device is not None:
+            _check(device, f"jit_executable(device={device!r})")
+        try:
+            from .gpu_executable import GpuExecutable
+            return GpuExecutable(programs, pool, name=name, static_batch=static_batch)
+        except UnsupportedKernels as e:
+            if explicit:
+                raise
+            import warnings
+            warnings.warn(f"{e}\nModel '{name}' runs on the CPU instead.", RuntimeWarning, stacklevel=2)
     target = jit_target(target)
     module, manifest = build_module(programs, pool.layout(), target, name, static_batch=static_batch,
                                     c_interface=False)
