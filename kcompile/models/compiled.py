@@ -266,7 +266,10 @@ class CompiledModel:
                 HOST_ALL_REDUCE[0] = self.communicator.allreduce_sum
         else:
             programs = {k: lower_to_kernels(g) for k, g in graphs.items()}
-            self._variants[key] = jit_executable(programs, self.pool, name=name, static_batch=self.fixed_batch())
+            # the GPU executable has no all-reduce hook yet: data-parallel training runs on the CPU
+            device = "cpu" if self.communicator is not None else None
+            self._variants[key] = jit_executable(programs, self.pool, name=name, static_batch=self.fixed_batch(),
+                                                 device=device)
             if self.communicator is not None and "train" in programs:
                 self._variants[key].set_allreduce(*self.communicator.native_allreduce())
 
