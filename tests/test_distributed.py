@@ -251,3 +251,28 @@ def test_a_built_library_trains_data_parallel_through_its_callback(tmp_path):
         assert subprocess.run([str(tmp_path / "main")]).returncode == 0
     with pytest.raises(ValueError, match="needs the train entry"):
         keras.build(model, tmp_path / "p", entries=["predict"], data_parallel=True)
+
+
+def test_workers_other_than_rank_0_restore_backups_but_write_no_files(tmp_path):
+    """CallbackList(chief=False): the file-writing hooks are skipped, BackupAndRestore still restores."""
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([layers.Dense(2, input_shape=(3,))])
+    model.compile(loss="mse", optimizer="sgd")
+    x, y = np.ones((8, 3), np.float32), np.zeros((8, 2), np.float32)
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"), delete_checkpoint=False)
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[backup])          # the chief's backup
+    saved = model.get_weights()
+    fresh = keras.Sequential([layers.Dense(2, input_shape=(3,))])
+    fresh.compile(loss="mse", optimizer="sgd")
+    writers = [keras.callbacks.ModelCheckpoint(str(tmp_path / "ckpt.weights.h5"), save_weights_only=True),
+               keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
+               keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))]
+    callbacks = keras.callbacks.CallbackList(writers, model=fresh, chief=False)
+    callbacks.on_train_begin()
+    for a, b in zip(fresh.get_weights(), saved):
+        np.testing.assert_array_equal(a, b)                             # restored from rank 0's backup
+    callbacks.on_epoch_begin(2)
+    callbacks.on_epoch_end(2, {"loss": 1.0})
+    callbacks.on_train_end({"loss": 1.0})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backup"]      # nothing written ...
+    assert (tmp_path / "backup" / "training_state.npz").exists()        # ... nor deleted
