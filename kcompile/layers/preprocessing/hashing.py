@@ -101,15 +101,6 @@ class Hashing(HostStage, Layer):
     def _host_index_bound(self):
         return self.num_bins
 
-    # ------------------------------------------------------------ Layer
-    def __call__(self, inputs, *args, **kwargs):
-        if hasattr(inputs, "node"):
-            return super().__call__(inputs, *args, **kwargs)
-        return self.host_call(inputs)
-
-    def call(self, inputs):
-        return self._symbolic_call(inputs)
-
     def get_config(self):
         return {**super().get_config(), "dtype": self.out_dtype, "num_bins": self.num_bins, "salt": self.salt,
                 "mask_value": self.mask_value, "output_mode": self.output_mode, "sparse": self.sparse}

@@ -44,6 +44,16 @@ class HostStage:
         """An upper bound of the int32 values the stage outputs."""
         return self.vocabulary_size()
 
+    def __call__(self, inputs, *args, **kwargs):
+        """On a symbolic tensor: the Layer call (a placeholder for the stage's output); on data: the
+        stage itself, in numpy."""
+        if hasattr(inputs, "node"):
+            return super().__call__(inputs, *args, **kwargs)
+        return self.host_call(inputs)
+
+    def call(self, inputs):
+        return self._symbolic_call(inputs)
+
     def _symbolic_call(self, x):
         """The layer's call on a symbolic tensor (from Layer.__call__)."""
         fed = getattr(x, "_host_fed", None)

@@ -131,15 +131,6 @@ class TextVectorization(HostStage, Layer):
     def vocabulary_size(self):
         return self._lookup.vocabulary_size()
 
-    # ------------------------------------------------------------ call
-    def __call__(self, inputs, *args, **kwargs):
-        if hasattr(inputs, "node"):
-            return super().__call__(inputs, *args, **kwargs)
-        return self.host_call(inputs)
-
-    def call(self, inputs):
-        return self._symbolic_call(inputs)
-
     def host_call(self, inputs):
         documents = self._documents(inputs)
         lengths = np.fromiter((len(d) for d in documents), np.int64, len(documents))
