@@ -399,7 +399,8 @@ def test_every_supported_primitive_runs_on_the_gpu():
 
 @needs_gpu
 def test_matmuls_and_the_guide_mlp_run_on_the_gpu():
-    from kcompile.runtime.cuda import GpuExecutable, device_arch
+    from kcompile.runtime.cuda import device_arch
+    from kcompile.runtime.gpu_executable import GpuExecutable
     arch = device_arch(0)
     target = nvptx_target(arch if arch in ("sm_80", "sm_90") else "sm_80")
     rng = np.random.default_rng(7)
@@ -559,7 +560,8 @@ def _mlp_feeds(rng, batch):
 def test_gpu_executable_against_a_fake_driver(fake_driver):
     """GpuExecutable through the fake libcuda: the guide MLP's predict, train and evaluate entries
     with the state resident on the device and mirrored into the pool, run_loop, resident mode."""
-    from kcompile.runtime.cuda import Context, GpuExecutable
+    from kcompile.runtime.cuda import Context
+    from kcompile.runtime.gpu_executable import GpuExecutable
     from kcompile.runtime.executable import Executable
     lib = fake_driver.lib
     compiled, graphs = _guide_mlp()

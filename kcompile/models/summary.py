@@ -164,7 +164,7 @@ def _connected(records, names):
 
 
 def _functional_rows(model, show_trainable):
-    from ..saving.model_serialize import _operation_names     # the names a saved file gives ops
+    from ..saving.operations import operation_names     # the names a saved file gives ops
     from ..saving.operations import operation_class, operation_name
     operations, nodes_by_depth = functional_operations(model)
     graph_records = [r for nodes in nodes_by_depth.values() for r in nodes]
@@ -173,7 +173,7 @@ def _functional_rows(model, show_trainable):
         by_operation.setdefault(_operation_key(record), []).append(record)
     for records in by_operation.values():       # a layer's calls in its own call order
         records.sort(key=lambda r: _node_index(r))
-    op_names = _operation_names(model, model._records)
+    op_names = operation_names(model, model._records)
     names = {key: (op_names[id(rec)] if id(rec) in op_names else rec.fn.name) for key, rec in operations}
     layer_records = {k: v for k, v in by_operation.items() if isinstance(v[0].fn, Layer)
                      and not isinstance(v[0].fn, InputLayer)}

@@ -305,5 +305,3 @@ def _launch_all(ctx, functions, launches, plan, n, ins, outs, slots, workspace, 
     walk_launches(launches, plan, n, ins, outs, slots, workspace, issue, buffer_address)
     ctx.synchronize()
 
-
-from .gpu_executable import GpuExecutable  # noqa: E402,F401  (the Executable over this binding)

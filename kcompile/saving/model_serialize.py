@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from .errors import KerasFileError
 from ..layers.serialization import serialize_layer
-from .operations import operation_entry, operation_name
-from ..naming import to_snake_case
+from .operations import operation_entry, operation_names
 
 
 def model_to_config(model):
@@ -35,7 +34,7 @@ def functional_config(model):
     for t in model.inputs:
         own.add(id(t._history[0]))
 
-    op_names = _operation_names(model, records)
+    op_names = operation_names(model, records)
 
     def node_index(record):
         if id(record) in op_names:
@@ -94,24 +93,6 @@ def functional_config(model):
         return [io(v) for v in struct]
     return {"name": model.name, "trainable": model.trainable, "layers": entries,
             "input_layers": io(model._input_struct), "output_layers": io(model._output_struct)}
-
-
-def _operation_names(model, records):
-    """Unique names for the model's recorded op calls, as Keras names operations ("add", "add_1")."""
-    from ..layers.base import Layer
-    taken = {layer.name for layer in model._layers}
-    names = {}
-    for record in records:
-        if isinstance(record.fn, Layer):
-            continue
-        base = to_snake_case(operation_name(record.fn))
-        name, i = base, 0
-        while name in taken:
-            i += 1
-            name = f"{base}_{i}"
-        taken.add(name)
-        names[id(record)] = name
-    return names
 
 
 def compile_config_of(model):

@@ -161,3 +161,21 @@ def decode_index_key(value):
     if value is None or isinstance(value, int):
         return value
     raise ValueError(f"an index key Keras does not write: {value!r}")
+
+
+def operation_names(model, records):
+    """Unique names for the model's recorded op calls, as Keras names operations ("add", "add_1")."""
+    from ..layers.base import Layer
+    taken = {layer.name for layer in model._layers}
+    names = {}
+    for record in records:
+        if isinstance(record.fn, Layer):
+            continue
+        base = to_snake_case(operation_name(record.fn))
+        name, i = base, 0
+        while name in taken:
+            i += 1
+            name = f"{base}_{i}"
+        taken.add(name)
+        names[id(record)] = name
+    return names
