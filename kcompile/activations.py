@@ -1,6 +1,8 @@
 """Activation functions by Keras name; each emits IR through `kcompile.ops`."""
 from __future__ import annotations
 
+import numpy as np
+
 from . import ops
 
 
@@ -129,6 +131,35 @@ def squareplus(x, b=4):
     return ops.multiply(ops.add(x, ops.sqrt(ops.add(ops.square(x), float(b)))), 0.5)
 
 
+def sparsemax(x, axis=-1):
+    """Keras 3's sparsemax: max(x - tau, 0) over `axis`, computed as Keras computes it (its
+    reference sorts x in descending order z, takes c = cumsum(z), the support 1 + r*z_r > c_r and
+    tau = (sum of c over the support - 1) / |support|).
+
+    Without a sort: element i's place in the descending order is the number of elements ahead of
+    it (larger, or equal with a lower index), and its cumulative sum is their sum, from pairwise
+    comparisons over the axis (n² work per row, fine for the widths activations take). The
+    comparisons are constants to autodiff, as the sort's permutation is, so gradients match."""
+    rank = len(x.shape)
+    axis = axis % rank
+    if axis != rank - 1:
+        perm = [a for a in range(rank) if a != axis] + [axis]
+        back = [perm.index(a) for a in range(rank)]
+        return ops.transpose(sparsemax(ops.transpose(x, perm), -1), back)
+    n = x.shape[-1]
+    if n is None:
+        raise ValueError("sparsemax: the size of the normalized axis must be known")
+    xi, xj = ops.expand_dims(x, -1), ops.expand_dims(x, -2)            # (..., n, 1), (..., 1, n)
+    earlier = (np.arange(n)[None, :] <= np.arange(n)[:, None]).astype("float32")   # [i, j] = j <= i
+    ahead = ops.add(ops.greater(xj, xi), ops.multiply(ops.equal(xj, xi), earlier))
+    place = ops.sum(ahead, axis=-1)                                     # 1-based position in the sort
+    cumsum = ops.sum(ops.multiply(ahead, xj), axis=-1)
+    support = ops.greater(ops.subtract(x, ops.divide(ops.subtract(cumsum, 1.0), place)), 0.0)
+    k = ops.sum(support, axis=-1, keepdims=True)
+    tau = ops.divide(ops.subtract(ops.sum(ops.multiply(support, cumsum), axis=-1, keepdims=True), 1.0), k)
+    return ops.maximum(ops.subtract(x, tau), 0.0)
+
+
 def hard_sigmoid_keras2(x):
     """tf-keras 2.x `hard_sigmoid`: clip(0.2 x + 0.5, 0, 1) (Keras 3's is relu6(x + 3) / 6).
     Configs read from Keras 2 files name it "hard_sigmoid"; the loader maps that name here."""
@@ -143,7 +174,7 @@ ALL = {
     "mish": mish, "celu": celu, "glu": glu, "hard_tanh": hard_tanh, "hard_shrink": hard_shrink,
     "soft_shrink": soft_shrink, "tanh_shrink": tanh_shrink, "log_sigmoid": log_sigmoid,
     "sparse_plus": sparse_plus, "sparse_sigmoid": sparse_sigmoid, "squareplus": squareplus,
-    "hard_sigmoid_keras2": hard_sigmoid_keras2,
+    "sparsemax": sparsemax, "hard_sigmoid_keras2": hard_sigmoid_keras2,
 }
 
 # Activation names whose meaning differs in tf-keras 2.x files: Keras 2 name -> the kcompile name

@@ -114,7 +114,7 @@ def test_bilinear_upsampling2d(h, w, sh, sw, channels_first):
 def test_reshaping_argument_errors():
     for bad in (lambda: layers.UpSampling2D(interpolation="bicubic"),
                 lambda: layers.UpSampling3D(interpolation="bilinear"),
-                lambda: layers.ZeroPadding1D(1, data_format="channels_first"),
+                lambda: layers.ZeroPadding1D(1, data_format="channels_middle"),
                 lambda: layers.Cropping2D(((1, 2),)),
                 lambda: layers.Permute((1, 1))):
         with pytest.raises(ValueError):

@@ -269,7 +269,8 @@ def test_model_from_json_compiles_from_its_compile_config(trained):
 
 _REQUIRED = {"units": 2, "filters": 2, "kernel_size": 2, "rate": 0.5, "activation": "relu", "axes": 1,
              "input_dim": 5, "output_dim": 2, "height": 2, "width": 2, "dims": (1,), "n": 2, "scale": 0.5,
-             "target_shape": (2,), "stddev": 0.1, "num_bins": 4}
+             "target_shape": (2,), "stddev": 0.1, "num_bins": 4, "equation": "ab,bc->ac", "output_shape": 2,
+             "num_heads": 2, "key_dim": 2, "output_size": 2}
 # arguments that have a default in the signature but that the layer needs in practice
 _NEEDED = {"CategoryEncoding": {"num_tokens": 4}}
 

@@ -39,19 +39,14 @@ _K3_IMAGE = "Keras 3 image preprocessing layer: kcompile has no such layer class
 # naming the class (or the argument given here as "name: reason" before the colon).
 _NO_CLASS = "kcompile has no such layer class"
 _COMMON = {
-    "AdditiveAttention": _NO_CLASS + " (attention layers are not implemented)",
-    "Attention": _NO_CLASS + " (attention layers are not implemented)",
-    "MultiHeadAttention": _NO_CLASS + " (attention layers are not implemented)",
     "ConvLSTM1D": _NO_CLASS + " (convolutional recurrent cells are not implemented)",
     "ConvLSTM2D": _NO_CLASS + " (convolutional recurrent cells are not implemented)",
     "ConvLSTM3D": _NO_CLASS + " (convolutional recurrent cells are not implemented)",
     "StackedRNNCells": _NO_CLASS + " (RNN takes one built-in cell)",
-    "EinsumDense": _NO_CLASS,
     "RandomBrightness": _RANDOM_AUG, "RandomContrast": _RANDOM_AUG, "RandomCrop": _RANDOM_AUG,
     "RandomFlip": _RANDOM_AUG, "RandomRotation": _RANDOM_AUG, "RandomTranslation": _RANDOM_AUG,
     "RandomZoom": _RANDOM_AUG,
     "HashedCrossing": _NO_CLASS + " (needs TensorFlow's FarmHash to match)",
-    "Identity": _NO_CLASS + " (trivial, but new classes are outside this change)",
     "SpectralNormalization": _NO_CLASS + " (its power iteration updates weights in call)",
     "Normalization": "normalization: kcompile's Normalization makes mean/variance weights even when the "
                      "config gives them; Keras then stores none, so the file's weights do not match",
@@ -63,16 +58,10 @@ UNSUPPORTED = {
         "RandomHeight": _RANDOM_AUG, "RandomWidth": _RANDOM_AUG,
     }),
     "k3": dict(_COMMON, **{
-        "AdaptiveAveragePooling1D": _NO_CLASS, "AdaptiveAveragePooling2D": _NO_CLASS,
-        "AdaptiveAveragePooling3D": _NO_CLASS, "AdaptiveMaxPooling1D": _NO_CLASS,
-        "AdaptiveMaxPooling2D": _NO_CLASS, "AdaptiveMaxPooling3D": _NO_CLASS,
         "GroupedQueryAttention": _NO_CLASS + " (attention layers are not implemented)",
-        "ZeroPadding1D": "data_format: kcompile's ZeroPadding1D refuses data_format, which Keras 3 added",
-        "activation:sparsemax": "sparsemax: not implemented (needs a sort)",
         "MelSpectrogram": _NO_CLASS + " (audio preprocessing: STFT)",
         "STFTSpectrogram": _NO_CLASS + " (audio preprocessing: STFT)",
         "Pipeline": _NO_CLASS,
-        "RMSNormalization": _NO_CLASS + " (LayerNormalization(rms_scaling=True) is supported)",
         "ReversibleEmbedding": _NO_CLASS,
         **{c: _K3_IMAGE for c in (
             "AugMix", "AutoContrast", "ContrastLimitedAdaptiveHistogramEqualization", "CutMix",

@@ -1,4 +1,4 @@
-"""Core layers: InputLayer/Input, Dense, Activation, Dropout, Flatten, Reshape."""
+"""Core layers: InputLayer/Input, Dense, Activation, Dropout, Flatten, Reshape, Identity."""
 from __future__ import annotations
 
 import numpy as np
@@ -294,3 +294,14 @@ class Masking(Layer):
         config = super().get_config()
         config["mask_value"] = self.mask_value
         return config
+
+
+class Identity(Layer):
+    """Returns its input unchanged (any structure of tensors); passes masks through."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs):
+        return inputs

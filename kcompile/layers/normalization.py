@@ -264,3 +264,37 @@ class SyncBatchNormalization(BatchNormalization):
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, **kwargs):
         kwargs.pop("synchronized", None)
         super().__init__(axis=axis, momentum=momentum, epsilon=epsilon, synchronized=True, **kwargs)
+
+
+class RMSNormalization(Layer):
+    """Keras 3's RMSNormalization: x * rsqrt(mean(x², axis) + epsilon) * scale, with a `scale`
+    weight (initialized to ones) over the normalized axes."""
+
+    def __init__(self, axis=-1, epsilon=1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = sorted(_axes_list(axis)) if isinstance(axis, (list, tuple)) else int(axis)
+        self.epsilon = float(epsilon)
+        self.supports_masking = True
+
+    def _axes(self, rank):
+        axes = sorted(a % rank for a in _axes_list(self.axis))
+        if any(a == 0 for a in axes):
+            raise ValueError(f"RMSNormalization '{self.name}': axis {self.axis} includes the batch axis")
+        return axes
+
+    def build(self, input_shape):
+        axes = self._axes(len(input_shape))
+        if any(input_shape[a] is None for a in axes):
+            raise ValueError(f"RMSNormalization '{self.name}': the normalized axes must be known, got {input_shape}")
+        self.scale = self.add_weight(name="scale", shape=tuple(input_shape[a] for a in axes), initializer="ones")
+        self.built = True
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        axes = tuple(self._axes(x.ndim))
+        rrms = ops.rsqrt(ops.add(ops.mean(ops.square(x), axis=axes, keepdims=True), self.epsilon))
+        return ops.multiply(ops.multiply(x, rrms), ops.reshape(self.scale, _param_shape(x.shape, axes)[1:]))
+
+    def get_config(self):
+        axis = self.axis if isinstance(self.axis, list) else [self.axis]
+        return {**super().get_config(), "axis": axis, "epsilon": self.epsilon}

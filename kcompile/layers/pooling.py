@@ -1,4 +1,5 @@
-"""Pooling layers: Max/AveragePooling1D/2D/3D and GlobalMax/GlobalAveragePooling1D/2D/3D.
+"""Pooling layers: Max/AveragePooling1D/2D/3D, GlobalMax/GlobalAveragePooling1D/2D/3D and
+AdaptiveMax/AdaptiveAveragePooling1D/2D/3D.
 
 Windowed pooling reduces the window axes of the `window` view (see convolution.pool). With
 padding='same', max pooling never picks a padded position and average pooling divides by the
@@ -121,3 +122,71 @@ MaxPool1D, MaxPool2D, MaxPool3D = MaxPooling1D, MaxPooling2D, MaxPooling3D
 AvgPool1D, AvgPool2D, AvgPool3D = AveragePooling1D, AveragePooling2D, AveragePooling3D
 GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPool3D = GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D
 GlobalAvgPool1D, GlobalAvgPool2D, GlobalAvgPool3D = GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D
+
+
+class _AdaptivePooling(Layer):
+    """Keras 3's adaptive pooling: output index i of a spatial axis of input size L pools the window
+    [floor(i*L/n), ceil((i+1)*L/n)) for an output size n (windows overlap when n does not divide L,
+    and repeat inputs when n > L)."""
+    rank, mode = 1, "max"
+
+    def __init__(self, output_size, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(output_size, int):
+            output_size = (output_size,) * self.rank
+        elif isinstance(output_size, (tuple, list)):
+            if len(output_size) != self.rank:
+                raise ValueError(f"For {self.rank}D input, `output_size` tuple must have length {self.rank}. "
+                                 f"Received: {output_size}")
+        else:
+            raise TypeError(f"`output_size` must be an integer or tuple of {self.rank} integers. "
+                            f"Received: {output_size} of type {type(output_size)}")
+        if any(int(n) != n or n <= 0 for n in output_size):
+            raise ValueError(f"`output_size` entries must be positive integers. Received: {output_size}")
+        self.output_size = tuple(int(n) for n in output_size)
+        self.data_format = normalize_data_format(data_format)
+        self.input_spec = InputSpec(ndim=self.rank + 2)
+
+    def call(self, inputs):
+        x = to_channels_last(inputs.node, self.data_format)
+        reduce = irb.reduce_max if self.mode == "max" else irb.reduce_mean
+        for axis, n in enumerate(self.output_size, start=1):
+            size = x.shape[axis]
+            if size is None or not isinstance(size, int):
+                raise ValueError(f"{type(self).__name__} '{self.name}': the spatial sizes must be known, "
+                                 f"got input shape {inputs.shape}")
+            parts = []
+            for i in range(n):
+                lo, hi = (i * size) // n, -((-(i + 1) * size) // n)
+                bounds = [(0, None)] + [(0, d) for d in x.shape[1:]]
+                bounds[axis] = (lo, hi)
+                parts.append(reduce(irb.slice(x, bounds), axis, True))
+            x = parts[0] if n == 1 else irb.concat(parts, axis)
+        return KerasTensor(from_channels_last(x, self.data_format))
+
+    def get_config(self):
+        return {**super().get_config(), "output_size": list(self.output_size), "data_format": self.data_format}
+
+
+class AdaptiveAveragePooling1D(_AdaptivePooling):
+    rank, mode = 1, "average"
+
+
+class AdaptiveAveragePooling2D(_AdaptivePooling):
+    rank, mode = 2, "average"
+
+
+class AdaptiveAveragePooling3D(_AdaptivePooling):
+    rank, mode = 3, "average"
+
+
+class AdaptiveMaxPooling1D(_AdaptivePooling):
+    rank, mode = 1, "max"
+
+
+class AdaptiveMaxPooling2D(_AdaptivePooling):
+    rank, mode = 2, "max"
+
+
+class AdaptiveMaxPooling3D(_AdaptivePooling):
+    rank, mode = 3, "max"

@@ -140,7 +140,20 @@ class _UpSampling(_Spatial):
 
 
 class ZeroPadding1D(_ZeroPadding):
+    """Pads the steps axis; Keras 3 added data_format (tf-keras's layer is channels_last only)."""
     rank = 1
+
+    def __init__(self, padding=1, data_format=None, **kwargs):
+        Layer.__init__(self, **kwargs)
+        self.data_format = normalize_data_format(data_format)
+        self.input_spec = InputSpec(ndim=3)
+        self.padding = _pairs(padding, 1, "padding")
+
+    def get_config(self):
+        config = super().get_config()
+        if self.data_format == "channels_first":   # only Keras 3 has the argument: written when it matters
+            config["data_format"] = self.data_format
+        return config
 
 
 class ZeroPadding2D(_ZeroPadding):
