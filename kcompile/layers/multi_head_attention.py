@@ -158,6 +158,25 @@ class MultiHeadAttention(Layer):
                                                  [None] * (len(query_shape) - 1 - len(out_shape)) + list(out_shape))
         self._projections = p
 
+    # the EinsumDense sublayers Keras 3 keeps these projections in (their paths in .keras files)
+    _KERAS3_SUBLAYERS = {"query": "query_dense", "key": "key_dense", "value": "value_dense",
+                         "gate": "gate_dense", "attention_output": "output_dense"}
+
+    def keras3_weight_groups(self):
+        """{attribute: [kernel, bias]}: where a Keras 3 file holds each projection's variables."""
+        return {self._KERAS3_SUBLAYERS[name]: [v for v in (p["kernel"], p["bias"]) if v is not None]
+                for name, p in (self._projections or {}).items()}
+
+    def get_build_config(self):
+        """Keras 3's: the shapes the projections were built for, by argument name."""
+        if self._projections is None:
+            return {}
+        query, value, key = (list(shape) for shape in self._shapes)
+        shapes = {"query_shape": query, "value_shape": value}
+        if key != value:
+            shapes["key_shape"] = key
+        return {"shapes_dict": shapes}
+
     def build(self, query_shape, value_shape=None, key_shape=None):
         # the value (and key) shapes reach the layer with the first call; projections are made then
         if value_shape is not None and self._projections is None:

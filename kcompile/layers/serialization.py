@@ -13,7 +13,9 @@ def serialize_layer(layer):
         entry.update(module="keras.src.models.functional", class_name="Functional")
     elif type(layer).__name__ == "Sequential":
         entry["module"] = "keras"
-    if not isinstance(layer, InputLayer) and layer.built:
+    if not isinstance(layer, InputLayer) and layer.built and callable(getattr(layer, "get_build_config", None)):
+        entry["build_config"] = layer.get_build_config()     # a layer built from several inputs' shapes
+    elif not isinstance(layer, InputLayer) and layer.built:
         try:
             shape = layer.input_shape
         except AttributeError:

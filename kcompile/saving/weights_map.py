@@ -27,7 +27,19 @@ def _top_layers(model):
     return list(model._layers)
 
 
+class _WeightGroup:
+    """Variables Keras 3 keeps under a sublayer that kcompile's layer holds itself (a layer's
+    `keras3_weight_groups()`: {attribute: [variables]}, e.g. MultiHeadAttention's `_query_dense`)."""
+
+    def __init__(self, variables):
+        self.variables = list(variables)
+
+
 def _own(layer):
+    if isinstance(layer, _WeightGroup):
+        return layer.variables
+    if callable(getattr(layer, "keras3_weight_groups", None)):
+        return []              # its variables sit under its groups' paths
     created = [w for w in layer._own_weights if w in layer._created_trainable]
     return created + [w for w in layer._own_weights if w not in layer._created_trainable]
 
@@ -119,6 +131,9 @@ def keras3_objects(model):
 
     def visit(layer, path):
         out.append((path, layer))
+        groups = getattr(layer, "keras3_weight_groups", None)
+        if callable(groups):
+            out.extend((f"{path}/{attr}", _WeightGroup(variables)) for attr, variables in groups().items())
         if isinstance(layer, Model):
             container(_top_layers(layer), f"{path}/")
             return
