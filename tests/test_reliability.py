@@ -78,11 +78,72 @@ def test_batch_size_larger_than_the_data_is_one_batch():
     assert model.predict(x, batch_size=1e9, verbose=0).shape == (5, 1)
 
 
-@pytest.mark.parametrize("bad", [2.5, 0, -3, "32", True])
+@pytest.mark.parametrize("bad", [2.5, 0, -3, "32", True, -(10 ** 400), float("nan"), float("inf")])
 def test_invalid_batch_size_is_refused(bad):
     model = keras.Sequential([keras.Input((3,)), layers.Dense(1)])
     with pytest.raises((TypeError, ValueError), match="batch_size"):
         model.predict(np.ones((4, 3), "float32"), batch_size=bad, verbose=0)
+
+
+def test_a_batch_size_too_large_for_a_float_is_one_batch():
+    """10**400 is a valid (if odd) integer: the whole data in one batch, not an OverflowError."""
+    model = keras.Sequential([keras.Input((3,)), layers.Dense(1)])
+    assert model.predict(np.ones((4, 3), "float32"), batch_size=10 ** 400, verbose=0).shape == (4, 1)
+
+
+# ---------------------------------------------------------------- data adapters (found by fuzzing)
+
+@pytest.mark.parametrize("x, y, pattern", [
+    (np.array(3.0), np.zeros((0, 10)), "batch dimension"),                # a 0-d array x
+    (np.ones((4, 3)), np.zeros((3,)), "cardinality"),                     # y of another length
+    ([[1.0, 2, 3], [1, 2]], np.zeros((2,)), "ragged"),
+    (np.array(["a", "b"]), np.zeros((2,)), "numbers"),
+])
+def test_validation_split_of_unusable_data_is_a_clear_error(classifier, x, y, pattern):
+    with pytest.raises((ValueError, TypeError), match=pattern):
+        classifier.fit(x, y, validation_split=0.5, verbose=0)
+
+
+@pytest.mark.parametrize("split", [0.0, 1.0, -0.5, float("nan"), True, "0.5"])
+def test_validation_split_outside_0_1_is_refused(classifier, split):
+    x, y = np.ones((8, 3), "float32"), np.zeros((8,), "int32")
+    if not split and split is not True and split == split:
+        classifier.fit(x, y, validation_split=split, verbose=0)        # 0.0: no split, as Keras
+        return
+    with pytest.raises(ValueError, match="validation_split"):
+        classifier.fit(x, y, validation_split=split, verbose=0)
+
+
+def test_validation_split_of_nested_lists_splits_them():
+    model = _classifier()
+    x = [[float(i), 0.0, 1.0] for i in range(10)]
+    history = model.fit(x, list(range(10)), validation_split=0.2, epochs=1, verbose=0)
+    assert "val_loss" in history.history
+
+
+@pytest.mark.parametrize("labels, class_weight, pattern", [
+    (np.array([0.0, np.inf]), {0: 1.0}, "whole-number class labels"),
+    (np.array([0.0, np.nan]), {0: 1.0}, "whole-number class labels"),
+    (np.array([0.0, 2.5]), {0: 1.0}, "whole-number class labels"),
+    (np.array([0, 1]), {"a": 1.0}, "class indices"),
+    (np.array([0, 1]), {0.5: 1.0}, "class indices"),
+    (np.array([0, 1]), {0: "heavy"}, "numbers"),
+    (np.array([0, 1]), [1.0, 2.0], "dict"),
+])
+def test_class_weight_with_unusable_labels_or_keys_is_a_clear_error(classifier, labels, class_weight, pattern):
+    x = np.ones((2, 3), "float32")
+    with pytest.raises((ValueError, TypeError), match=pattern):
+        classifier.fit(x, labels, class_weight=class_weight, verbose=0)
+
+
+def test_class_weight_weights_each_sample_by_its_class():
+    from kcompile.data.adapters import class_weights_to_sample_weights
+    weights = class_weights_to_sample_weights(np.array([0, 1, 2, 1]), {1: 3.0, 2: 0.5, 10 ** 20: 7.0})
+    np.testing.assert_array_equal(weights, [1.0, 3.0, 0.5, 3.0])
+    one_hot = np.eye(3)[[2, 0]]
+    np.testing.assert_array_equal(class_weights_to_sample_weights(one_hot, {np.int64(2): 4.0}), [4.0, 1.0])
+    with pytest.raises(ValueError, match="rank 1 or 2"):
+        class_weights_to_sample_weights(np.zeros((2, 3, 4)), {0: 1.0})
 
 
 # ---------------------------------------------------------------- integer inputs
@@ -274,3 +335,66 @@ def test_sparse_labels_that_are_no_class_score_nan_inside_compiled_code(tmp_path
     for bad in (4.0, -1.0, 1e6, 2.5):
         labels = np.array([0, 1, bad, 3], np.float32)
         assert np.isnan(library.run("evaluate", 4, [x, labels, ones])[0]), bad
+
+
+# ---------------------------------------------------------------- memory of compile/delete cycles
+
+_CYCLES = textwrap.dedent("""
+    import gc, os, sys
+    import numpy as np
+    import kcompile as keras
+    from kcompile import layers
+
+    def rss():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    x = np.random.default_rng(0).random((16, 8), dtype=np.float32)
+
+    def cycle():
+        model = keras.Sequential([layers.Dense(16, activation="relu", input_shape=(8,)),
+                                  layers.Dense(4, activation="softmax")])
+        model.compile(loss="categorical_crossentropy", optimizer="adam")   # train and evaluate entries too
+        model.predict(x, verbose=0)
+        del model
+        gc.collect()
+
+    warmup, cycles = int(sys.argv[1]), int(sys.argv[2])
+    for _ in range(warmup):
+        cycle()
+    start = rss()
+    for _ in range(cycles):
+        cycle()
+    print((rss() - start) / cycles)
+""")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads the resident set size from /proc")
+def test_compile_predict_delete_cycles_keep_the_memory_flat():
+    """Each cycle builds, compiles and runs a model, then deletes it: the JIT engine, its module,
+    the workspaces and the Python objects must all go. The compile cache is off, so a repeated
+    model skips LLVM's optimizer only through the in-memory object cache (each optimizer run
+    keeps ~0.3 MiB inside llvmlite: 0.47 MiB/cycle before, 0 after; with the disk cache on,
+    the default, 0 before and after)."""
+    env = dict(os.environ, KCOMPILE_CACHE="0")
+    done = subprocess.run([sys.executable, "-c", _CYCLES, "3", "14"], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    per_cycle = float(done.stdout.split()[-1])
+    assert per_cycle < 0.15 * 2 ** 20, f"resident memory grew {per_cycle / 1024:.0f} KiB per cycle"
+
+
+def test_closing_an_executable_frees_its_workspaces_and_native_code():
+    import weakref
+    model = keras.Sequential([keras.Input((3,)), layers.Dense(2)])
+    model.predict(np.ones((4, 3), "float32"), verbose=0)
+    (variant,) = model._compiled_model._variants.values()
+    if not hasattr(variant, "_local"):
+        pytest.skip(f"the model runs on a {type(variant).__name__}, not the CPU JIT")
+    workspace = weakref.ref(variant._local.workspace.base)
+    jit = variant._owner
+    variant.close()
+    import gc
+    gc.collect()
+    assert workspace() is None and variant._owner is None
+    assert jit._engine is None and jit._mod is None and jit._text is None

@@ -83,8 +83,36 @@ def cache_dir():
     return directory
 
 
+MEMORY_CACHE_BYTES = 32 << 20   # with no disk cache: objects this process compiled, for its later compiles
+_memory = {}                     # key -> object bytes, oldest first (an LRU within MEMORY_CACHE_BYTES)
+_memory_lock = threading.Lock()
+
+
+def _remember(key, payload):
+    with _memory_lock:
+        _memory.pop(key, None)
+        _memory[key] = payload
+        total = sum(len(v) for v in _memory.values())
+        while total > MEMORY_CACHE_BYTES and len(_memory) > 1:
+            total -= len(_memory.pop(next(iter(_memory))))
+
+
+def _recall(key):
+    with _memory_lock:
+        payload = _memory.pop(key, None)
+        if payload is not None:
+            _memory[key] = payload   # most recently used
+        return payload
+
+
 class ObjectCache:
-    """Verified cache entries: header line (JSON) + object bytes."""
+    """Verified cache entries: header line (JSON) + object bytes.
+
+    With the disk cache off (or unusable) the objects this process compiled are kept in memory
+    instead (MEMORY_CACHE_BYTES, least recently used dropped first): compiling the same model
+    again then skips LLVM's optimization pipeline, which keeps ~0.3 MiB per run that disposing
+    its module does not return (llvmlite 0.50), as a disk-cache hit does.
+    """
 
     def __init__(self, text, target):
         self.directory = cache_dir()
@@ -97,7 +125,7 @@ class ObjectCache:
     def load(self):
         """The cached object bytes, or None (a bad entry is deleted with a warning)."""
         if self.path is None:
-            return None
+            return _recall(self.key)
         try:
             with open(self.path, "rb") as f:
                 data = f.read()
@@ -134,9 +162,12 @@ class ObjectCache:
         return None
 
     def store(self, payload):
-        if self.path is None or os.path.exists(self.path):
-            return
         payload = bytes(payload)
+        if self.path is None:
+            _remember(self.key, payload)
+            return
+        if os.path.exists(self.path):
+            return
         header = {"identity": self.identity, "key": self.key, "size": len(payload),
                   "sha256": hashlib.sha256(payload).hexdigest()}
         try:
@@ -290,9 +321,12 @@ class JitModule:
         return tm.emit_assembly(mod)
 
     def close(self):
-        if self._engine is not None:
-            self._engine.close()
-            self._engine = None
+        """Free the machine code (the engine owns the module and its target machine) and drop
+        the IR text: a closed module holds nothing but this object."""
+        engine, self._engine = getattr(self, "_engine", None), None
+        if engine is not None:
+            engine.close()
+        self._mod = self._text = None
 
     def __del__(self):
         try:

@@ -87,7 +87,11 @@ def _batch_size(value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"The `batch_size` argument must be a positive integer. Received: "
                         f"batch_size={value!r} (of type {type(value).__name__})")
-    if not math.isfinite(value) or value <= 0 or value != int(value):
+    if isinstance(value, numbers.Integral):   # any size: math.isfinite(10**400) would overflow
+        whole = value > 0
+    else:
+        whole = math.isfinite(value) and value > 0 and value == int(value)
+    if not whole:
         raise ValueError(f"The `batch_size` argument must be a positive integer. Received: batch_size={value!r}")
     return int(value)
 
@@ -144,10 +148,35 @@ class ArrayAdapter:
 
 
 def class_weights_to_sample_weights(y, class_weight):
-    """Per-sample weights from a {class: weight} dict (class = argmax of one-hot or the label)."""
+    """Per-sample weights from a {class: weight} dict (class = argmax of one-hot or the label).
+
+    Keys must be class indices and values numbers; labels must be whole numbers (NaN, inf or 2.5
+    name no class): anything else is refused with a ValueError/TypeError naming it."""
+    if not isinstance(class_weight, dict):
+        raise TypeError(f"class_weight must be a dict {{class index: weight}}; got a {type(class_weight).__name__}")
+    for key, weight in class_weight.items():
+        if isinstance(key, bool) or not isinstance(key, (numbers.Integral, np.integer)):
+            raise ValueError(f"class_weight keys must be class indices (integers); got the key {key!r}")
+        if isinstance(weight, bool) or not isinstance(weight, (numbers.Real, np.number)):
+            raise TypeError(f"class_weight values must be numbers; got {weight!r} for class {key!r}")
     y = np.asarray(y)
+    if y.ndim == 0:
+        raise ValueError(f"class_weight needs targets with a batch dimension; got the scalar {y}")
+    if y.ndim > 2:
+        raise ValueError(f"class_weight is only supported for targets of rank 1 or 2 (class labels or one-hot "
+                         f"rows); got targets of shape {y.shape}")
     labels = np.argmax(y, axis=-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(-1)
-    return np.array([class_weight.get(int(c), 1.0) for c in labels], np.float32)
+    if labels.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(labels) | (labels != np.round(labels))
+        if bad.any():
+            raise ValueError(f"class_weight needs whole-number class labels; got the label {labels[bad][0]}")
+    elif labels.dtype.kind not in "biu":
+        raise TypeError(f"class_weight needs numeric class labels; got targets of dtype {y.dtype}")
+    weights = np.ones(labels.shape[0], np.float32)
+    for key, weight in class_weight.items():
+        weights[labels == int(key)] = weight
+    return weights
 
 
 def _split_batch(batch):
@@ -413,13 +442,23 @@ def make_adapter(x, y=None, sample_weight=None, batch_size=None, steps=None, shu
 
 def train_validation_split(arrays, validation_split):
     """Split (x, y, sw) keeping the last `validation_split` fraction for validation, as Keras does."""
-    if not 0 < validation_split < 1:
-        raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
+    if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real) or \
+            not 0 < validation_split < 1:
+        raise ValueError(f"validation_split must be a number in (0, 1), got {validation_split!r}")
     x = arrays[0]
-    if not _leaves(x) or not all(isinstance(a, np.ndarray) or np.ndim(a) > 0 for a in _leaves(x)) or \
-            hasattr(x, "__next__"):
+    if x is None or hasattr(x, "__next__") or _is_py_dataset(x) or not (_is_array_like(x) or _is_nested_numbers(x)):
         raise ValueError("`validation_split` is only supported for array inputs")
-    n = np.asarray(_leaves(x)[0]).shape[0]
+    arrays = tuple(None if t is None else _arrays(t, what) for t, what in zip(arrays, ("x", "y", "sample_weight")))
+    leaves = [a for t in arrays if t is not None for a in _leaves(t)]
+    scalar = next((a for a in leaves if a.ndim == 0), None)
+    if scalar is not None:
+        raise ValueError(f"Data must be arrays with a batch dimension (one row per sample); got the scalar "
+                         f"{scalar} among them")
+    sizes = {a.shape[0] for a in leaves}
+    if len(sizes) != 1:
+        raise ValueError(f"Data cardinality is ambiguous: the arrays have different numbers of samples "
+                         f"{sorted(sizes)}. Make sure all arrays contain the same number of samples.")
+    n = sizes.pop()
     split = int(n * (1.0 - validation_split))
     if split == 0 or split == n:
         raise ValueError(f"Training data contains {n} samples, which is not sufficient to split it into a "
@@ -427,5 +466,5 @@ def train_validation_split(arrays, validation_split):
                          f"Either provide more data, or a different value for the `validation_split` argument.")
 
     def part(lo, hi):
-        return tuple(_map(lambda a: np.asarray(a)[lo:hi], t) for t in arrays)
+        return tuple(_map(lambda a: a[lo:hi], t) for t in arrays)
     return part(0, split), part(split, n)

@@ -120,10 +120,13 @@ class NativeExecutable(Executable):
                                    f"code {status}); the step's update is NaN")
 
     def close(self):
+        """Free the native code and every thread's workspace (a new threading.local drops the
+        buffers of all threads at once); the state pool belongs to the caller."""
         self._functions, self._loops = {}, {}
-        if self._owner is not None and hasattr(self._owner, "close"):
-            self._owner.close()
-        self._owner = None
+        self._local, self._plans = threading.local(), {}
+        owner, self._owner = self._owner, None
+        if owner is not None and hasattr(owner, "close"):
+            owner.close()
 
 
 def jit_executable(programs, pool, name="model", target="host", static_batch=None, device=None):
