@@ -1,11 +1,19 @@
 /* kc_threads.c: the persistent thread pool of kcompile's in-process JIT (issue #11).
  *
- * kc_parallel_for(task, ctx, count) runs task(ctx, begin, end, worker) over [0, count) split
- * statically into contiguous chunks, one per worker (worker 0 is the caller, workers 1.. are
- * persistent pthreads created on first use): which worker computes what depends on count and
- * the thread setting only, never on timing. count < 2, one thread, a nested call (made from a
- * task) or a concurrent one (another thread holds the pool: pthread_mutex_trylock) runs inline
- * as task(ctx, 0, count, 0) in the caller, so worker 0's data must be private to the call.
+ * kc_parallel_for(task, ctx, count) runs task(ctx, begin, end, worker) over [0, count) cut into
+ * contiguous chunks (at most CHUNKS_PER_THREAD per thread; their bounds depend on count and the
+ * thread setting only). The caller (worker 0) and the persistent pthreads (workers 1.., created
+ * on first use) claim chunks until none is left, so a worker the OS has not scheduled yet costs
+ * the call nothing: the others take its share. Which thread runs a chunk depends on timing, so a
+ * task must give the same result whoever runs it (each kcompile task computes every element of
+ * its range with the serial code: results do not depend on the thread count or the timing).
+ * A claim is one compare-and-swap on a word holding the job's generation and the next chunk, so
+ * a worker that wakes after its job is over claims nothing. count < 2, one thread, a nested call
+ * (made from a task) or a concurrent one (another thread holds the pool: pthread_mutex_trylock)
+ * runs inline as task(ctx, 0, count, 0) in the caller, so worker 0's data must be private to
+ * the call.
+ *
+ * kc_parallel_jobs() counts the calls that woke the workers (the rest ran inline).
  *
  * kc_worker_scratch(worker) is a 64-byte aligned buffer of KC_WORKER_SCRATCH_BYTES owned by pool
  * worker `worker` >= 1: only the call holding the pool hands out those indices, so no two tasks
@@ -22,6 +30,7 @@
 #define KC_MAX_WORKERS 8
 #define KC_WORKER_SCRATCH_BYTES (256 * 1024)
 #define SPIN_ROUNDS 4000
+#define CHUNKS_PER_THREAD 4
 
 typedef void (*kc_task)(void *ctx, int64_t begin, int64_t end, int64_t worker);
 
@@ -35,14 +44,17 @@ static pthread_cond_t done = PTHREAD_COND_INITIALIZER;
 static int num_threads = 1;          /* the setting (atomic access) */
 static int started;                  /* worker threads running: indices 1..started (under busy) */
 static uint64_t generation;          /* bumped per job (atomic; written under lock) */
-static int64_t pending;              /* workers of the current job not finished (atomic) */
+static uint64_t claim;               /* (generation << 32) | next chunk of the current job (atomic) */
+static int64_t pending;              /* chunks of the current job not finished (atomic) */
 static int sleeping_caller;          /* the caller waits on `done` (under lock) */
 
 static uint64_t start_generation[KC_MAX_WORKERS];
 static kc_task job_task;
 static void *job_ctx;
 static int64_t job_count;
-static int job_workers;
+static int64_t job_chunks;
+static int job_workers;              /* threads taking part: the caller and workers 1..job_workers-1 */
+static int64_t jobs_dispatched;      /* calls handed to the workers (atomic): kc_parallel_jobs() */
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -52,10 +64,35 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-static void run_chunk(kc_task task, void *ctx, int64_t count, int64_t n, int64_t worker) {
-    int64_t begin = count * worker / n, end = count * (worker + 1) / n;
-    if (begin < end)
-        task(ctx, begin, end, worker);
+/* Claim and run chunks of job `gen` until none is left; returns how many this thread ran. */
+static int64_t run_chunks(uint64_t gen, kc_task task, void *ctx, int64_t count, int64_t chunks, int64_t worker) {
+    int64_t ran = 0;
+    uint64_t tag = (gen & 0xffffffffu) << 32;
+    uint64_t seen = __atomic_load_n(&claim, __ATOMIC_ACQUIRE);
+    for (;;) {
+        if ((seen & ~(uint64_t)0xffffffffu) != tag)
+            break;                                   /* another job's word: ours is over */
+        int64_t c = (int64_t)(seen & 0xffffffffu);
+        if (c >= chunks)
+            break;
+        if (!__atomic_compare_exchange_n(&claim, &seen, seen + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            continue;                                /* seen now holds the current word */
+        int64_t begin = count * c / chunks, end = count * (c + 1) / chunks;
+        if (begin < end)
+            task(ctx, begin, end, worker);
+        ran++;
+        seen = __atomic_load_n(&claim, __ATOMIC_ACQUIRE);
+    }
+    return ran;
+}
+
+static void finish_chunks(int64_t ran) {
+    if (ran && __atomic_sub_fetch(&pending, ran, __ATOMIC_ACQ_REL) == 0) {
+        pthread_mutex_lock(&lock);
+        if (sleeping_caller)
+            pthread_cond_signal(&done);
+        pthread_mutex_unlock(&lock);
+    }
 }
 
 static void *worker_main(void *arg) {
@@ -76,17 +113,12 @@ static void *worker_main(void *arg) {
         seen = now;
         kc_task task = job_task;
         void *ctx = job_ctx;
-        int64_t count = job_count, n = job_workers;
+        int64_t count = job_count, chunks = job_chunks;
+        int n = job_workers;
         pthread_mutex_unlock(&lock);
         if (index >= n)
-            continue;
-        run_chunk(task, ctx, count, n, index);
-        if (__atomic_sub_fetch(&pending, 1, __ATOMIC_ACQ_REL) == 0) {
-            pthread_mutex_lock(&lock);
-            if (sleeping_caller)
-                pthread_cond_signal(&done);
-            pthread_mutex_unlock(&lock);
-        }
+            continue;                                /* the setting is lower than the threads started */
+        finish_chunks(run_chunks(now, task, ctx, count, chunks, index));
     }
     return NULL;
 }
@@ -137,17 +169,24 @@ void kc_parallel_for(kc_task task, void *ctx, int64_t count) {
         task(ctx, 0, count, 0);
         return;
     }
+    __atomic_add_fetch(&jobs_dispatched, 1, __ATOMIC_RELAXED);
+    int64_t chunks = (int64_t)n * CHUNKS_PER_THREAD < count ? (int64_t)n * CHUNKS_PER_THREAD : count;
     pthread_mutex_lock(&lock);
     job_task = task;
     job_ctx = ctx;
     job_count = count;
+    job_chunks = chunks;
     job_workers = n;
-    __atomic_store_n(&pending, (int64_t)(n - 1), __ATOMIC_RELAXED);
-    __atomic_add_fetch(&generation, 1, __ATOMIC_RELEASE);   /* publishes the job */
+    __atomic_store_n(&pending, chunks, __ATOMIC_RELAXED);
+    uint64_t gen = __atomic_load_n(&generation, __ATOMIC_RELAXED) + 1;
+    __atomic_store_n(&claim, (gen & 0xffffffffu) << 32, __ATOMIC_RELEASE);
+    __atomic_store_n(&generation, gen, __ATOMIC_RELEASE);   /* publishes the job */
     pthread_cond_broadcast(&wake);
     pthread_mutex_unlock(&lock);
 
-    run_chunk(task, ctx, count, n, 0);
+    int64_t ran = run_chunks(gen, task, ctx, count, chunks, 0);
+    if (ran)
+        __atomic_sub_fetch(&pending, ran, __ATOMIC_ACQ_REL);
 
     int spins = 0;
     while (__atomic_load_n(&pending, __ATOMIC_ACQUIRE) != 0 && spins < SPIN_ROUNDS) {
@@ -177,6 +216,10 @@ int kc_set_num_threads(int n) {
 int kc_get_num_threads(void) { return __atomic_load_n(&num_threads, __ATOMIC_RELAXED); }
 
 int kc_max_threads(void) { return KC_MAX_WORKERS; }
+
+/* How many kc_parallel_for calls woke the workers so far (inline runs not counted): tests check
+ * that small work (batch-1 calls) never does. */
+int64_t kc_parallel_jobs(void) { return __atomic_load_n(&jobs_dispatched, __ATOMIC_RELAXED); }
 
 int64_t kc_worker_scratch_bytes(void) { return KC_WORKER_SCRATCH_BYTES; }
 

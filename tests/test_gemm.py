@@ -115,6 +115,35 @@ def test_gemm_is_deterministic():
         np.testing.assert_array_equal(_run(150, 70, 600, "t", "n", seed=3), first)
 
 
+def _call(a, w, m, n, k, c, ldc, accumulate, scratch):
+    _, f = _kernel(False)
+    f(m, n, k, a.ctypes.data, a.strides[0] // 4, a.strides[1] // 4, w.ctypes.data, w.strides[0] // 4,
+      w.strides[1] // 4, c.ctypes.data, ldc, int(accumulate), scratch.ctypes.data, n, ldc, c.ctypes.data, c.ctypes.data)
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 40, 70])
+@pytest.mark.parametrize("k", [1, 9, 257, 600])
+def test_gemv_rows_are_the_packed_paths_rows_bit_for_bit(n, k):
+    """M <= 6 with B's rows contiguous takes the GEMV path (nothing packed: the scratch stays
+    untouched) and gives exactly the bits the packed path gives those rows in a 13-row product,
+    accumulating or not, across k-blocks and ragged column tiles."""
+    rng = np.random.default_rng(n * 1000 + k)
+    a = rng.standard_normal((13, k)).astype(np.float32)
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    c0 = rng.standard_normal((13, n + 1)).astype(np.float32)
+    for accumulate in (False, True):
+        big = c0.copy()
+        scratch, _ = _scratch(k, n)
+        _call(a, w, 13, n, k, big, n + 1, accumulate, scratch)
+        for m in range(1, 7):
+            small = c0[:m].copy()
+            scratch, _ = _scratch(k, n)
+            _call(a[:m], w, m, n, k, small, n + 1, accumulate, scratch)
+            assert np.isnan(scratch).all(), "the GEMV path packed something"
+            np.testing.assert_array_equal(small, big[:m])
+            np.testing.assert_array_equal(small[:, n], c0[:m, n])          # the column past N untouched
+
+
 class _Poly:
     """A stand-in for a polynomial in the batch size: only +, * and integers."""
 

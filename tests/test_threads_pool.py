@@ -263,3 +263,57 @@ def test_the_pool_library_is_cached_verified_and_rebuilt_when_damaged(tmp_path):
     digest = library.with_name(library.name + ".sha256").read_text()
     assert digest == hashlib.sha256(library.read_bytes()).hexdigest()
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+
+
+POOL_STRESS_C = r"""
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <pthread.h>
+typedef void (*kc_task)(void *ctx, int64_t begin, int64_t end, int64_t worker);
+void kc_parallel_for(kc_task task, void *ctx, int64_t count);
+int kc_set_num_threads(int n);
+static void task(void *ctx, int64_t b, int64_t e, int64_t w) {
+    int *a = ctx;
+    (void)w;
+    for (int64_t i = b; i < e; i++) __atomic_add_fetch(&a[i], 1, __ATOMIC_RELAXED);
+    if ((b * 7 + e) % 5 == 0) { volatile int spin = 0; for (int k = 0; k < 2000; k++) spin += k; }
+}
+static void *caller(void *arg) {
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    int a[300];
+    for (int it = 0; it < 3000; it++) {
+        int count = 2 + rand_r(&seed) % 290;
+        for (int i = 0; i < count; i++) a[i] = 0;
+        kc_parallel_for(task, a, count);
+        for (int i = 0; i < count; i++)
+            if (a[i] != 1) { printf("index %d of %d ran %d times\n", i, count, a[i]); exit(1); }
+    }
+    return NULL;
+}
+int main(void) {
+    int counts[] = {2, 3, 8, 2};
+    for (int t = 0; t < 4; t++) {
+        kc_set_num_threads(counts[t]);
+        pthread_t th[3];
+        for (int k = 0; k < 3; k++) pthread_create(&th[k], NULL, caller, (void *)(uintptr_t)(k + 1 + 10 * t));
+        for (int k = 0; k < 3; k++) pthread_join(th[k], NULL);
+        caller((void *)(uintptr_t)99);
+    }
+    printf("ok\n");
+    return 0;
+}
+"""
+
+
+def test_every_chunk_runs_exactly_once_with_concurrent_callers_and_changing_thread_counts(tmp_path):
+    """kc_parallel_for's chunks are claimed as the threads come: each index of each call must run
+    once, with three other threads calling at once and the thread count lowered under started workers."""
+    cc = jit._c_compiler()
+    source = tmp_path / "stress.c"
+    source.write_text(POOL_STRESS_C)
+    pool_c = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "runtime", "kc_threads.c")
+    exe = tmp_path / "stress"
+    subprocess.run([cc, "-O2", "-pthread", "-o", str(exe), str(source), pool_c], check=True, timeout=120)
+    done = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout[-2000:]

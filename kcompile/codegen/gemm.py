@@ -24,8 +24,13 @@ BLIS-style blocking for one core, tuned on Zen 3 (32 KiB L1d, 512 KiB L2, AVX2 +
     for the last (zero padded) columns.
   * Packing is vectorized for contiguous rows or columns (8x8 register transposes where the
     layout turns around, row-sequential reads); other strides and ragged edges take a scalar loop.
-The micro-kernels, packing and panel routines are defined once per module and shared by every
-gemm in it; each `define_gemm` adds only its driver loop and epilogue.
+  * At most MR rows with B's rows contiguous (b_cs = 1: batch-1 predictions, forward Dense
+    layers of small batches) take the GEMV path: nothing packed, A and B read in place, rows in
+    groups of 3 with the micro-kernel's accumulators and FMA order, so those rows get the same
+    bits as in a larger batch (a batch-1 C call of the guide MLP: ~3.3x fewer instructions).
+The micro-kernels, GEMV, packing and panel routines are defined once per module and shared by
+every gemm in it; each `define_gemm` adds only its driver loop and its epilogue (one function,
+called by every path).
 
 The summation order depends on the shapes only: each C element is
 ((C or 0) + block 0's sum) + block 1's sum ..., each block's sum an FMA chain in k order.
@@ -34,8 +39,9 @@ Threads: when the module is for an executor "threads" (`module.kc_executor`, set
 for the in-process JIT), the row-panel loop is outlined into a task over a range of panels, its
 values passed in a ctx block on the driver's stack, and a gemm of at least PARALLEL_MIN_WORK
 multiply-adds and more than one panel runs it through kc_parallel_for (runtime/kc_threads.c):
-contiguous ranges of panels per thread, B packed once before by the caller. Worker 0 packs A into
-`scratch`, pool worker w into kc_worker_scratch(w), so `scratch_floats` is unchanged. Each C element
+contiguous ranges of panels that the threads claim as they come, B packed once before by the
+caller. Worker 0 packs A into `scratch`, pool worker w into kc_worker_scratch(w), so
+`scratch_floats` is unchanged. Each C element
 is still computed by one thread in the order above: results are identical for any thread count.
 Other executors (a built library) get the serial loop and no reference to the pool.
 """
@@ -50,6 +56,7 @@ MC, KC = 144, 256        # A block MC x KC: 144 KiB in L2; B micro-panel KC x NR
 UNROLL = 4               # k steps per micro-kernel loop iteration
 A_PAD = 64               # floats after the packed A block (8-wide packing stores overrun by 2)
 ALIGN = 16               # floats: 64 bytes
+GEMV_ROWS = 3            # rows per GEMV call (2 * 3 accumulators), for M <= MR
 V8 = ir.VectorType(F32, 8)
 M8 = ir.VectorType(ir.IntType(1), 8)
 A_FLOATS = MC * KC + A_PAD
@@ -179,6 +186,7 @@ def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False)
     M, N, K, A, a_rs, a_cs, B, b_rs, b_cs, C, ldc, accumulate, scratch = fn.args[:13]
     extra = list(fn.args[13:])
     b = ir.IRBuilder(fn.append_basic_block("entry"))
+    epilogue = _epilogue_fn(module, name, epilogue, extra_arg_types)
 
     # 64-byte align the scratch ourselves (it should already be): packed panels use aligned loads
     base = b.ptrtoint(scratch, I64)
@@ -190,6 +198,31 @@ def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False)
     # K in n_kb equal blocks of at most KC (at least one block, so K = 0 still writes C)
     n_kb = _imax(b, _ceil_div(b, K, i64(KC)), i64(1))
     kcb = _ceil_div(b, K, n_kb)
+
+    # at most MR rows with B's rows contiguous (batch-1 predictions, small batches): the GEMV
+    # path reads A and B where they are, no packing, the same sums in the same order; rows go in
+    # groups of GEMV_ROWS (B is read at most twice), the last group 1 or 2 rows
+    tiny = b.and_(b.and_(b.icmp_signed(">", M, i64(0)), b.icmp_signed("<=", M, i64(MR))),
+                  b.icmp_signed("==", b_cs, i64(1)))
+    with b.if_then(tiny, likely=False):
+        with for_range(b, 0, _ceil_div(b, M, i64(GEMV_ROWS)), "gv") as g:
+            r0 = b.mul(g, i64(GEMV_ROWS))
+            rows = _imin(b, b.sub(M, r0), i64(GEMV_ROWS))
+            args = [N, K, gep_f(b, A, b.mul(r0, a_rs)), a_rs, a_cs, B, b_rs, gep_f(b, C, b.mul(r0, ldc)), ldc,
+                    accumulate, kcb, n_kb]
+            after = b.append_basic_block("gemv.done")
+            sw = b.switch(rows, after)
+            for r in range(1, GEMV_ROWS + 1):
+                blk = b.append_basic_block(f"gemv{r}")
+                sw.add_case(i64(r), blk)
+                b.position_at_end(blk)
+                b.call(_gemv_fn(module, r), args)
+                b.branch(after)
+            b.position_at_end(after)
+        if epilogue is not None:
+            epilogue(b, i64(0), M, extra)
+        b.ret_void()
+
     with b.if_then(b.icmp_signed(">", M, i64(0))):
         b.call(_pack_b_fn(module), [K, N, B, b_rs, b_cs, b_pack, kcb, n_kb])
 
@@ -226,6 +259,22 @@ def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False)
             b.call(task, [ctx, i64(0), n_ic, i64(0)])
     b.ret_void()
     return fn
+
+
+def _epilogue_fn(module, name, epilogue, extra_arg_types):
+    """The epilogue as one function NAME.epilogue(i64 row_start, i64 row_end, extra...), emitted once
+    and called by the GEMV, serial and pool paths (not inlined: one copy of its loops to compile);
+    returned as a callback with the epilogue's signature, or None."""
+    if epilogue is None:
+        return None
+    fn = ir.Function(module, ir.FunctionType(VOID, [I64, I64] + list(extra_arg_types)), f"{name}.epilogue")
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    fn.attributes.add("nounwind")
+    eb = ir.IRBuilder(fn.append_basic_block("entry"))
+    epilogue(eb, fn.args[0], fn.args[1], list(fn.args[2:]))
+    eb.ret_void()
+    return lambda b, r0, r1, extra: b.call(fn, [r0, r1] + list(extra))
 
 
 def _row_panels(b, module, first, last, mcb, M, N, K, A, a_rs, a_cs, b_pack, kcb, n_kb, C, ldc, accumulate,
@@ -335,6 +384,77 @@ def _panel_fn(module):
                             b.call(kernels[r], call_args)
                             b.branch(after)
                         b.position_at_end(after)
+    b.ret_void()
+    return fn
+
+
+def _gemv_fn(module, rows):
+    """void gemv(N, K, A, a_rs, a_cs, B, b_rs, C, ldc, accumulate, kcb, n_kb): C (+)= A @ B for `rows`
+    rows of A, B read in place (its rows contiguous: b_cs = 1), nothing packed.
+
+    The micro-kernel's arithmetic on unpacked operands: per k-block of kcb rows and per 16 columns,
+    2 * rows <8 x float> accumulators from zero, one FMA chain in k order, then stored or added
+    to C, so every element has exactly the sums the packed path gives it (a batch-1 row equals
+    the same row of a larger batch). The last columns use masked loads and stores.
+    """
+    name = f"kcompile.gemm.gemv{rows}"
+    if name in module.globals:
+        return module.globals[name]
+    fn, b = _internal(module, name, [I64, I64, PTR, I64, I64, PTR, I64, PTR, I64, I32, I64, I64])
+    N, K, A, a_rs, a_cs, B, b_rs, C, ldc, accumulate, kcb, n_kb = fn.args
+    for p in (A, B, C):
+        p.add_attribute("noalias")
+    fma = _fma_fn(module)
+    mload, mstore = _masked_fns(module)
+    zero = ir.Constant(V8, [_f(0.0)] * 8)
+    four = ir.Constant(I32, 4)
+    slots = [b.alloca(V8, name=f"acc{j}") for j in range(2 * rows)]   # promoted to registers
+    a_rows = [gep_f(b, A, b.mul(i64(r), a_rs)) for r in range(rows)]
+    c_rows = [gep_f(b, C, b.mul(i64(r), ldc)) for r in range(rows)]
+    with for_range(b, 0, n_kb, "pc") as pc:
+        k0 = b.mul(pc, kcb)
+        kc = _imin(b, kcb, b.sub(K, k0))
+        acc_flag = b.or_(b.icmp_signed(">", pc, i64(0)), b.icmp_signed("!=", accumulate, ir.Constant(I32, 0)))
+        with for_range(b, 0, _ceil_div(b, N, i64(NR)), "jr") as jr:
+            j0 = b.mul(jr, i64(NR))
+            nv = _imin(b, b.sub(N, j0), i64(NR))
+            full = b.icmp_signed(">=", nv, i64(NR))
+            masks = [_lane_mask(b, nv, 8 * h) for h in range(2)]
+            for slot in slots:
+                b.store(zero, slot)
+            with b.if_else(full, likely=True) as (then, otherwise):
+                for masked, branch in ((False, then), (True, otherwise)):
+                    with branch:
+                        with for_range(b, k0, b.add(k0, kc), "k") as k:
+                            b_row = gep_f(b, B, b.add(b.mul(k, b_rs), j0))
+                            if masked:
+                                bv = [b.call(mload, [gep_f(b, b_row, i64(8 * h)), four, masks[h], zero])
+                                      for h in range(2)]
+                            else:
+                                bv = [_load_v8(b, b_row, i64(8 * h)) for h in range(2)]
+                            for r in range(rows):
+                                a = _splat(b, b.load(gep_f(b, a_rows[r], b.mul(k, a_cs)), typ=F32))
+                                for h in range(2):
+                                    slot = slots[2 * r + h]
+                                    b.store(b.call(fma, [a, bv[h], b.load(slot, typ=V8)]), slot)
+            for r in range(rows):
+                for h in range(2):
+                    p = gep_f(b, c_rows[r], b.add(j0, i64(8 * h)))
+                    acc = b.load(slots[2 * r + h], typ=V8)
+                    with b.if_else(full, likely=True) as (then, otherwise):
+                        with then:
+                            with b.if_else(acc_flag) as (add, put):
+                                with add:
+                                    _store_v8(b, b.fadd(_load_v8(b, p, i64(0)), acc), p, i64(0))
+                                with put:
+                                    _store_v8(b, acc, p, i64(0))
+                        with otherwise:
+                            with b.if_else(acc_flag) as (add, put):
+                                with add:
+                                    old = b.call(mload, [p, four, masks[h], zero])
+                                    b.call(mstore, [b.fadd(old, acc), p, four, masks[h]])
+                                with put:
+                                    b.call(mstore, [acc, p, four, masks[h]])
     b.ret_void()
     return fn
 

@@ -249,6 +249,7 @@ def _load_pool():
     lib.kc_set_num_threads.argtypes, lib.kc_set_num_threads.restype = [ctypes.c_int], ctypes.c_int
     lib.kc_get_num_threads.argtypes, lib.kc_get_num_threads.restype = [], ctypes.c_int
     lib.kc_worker_scratch_bytes.restype = ctypes.c_int64
+    lib.kc_parallel_jobs.argtypes, lib.kc_parallel_jobs.restype = [], ctypes.c_int64
     if lib.kc_worker_scratch_bytes() < gemm.WORKER_SCRATCH_BYTES:
         raise RuntimeError("kc_threads.c's worker buffers are smaller than the gemm's packed A block")
     lib.kc_set_num_threads(default_num_threads())

@@ -93,11 +93,14 @@ def collapse(dims, accesses, keep_last=False):
     return dims, [Access(a.pointer, s, a.base) for a, s in zip(accesses, strides)]
 
 
-def emit_nest(builder, n, dims, accesses, body, outer_range=None):
+def emit_nest(builder, n, dims, accesses, body, outer_range=None, split=None):
     """Emit loops over `dims`; `body(offsets)` gets one i64 element offset per access.
 
-    outer_range: optional (start, stop) i64 values replacing the outermost loop's bounds.
+    outer_range: optional (start, stop) i64 values replacing the outermost loop's bounds;
+    split: optional (j, start, stop) replacing the bounds of dim j's loop (a thread's share).
     """
+    if outer_range is not None:
+        split = (0,) + tuple(outer_range)
     bounds = [d.value(builder, n) for d in dims]
     bases = [a.base.value(builder, n) for a in accesses]
     strides = [[s.value(builder, n) for s in a.strides] for a in accesses]
@@ -106,11 +109,47 @@ def emit_nest(builder, n, dims, accesses, body, outer_range=None):
         if j == len(dims):
             body(offsets)
             return
-        lo, hi = (outer_range if (j == 0 and outer_range is not None) else (i64(0), bounds[j]))
+        lo, hi = (split[1:] if (split is not None and j == split[0]) else (i64(0), bounds[j]))
         with for_range(builder, lo, hi, name=f"d{j}") as idx:
             level(j + 1, [builder.add(o, builder.mul(idx, st[j])) if not _is_zero(st[j]) else o
                           for o, st in zip(offsets, strides)])
     level(0, bases)
+
+
+def split_dim(dims, written):
+    """The outermost dim whose index ranges write disjoint elements of every written access, or None.
+
+    Splitting that dim's range among threads gives each written element to exactly one thread,
+    which runs the serial loop order on it: the results cannot depend on the thread count.
+    Dim j qualifies when each written access moves along it (stride s_j != 0) by more than the
+    span the other dims cover, sum over i != j of (d_i - 1) * |s_i| (those sizes must then be
+    constants; a batch-sized s_j = c * n with n >= 1 is at least |c|).
+    """
+    if not written:
+        return None
+    for j, d in enumerate(dims):
+        if d.k == 0 and d.c < 2:
+            continue
+        ok = True
+        for acc in written:
+            s_j = acc.strides[j]
+            if s_j.c == 0:
+                ok = False
+                break
+            span = 0
+            for i, (d_i, s_i) in enumerate(zip(dims, acc.strides)):
+                if i == j or s_i.c == 0:
+                    continue
+                if d_i.k or s_i.k:
+                    ok = False
+                    break
+                span += (d_i.c - 1) * abs(s_i.c)
+            if not ok or abs(s_j.c) <= span:
+                ok = False
+                break
+        if ok:
+            return j
+    return None
 
 
 def _is_zero(v):

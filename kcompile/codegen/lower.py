@@ -17,10 +17,20 @@ from ..ir.primitives_spatial import window_strides
 from . import collective, gemm
 from .elementwise import EMITTERS
 from .llvm_util import F32, FP_FLAGS, I32, I64, PTR, REDUCE_FLAGS, VOID, byte_offset, for_range, gep_f, i64, llvm_type
-from .loops import ONE, Access, Mono, broadcast_strides, collapse, contiguous_strides, dim, emit_nest, prod
+from .loops import ONE, Access, Mono, broadcast_strides, collapse, contiguous_strides, dim, emit_nest, prod, split_dim
 from .sizes import Poly, WorkspaceSize
 
 _SCALAR_LEAVES = ("batch_size",)
+# Threads beyond the GEMM (executor "threads", runtime/kc_threads.c): an elementwise, reduction,
+# layout (transpose, slice, reverse, window = im2col) or col2im accumulation nest of at least this many
+# elements splits one dim (loops.split_dim: every written element owned by one thread) among the
+# pool's workers; smaller ones (every batch-1 call of the guide models) run serially in the caller.
+PARALLEL_MIN_ELEMENTS = 1 << 15
+# Only nests that can reach the cut-off at ordinary batch sizes get the pool's task function (more
+# code to compile): batch-sized ones of at least PARALLEL_MIN_ROW_ELEMENTS per batch row (a conv
+# layer's maps, its im2col windows; not an MLP's 64-wide activations), or fixed-size ones of at
+# least PARALLEL_MIN_ELEMENTS (a big layer's weight update).
+PARALLEL_MIN_ROW_ELEMENTS = 1 << 10
 
 
 class EmitContext:
@@ -120,6 +130,8 @@ class _KernelEmitter:
     def __init__(self, module, name, kernel, plan):
         self.module, self.name, self.kernel, self.plan = module, name, kernel, plan
         self.consts = {}
+        self._region = None        # while a nest is emitted into a pool task: its range and split
+        self._tasks = 0
         self.scratch_needs = []    # Polys in the batch size: scratch bytes this kernel uses
 
     # --- arguments: one pointer per distinct buffer the kernel touches
@@ -220,6 +232,9 @@ class _KernelEmitter:
         if outer_range is not None and len(dims) != 2:
             return False
 
+        written = list(range(len(reads), len(reads) + len(stores)))
+        written += [len(reads) + len(stores) + 1 + k for k in range(len(extra_accesses))]
+
         def body(offsets):
             b = self.b
             loaded = {r.id: b.load(gep_f(b, self.ptr(r), offsets[k], r.dtype), typ=llvm_type(r.dtype))
@@ -230,12 +245,100 @@ class _KernelEmitter:
                 b.store(values[s.id], gep_f(b, self.ptr(s), offsets[len(reads) + k], s.dtype))
             if on_element:
                 on_element(offsets[len(reads) + len(stores) + 1:], values)
-        emit_nest(self.b, self.n, dims, accesses, body, outer_range)
+        self._nest(dims, accesses, body, written, outer_range)
         return True
+
+    # --- threads: one nest of a kernel as a task of the pool
+    def _threaded(self):
+        return getattr(self.module, "kc_executor", "serial") == "threads"
+
+    def _parallel(self, build, shape):
+        """Emit what build() emits (one loop nest, through self._nest) so that it may run on the pool.
+
+        With the executor "threads" the nest goes into NAME.rK(n, ptrs..., begin, end), the kernel's
+        arguments and a range of the split dim (loops.split_dim), called only by a pool task that
+        unpacks them from a ctx block (one copy of the loops: LLVM inlines it there, its noalias
+        arguments becoming scoped metadata); the kernel calls the task directly over the whole
+        range when the nest has fewer than PARALLEL_MIN_ELEMENTS elements or no dim can be split,
+        else kc_parallel_for hands each worker a contiguous range. A nest over `shape` that is
+        rarely that big (PARALLEL_MIN_ROW_ELEMENTS) is emitted in place: less code to compile.
+        Every written element is computed by one thread in the serial order, so results are the
+        same for any thread count.
+        """
+        size = prod(shape)
+        least = PARALLEL_MIN_ELEMENTS if size.k == 0 else min(PARALLEL_MIN_ROW_ELEMENTS, PARALLEL_MIN_ELEMENTS)
+        small = size.c < least
+        if not self._threaded() or self._region is not None or small:
+            build()
+            return
+        outer_b, outer_n, outer_args = self.b, self.n, self.args
+        name = f"{self.name}.r{self._tasks}"
+        self._tasks += 1
+        body_fn = ir.Function(self.module, ir.FunctionType(VOID, [I64] + [PTR] * len(outer_args) + [I64, I64]), name)
+        body_fn.linkage = "internal"
+        for a in body_fn.args[1:1 + len(outer_args)]:
+            a.add_attribute("noalias")
+        args = list(body_fn.args)
+        self.b = ir.IRBuilder(body_fn.append_basic_block("entry"))
+        self.n, self.args = args[0], args[1:-2]
+        self._region = {"range": (args[-2], args[-1]), "split": None, "nests": 0}
+        try:
+            build()
+            self.b.ret_void()
+            split = self._region["split"]
+        finally:
+            self.b, self.n, self.args = outer_b, outer_n, outer_args
+            self._region = None
+        b = self.b
+        task = self._task_trampoline(name, body_fn, len(outer_args))
+        values = [self.n] + self.args
+        ctx = b.alloca(I64, size=i64(len(values)), name="ctx")
+        for i, v in enumerate(values):
+            slot = v if v.type == I64 else b.ptrtoint(v, I64)
+            b.store(slot, b.gep(ctx, [i64(i)], inbounds=True, source_etype=I64))
+        if split is None:
+            b.call(task, [ctx, i64(0), i64(1), i64(0)])
+            return
+        count_m, work_m = split
+        count, work = count_m.value(b, self.n), work_m.value(b, self.n)
+        big = b.and_(b.icmp_signed(">=", work, i64(PARALLEL_MIN_ELEMENTS)), b.icmp_signed(">", count, i64(1)))
+        with b.if_else(big) as (parallel, serial):
+            with parallel:
+                b.call(gemm._parallel_for_fn(self.module), [task, ctx, count])
+            with serial:
+                b.call(task, [ctx, i64(0), count, i64(0)])
+
+    def _task_trampoline(self, name, body_fn, count):
+        """void NAME.task(ptr ctx, i64 begin, i64 end, i64 worker): body_fn(ctx's n and pointers, begin, end)."""
+        fn = ir.Function(self.module, ir.FunctionType(VOID, [PTR, I64, I64, I64]), name + ".task")
+        fn.linkage = "internal"
+        fn.attributes.add("nounwind")
+        ctx, begin, end, _ = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        slots = [b.load(b.gep(ctx, [i64(i)], inbounds=True, source_etype=I64), typ=I64) for i in range(count + 1)]
+        b.call(body_fn, [slots[0]] + [b.inttoptr(v, PTR) for v in slots[1:]] + [begin, end])
+        b.ret_void()
+        return fn
+
+    def _nest(self, dims, accesses, body, written, outer_range=None):
+        """emit_nest; inside _parallel the first nest splits a dim that owns the accesses `written` (indices)."""
+        region = self._region
+        if region is None or outer_range is not None:
+            emit_nest(self.b, self.n, dims, accesses, body, outer_range)
+            return
+        region["nests"] += 1
+        assert region["nests"] == 1, "a parallel region holds one loop nest"
+        j = split_dim(dims, [accesses[i] for i in written])
+        if j is None:
+            emit_nest(self.b, self.n, dims, accesses, body)
+            return
+        region["split"] = (dims[j], prod_monos(dims))
+        emit_nest(self.b, self.n, dims, accesses, body, split=(j,) + region["range"])
 
     # --- kernel kinds
     def _emit_elementwise(self):
-        self._emit_elementwise_body(self.kernel.members, self.kernel.iter_shape)
+        self._parallel(lambda: self._emit_elementwise_body(self.kernel.members, self.kernel.iter_shape),
+                       self.kernel.iter_shape)
 
     def _emit_reduce(self):
         root = self.kernel.root
@@ -263,8 +366,15 @@ class _KernelEmitter:
                 out_strides.append(own[k])
                 k += 1
         members = self.kernel.members
+        # the accumulation may run on the pool: only over kept dims, so each output element is
+        # summed by one thread in the serial order (the builder and pointers are the region's)
+        self._parallel(lambda: self._reduce_nest(root, x, out_strides, members), x.shape)
+
+    def _reduce_nest(self, root, x, out_strides, members):
+        out = self.ptr(root)
 
         def accumulate(offsets, values):
+            b = self.b
             v = values[x.id]
             p = gep_f(b, out, offsets[0], root.dtype)
             a = b.load(p, typ=llvm_type(root.dtype))
@@ -281,11 +391,12 @@ class _KernelEmitter:
             dims, accesses = collapse([dim(d) for d in x.shape], [ax, Access(out, out_strides)])
 
             def body(offs):
+                b = self.b
                 v = self._leaf_value(x) if leaf else \
                     b.load(gep_f(b, self.ptr(x), offs[0], x.dtype), typ=llvm_type(x.dtype))
                 p = gep_f(b, out, offs[1], root.dtype)
                 b.store(self._combine(root, b.load(p, typ=llvm_type(root.dtype)), v), p)
-            emit_nest(b, self.n, dims, accesses, body)
+            self._nest(dims, accesses, body, [1])
 
     def _combine(self, root, acc, v):
         b = self.b
@@ -316,6 +427,12 @@ class _KernelEmitter:
                         gep_f(b, out, b.add(b.mul(o, inner_v), i), "int32"))
 
     def _emit_layout(self):
+        if self.kernel.root.op in ("transpose", "slice", "reverse", "window"):
+            self._parallel(self._emit_layout_nest, self.kernel.root.shape)      # one copy nest
+        else:
+            self._emit_layout_nest()
+
+    def _emit_layout_nest(self):
         b = self.b
         node = self.kernel.root
         out = self.ptr(node)
@@ -361,8 +478,8 @@ class _KernelEmitter:
         b = self.b
         dims, (s, d) = collapse([dim(x) for x in shape], [src, dst])
         ty = llvm_type(dtype)
-        emit_nest(b, self.n, dims, [s, d], lambda offs: b.store(
-            b.load(gep_f(b, s.pointer, offs[0], dtype), typ=ty), gep_f(b, d.pointer, offs[1], dtype)))
+        self._nest(dims, [s, d], lambda offs: b.store(
+            b.load(gep_f(b, s.pointer, offs[0], dtype), typ=ty), gep_f(b, d.pointer, offs[1], dtype)), [1])
 
     def _emit_matmul(self):
         b = self.b
@@ -388,7 +505,7 @@ class _KernelEmitter:
         b.call(gemm_fn, [v(M), v(N), v(K), self.ptr(a), v(a_rs), v(a_cs), self.ptr(w), v(b_rs), v(b_cs),
                          self.ptr(node), v(N), ir.Constant(I32, 0), scratch] + extra)
         if members and not fused:
-            self._emit_elementwise_body(members, node.shape)
+            self._parallel(lambda: self._emit_elementwise_body(members, node.shape), node.shape)
 
     def _emit_scan(self):
         """The time loop of a scan (ir/scan.py): the body is a program of its own, called per step."""
@@ -423,6 +540,7 @@ class _KernelEmitter:
             b.call(body_fn, [self.n, ins, outs, ir.Constant(PTR, None), ws])
 
     def _zero(self, node):
+        # serial: LLVM makes it a memset, bandwidth-bound (a pool task would be code to compile for little)
         out = self.ptr(node)
         zero = ir.Constant(llvm_type(node.dtype), 0)
         dims, (acc,) = collapse([dim(d) for d in node.shape], [Access(out, contiguous_strides(node.shape))])
@@ -434,12 +552,18 @@ class _KernelEmitter:
                                    int(node.shape[0]))
 
     def _emit_window_grad(self):
-        """col2im: zero, then add every window element back where it was read (overlaps summed)."""
-        b = self.b
+        """col2im: zero, then add every window element back where it was read (overlaps summed).
+
+        On the pool the accumulation splits a dim whose ranges write disjoint elements (the batch),
+        so overlapping windows are still summed by one thread in the serial order."""
         node = self.kernel.root
+        self._zero(node)
+        self._parallel(lambda: self._window_grad_nest(node), node.inputs[0].shape)
+
+    def _window_grad_nest(self, node):
+        b = self.b
         g = node.inputs[0]
         out = self.ptr(node)
-        self._zero(node)
         dst = window_strides(contiguous_strides(node.shape), node.attrs, _scale)
         dims, (src_a, dst_a) = collapse([dim(d) for d in g.shape],
                                         [Access(self.ptr(g), contiguous_strides(g.shape)), Access(out, dst)])
@@ -448,7 +572,7 @@ class _KernelEmitter:
             p = gep_f(b, out, offs[1], node.dtype)
             v = b.load(gep_f(b, src_a.pointer, offs[0], g.dtype), typ=F32)
             b.store(b.fadd(b.load(p, typ=F32), v, flags=FP_FLAGS), p)
-        emit_nest(b, self.n, dims, [src_a, dst_a], body)
+        self._nest(dims, [src_a, dst_a], body, [1])
 
     def _row_loop(self, indices, rows, width, body):
         """For each index i (flat over `indices`): body(position, row, valid) with row clamped to 0."""
@@ -499,6 +623,13 @@ class _KernelEmitter:
         accesses += [Access(None, strides), Access(None, strides)]
         dims, _ = collapse([dim(d) for d in shape], accesses, keep_last=True)
         return len(dims) == 2
+
+
+def prod_monos(monos):
+    total = ONE
+    for m in monos:
+        total = total * m
+    return total
 
 
 def _scale(stride, k):
