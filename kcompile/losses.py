@@ -26,13 +26,21 @@ def squeeze_or_expand_to_same_rank(x1, x2):
 
 
 def _check(name, y_true, y_pred):
-    """Targets must broadcast against predictions after rank alignment."""
-    yt, yp = y_true.shape, y_pred.shape
+    """Targets must broadcast against predictions after Keras's rank alignment (a trailing size-1
+    axis dropped). Ranks that still differ are refused: broadcasting them would pair every sample
+    with every other one (Keras does so silently)."""
+    yt, yp = tuple(y_true.shape), tuple(y_pred.shape)
     a, b = yt[1:], yp[1:]
-    if len(a) == len(b):
-        for p, q in zip(a, b):
-            if p not in (q, 1) and q != 1:
-                raise ValueError(f"{name}: targets of shape {yt} do not match predictions of shape {yp}")
+    if len(a) == len(b) + 1 and a[-1:] == (1,):
+        a = a[:-1]
+    elif len(b) == len(a) + 1 and b[-1:] == (1,):
+        b = b[:-1]
+    if len(a) != len(b):
+        raise ValueError(f"{name}: targets of shape {yt} do not match predictions of shape {yp} (a target "
+                         f"array per sample of rank {len(yt) - 1} for predictions of rank {len(yp) - 1})")
+    for p, q in zip(a, b):
+        if p not in (q, 1) and q != 1:
+            raise ValueError(f"{name}: targets of shape {yt} do not match predictions of shape {yp}")
 
 
 def mean_squared_error(y_true, y_pred):
@@ -259,8 +267,8 @@ class LossFunctionWrapper(Loss):
         self.fn_kwargs = fn_kwargs
 
     def call(self, y_true, y_pred):
-        _check(self.name, y_true, y_pred)
-        if self.fn is not sparse_categorical_crossentropy:
+        if self.fn is not sparse_categorical_crossentropy:    # (which checks its class-index targets itself)
+            _check(self.name, y_true, y_pred)
             y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
         return self.fn(y_true, y_pred, **self.fn_kwargs)
 

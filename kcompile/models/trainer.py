@@ -230,7 +230,9 @@ class Trainer:
             if extra:
                 raise ValueError(f"Unexpected input name(s) {extra}: model '{self.name}' has inputs {names}")
             return [_as_array(x[n], n, text=True) for n in names]
-        if isinstance(x, (list, tuple)) and (specs is None or len(specs) > 1) and \
+        # a list of arrays is one array per input (as Keras reads it); a nested list of numbers is rows
+        if isinstance(x, (list, tuple)) and (specs is None or len(specs) > 1 or
+                                             any(isinstance(a, np.ndarray) and a.ndim for a in x)) and \
                 not (len(x) and np.ndim(x[0]) == 0):
             return [_as_array(v, f"x[{i}]", text=True) for i, v in enumerate(x)]
         return [_as_array(x, "x", text=True)]

@@ -28,17 +28,7 @@ CLEAR_ERRORS = (ValueError, TypeError)
 # a run goes on to find others (KCOMPILE_FUZZ_STRICT=1 counts them too). Each has an input in
 # tests/fuzz/regressions_adapters/ named known_*, replayed strictly by tests/test_fuzzing.py as an
 # expected failure until it is fixed.
-KNOWN_ELSEWHERE = [
-    # targets of one more rank than the predictions, e.g. y=[y] (a list of one array) for a
-    # one-output model: losses._check compares shapes of equal rank only, so categorical
-    # crossentropy broadcasts (N, 1, 2) against (N, 2) into an (N, N) tensor the memory planner refuses
-    (NotImplementedError, "grows with the square of the batch"),
-    # a one-input model given x as a list of 1-D arrays: the adapter counts the samples of each
-    # array (a list of arrays is several inputs), models/trainer.py's _x_list stacks the list into
-    # rows (one sample per array), and fit's whole-epoch path (_fast_epoch) indexes the stacked
-    # rows with the adapter's sample numbers
-    (IndexError, "is out of bounds for axis 0 with size"),
-]
+KNOWN_ELSEWHERE = []     # none open: the two found so far (losses, trainer) are fixed
 
 
 class Finding(AssertionError):
