@@ -197,3 +197,16 @@ def test_two_processes_compiling_the_same_model_share_the_cache(cache):
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
     assert all("corrupt" not in o[1] for o in outs)
     assert not [p for p in cache.iterdir() if p.suffix == ".tmp"]
+
+
+def test_compile_phase_timings_are_reported(monkeypatch, capfd):
+    """KCOMPILE_TIMINGS=1: each compiled variant says where its compile time went."""
+    import re
+    monkeypatch.setenv("KCOMPILE_TIMINGS", "1")
+    model = keras.Sequential([keras.layers.Dense(3, input_shape=(4,))], name="timed")
+    model.compile(loss="mse", optimizer="sgd")
+    line = [l for l in capfd.readouterr().err.splitlines() if l.startswith("kcompile: compiled 'timed'")]
+    assert len(line) == 1, line
+    for phase in ("trace", "passes", "lowering", "llvm-parse", "llvm-codegen"):
+        assert re.search(rf"\b{phase} \d+\.\d\d\b", line[0]), (phase, line[0])
+    assert re.search(r"object cache: (hit|miss)", line[0])

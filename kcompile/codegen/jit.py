@@ -31,6 +31,7 @@ import llvmlite.binding as llvm
 
 from .._version import __version__
 from .target import ensure_llvm, get_target, runs_here
+from ..timings import note, phase
 
 CACHE_FORMAT = "kcompile-object-2"
 
@@ -297,15 +298,19 @@ class JitModule:
         self.target = jit_target(target)
         if getattr(ir_module, "kc_executor", "serial") == "threads" and thread_pool() is None:
             raise RuntimeError("this module calls the thread pool, which is not available in this process")
-        self._mod, self._text = parse(ir_module, self.target)
+        with phase("llvm-parse"):
+            self._mod, self._text = parse(ir_module, self.target)
         cache = ObjectCache(self._text, self.target)
         cached = cache.load()
+        note(f"object cache: {'hit' if cached is not None else 'miss'}")
         if cached is None:
-            optimize(self._mod, self.target.machine())
-        # MCJIT takes ownership of the module and of its own target machine
-        self._engine = llvm.create_mcjit_compiler(self._mod, self.target.machine(jit=True))
-        self._engine.set_object_cache(lambda mod, buf: cache.store(buf), lambda mod: cached)
-        self._engine.finalize_object()
+            with phase("llvm-optimize"):
+                optimize(self._mod, self.target.machine())
+        with phase("llvm-codegen"):
+            # MCJIT takes ownership of the module and of its own target machine
+            self._engine = llvm.create_mcjit_compiler(self._mod, self.target.machine(jit=True))
+            self._engine.set_object_cache(lambda mod, buf: cache.store(buf), lambda mod: cached)
+            self._engine.finalize_object()
 
     def address(self, name):
         addr = self._engine.get_function_address(name)

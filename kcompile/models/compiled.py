@@ -22,6 +22,7 @@ from ..codegen.manifest import EntryInfo, Manifest
 from ..runtime.executable import InterpreterExecutable
 from ..runtime.native import jit_executable
 from ..runtime.state import StatePool
+from ..timings import compiling, phase
 from ..tracing import KerasTensor, Trace, trace_scope
 from ..variables import Variable
 
@@ -256,8 +257,13 @@ class CompiledModel:
         return graphs
 
     def _build(self, y_shapes, key):
-        graphs = self.entry_graphs(y_shapes)
         name = f"v{len(self._variants)}"   # not the model name: identical models share cached code
+        with compiling(f"'{self.model.name}' ({name})"):
+            self._build_variant(y_shapes, key, name)
+
+    def _build_variant(self, y_shapes, key, name):
+        with phase("trace"):
+            graphs = self.entry_graphs(y_shapes)
         if self.run_eagerly:
             manifest = Manifest(name, {"name": "interpreter"}, {k: EntryInfo.of_graph(g) for k, g in graphs.items()},
                                 *self.pool.layout(), max_batch=2 ** 31, static_batch=self.fixed_batch())
@@ -265,7 +271,8 @@ class CompiledModel:
             if self.communicator is not None:   # the reference interpreter reduces through mpi4py
                 HOST_ALL_REDUCE[0] = self.communicator.allreduce_sum
         else:
-            programs = {k: lower_to_kernels(g) for k, g in graphs.items()}
+            with phase("passes"):
+                programs = {k: lower_to_kernels(g) for k, g in graphs.items()}
             # the GPU executable has no all-reduce hook yet: data-parallel training runs on the CPU
             device = "cpu" if self.communicator is not None else None
             self._variants[key] = jit_executable(programs, self.pool, name=name, static_batch=self.fixed_batch(),

@@ -16,6 +16,7 @@ import numpy as np
 from ..codegen.jit import JitModule, jit_target
 from ..codegen.manifest import Manifest
 from ..codegen.module import build_module
+from ..timings import phase
 from .executable import Executable
 from .state import StatePool
 
@@ -155,8 +156,9 @@ def jit_executable(programs, pool, name="model", target="host", static_batch=Non
             import warnings
             warnings.warn(f"{e}\nModel '{name}' runs on the CPU instead.", RuntimeWarning, stacklevel=2)
     target = jit_target(target)
-    module, manifest = build_module(programs, pool.layout(), target, name, static_batch=static_batch,
-                                    c_interface=False)
+    with phase("lowering"):
+        module, manifest = build_module(programs, pool.layout(), target, name, static_batch=static_batch,
+                                        c_interface=False)
     jit = JitModule(module, target)
     return NativeExecutable(manifest, jit.address, pool, owner=jit)
 
