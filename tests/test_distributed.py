@@ -42,36 +42,42 @@ needs_mpi = pytest.mark.skipif(not HAVE_MPI, reason="mpi4py and mpiexec are not 
 TIMEOUT_S = 600
 
 
-def _run(out, model, mode, ranks=None, extra=()):
+def _run(out, jobs, ranks=None):
     out.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, str(WORKER), model, str(out), mode]
+    command = [sys.executable, str(WORKER), str(out), *jobs]
     if ranks is not None:
-        command = [MPIEXEC, *extra, "-n", str(ranks)] + command
+        command = [MPIEXEC, "-n", str(ranks)] + command
     env = dict(os.environ, KCOMPILE_NUM_THREADS="1")    # 2 cores: one thread per rank
     return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
 
 
-_references = {}
+# every model and mode in one launch per rank count (start-up is most of a small run)
+JOBS = {1: ["guide_mlp:fit", "guide_mlp:dataset", "vgg_like:fit", "lstm_model:fit", "two_io:fit", "sync_bn:fit"],
+        2: ["guide_mlp:fit", "guide_mlp:dataset", "vgg_like:fit", "lstm_model:fit", "two_io:fit", "sync_bn:fit"],
+        4: ["guide_mlp:fit"]}
 
 
-def _reference(tmp_path_factory, model, mode):
-    if (model, mode) not in _references:
-        out = tmp_path_factory.mktemp(f"single_{model}_{mode}")
-        done = _run(out, model, mode)
-        assert done.returncode == 0, done.stderr[-3000:]
-        _references[(model, mode)] = np.load(out / "result_0.npz")
-    return _references[(model, mode)]
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory):
+    """ranks -> the folder of that launch's results (run on first use)."""
+    folders = {}
+
+    def get(ranks):
+        if ranks not in folders:
+            out = tmp_path_factory.mktemp(f"ranks{ranks}")
+            done = _run(out, JOBS[ranks], None if ranks == 1 else ranks)
+            assert done.returncode == 0, done.stderr[-3000:]
+            folders[ranks] = out
+        return folders[ranks]
+    return get
 
 
 @needs_mpi
-@pytest.mark.parametrize("model,ranks,mode", [
-    ("guide_mlp", 2, "fit"), ("guide_mlp", 4, "fit"), ("guide_mlp", 2, "per_batch"), ("guide_mlp", 2, "dataset"),
-    ("vgg_like", 2, "fit"), ("lstm_model", 2, "fit"), ("two_io", 2, "fit"), ("sync_bn", 2, "fit")])
-def test_replicas_agree_with_one_process(tmp_path, tmp_path_factory, model, ranks, mode):
-    done = _run(tmp_path, model, mode, ranks)
-    assert done.returncode == 0, done.stderr[-3000:]
-    single = _reference(tmp_path_factory, model, mode)
-    results = [np.load(tmp_path / f"result_{r}.npz") for r in range(ranks)]
+@pytest.mark.parametrize("ranks,job", [(2, job) for job in JOBS[2]] + [(4, job) for job in JOBS[4]])
+def test_replicas_agree_with_one_process(launched, ranks, job):
+    folder = launched(ranks) / job.replace(":", "_")
+    single = np.load(launched(1) / job.replace(":", "_") / "result_0.npz")
+    results = [np.load(folder / f"result_{r}.npz") for r in range(ranks)]
     assert int(results[0]["replicas"]) == ranks
     weights = [k for k in single.files if k.startswith("arr_")]
     for r in results[1:]:                       # every replica holds exactly rank 0's weights
@@ -82,22 +88,22 @@ def test_replicas_agree_with_one_process(tmp_path, tmp_path_factory, model, rank
     assert list(results[0]["history_keys"]) == list(single["history_keys"])
     np.testing.assert_allclose(results[0]["history"], single["history"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(results[0]["evaluated"], single["evaluated"], rtol=1e-5, atol=1e-6)
-    written = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("result_"))
+    written = sorted(p.name for p in folder.iterdir() if not p.name.startswith("result_"))
     assert written == ["ckpt_0.weights.h5", "log_0.csv"]      # only the chief wrote files
-    assert len((tmp_path / "log_0.csv").read_text().strip().splitlines()) == 1 + 3
+    assert len((folder / "log_0.csv").read_text().strip().splitlines()) == 1 + 3
 
 
 @needs_mpi
 def test_a_killed_worker_stops_the_others(tmp_path):
     started = time.monotonic()
-    done = _run(tmp_path, "guide_mlp", "kill", 2)
+    done = _run(tmp_path, ["guide_mlp:kill"], 2)
     assert done.returncode != 0
     assert time.monotonic() - started < 120
     text = done.stdout + done.stderr
     lost = re.search(r"rank 1 = pid (\d+)", text)        # the strategy names each rank's process
     assert lost, text[-2000:]
     assert lost.group(1) in text.replace(lost.group(0), "")  # ... and the launcher reports that one lost
-    assert not (tmp_path / "result_0.npz").exists()
+    assert not (tmp_path / "guide_mlp_kill" / "result_0.npz").exists()
 
 
 def test_the_watchdog_names_the_lost_worker():

@@ -1,13 +1,14 @@
-"""One replica of a data-parallel training run (tests/test_distributed.py launches it).
+"""One replica of data-parallel training runs (tests/test_distributed.py launches it).
 
-    mpiexec -n R python tests/distributed/worker.py MODEL OUT_DIR [MODE]
-    python tests/distributed/worker.py MODEL OUT_DIR [MODE]      (the single-process reference)
+    mpiexec -n R python tests/distributed/worker.py OUT_DIR MODEL:MODE [MODEL:MODE ...]
+    python tests/distributed/worker.py OUT_DIR MODEL:MODE ...      (the single-process reference)
 
-Builds a guide model (tests/model_suites.py) in a MultiWorkerMirroredStrategy scope, trains it for
-3 epochs on fixed data with a checkpoint and a CSV log in OUT_DIR, evaluates it, and writes
-OUT_DIR/result_RANK.npz: the weights, History and evaluate() figures.
-MODE: "fit" (arrays: whole epochs natively), "per_batch" (a callback with batch hooks: one call per
-batch), "dataset" (a kcompile.data.Dataset), "kill" (rank 1 kills itself in the second epoch).
+For each job, builds a guide model (tests/model_suites.py) in a MultiWorkerMirroredStrategy scope,
+trains it for 3 epochs on fixed data with a checkpoint and a CSV log in OUT_DIR/MODEL_MODE/,
+evaluates it, and writes OUT_DIR/MODEL_MODE/result_RANK.npz: the weights, History and evaluate()
+figures. Several jobs share one launch (process start-up and MPI set-up are most of a small run).
+MODE: "fit" (arrays: whole epochs natively), "dataset" (a kcompile.data.Dataset, with a callback
+with batch hooks: one call per batch), "kill" (rank 1 kills itself in the second epoch).
 """
 import os
 import pathlib
@@ -50,10 +51,17 @@ class BatchHook(keras.callbacks.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def main(name, out, mode="fit"):
-    out = pathlib.Path(out)
-    keras.utils.set_random_seed(3)
+def main(out, *jobs):
     strategy = keras.distribute.MultiWorkerMirroredStrategy()
+    for job in jobs:
+        name, mode = job.split(":")
+        folder = pathlib.Path(out) / f"{name}_{mode}"
+        folder.mkdir(parents=True, exist_ok=True)
+        train(strategy, name, mode, folder)
+
+
+def train(strategy, name, mode, out):
+    keras.utils.set_random_seed(3)
     rank = strategy.cluster_resolver.task_id
     with strategy.scope():
         model = DISTRIBUTED_MODELS[name]()
@@ -61,7 +69,7 @@ def main(name, out, mode="fit"):
     # file names carry the rank: the test checks that only rank 0's exist
     callbacks = [keras.callbacks.ModelCheckpoint(str(out / f"ckpt_{rank}.weights.h5"), save_weights_only=True),
                  keras.callbacks.CSVLogger(str(out / f"log_{rank}.csv"))]
-    if mode in ("per_batch", "kill"):
+    if mode in ("dataset", "kill"):
         callbacks.append(BatchHook(kill=(mode == "kill" and rank == 1)))
     if mode == "dataset":
         history = model.fit(keras.data.Dataset.from_tensor_slices((x, y)).batch(BATCH), epochs=EPOCHS,
