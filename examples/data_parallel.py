@@ -20,12 +20,12 @@ with strategy.scope():
                               layers.Dense(64, activation="relu"), layers.Dropout(0.5),
                               layers.Dense(10, activation="softmax")])
     model.compile(loss="categorical_crossentropy", metrics=["accuracy"],
-                  optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9, nesterov=True))
+                  optimizer=keras.optimizers.SGD(learning_rate=0.1, momentum=0.9, nesterov=True))
 
 rng = np.random.default_rng(0)
 x = rng.random((4096, 20), dtype=np.float32)
 y = keras.utils.to_categorical((x[:, :10].argmax(axis=1)), 10)      # a learnable task
-model.fit(x, y, batch_size=256, epochs=5,                               # 256 = the global batch
+model.fit(x, y, batch_size=256, epochs=20,                              # 256 = the global batch
           callbacks=[keras.callbacks.ModelCheckpoint("data_parallel.weights.h5", save_weights_only=True)])
 loss, accuracy = model.evaluate(x, y, batch_size=256, verbose=0)
 if strategy.cluster_resolver.task_id == 0:
