@@ -14,6 +14,8 @@ import time
 
 import numpy as np
 
+from convnet import build as vgg_like   # the VGG-like model of bench/convnet.py (bench/ is on sys.path)
+
 MLP_SAMPLES, MLP_BATCH = 1000, 128
 CONV_BATCH = 32
 LSTM_SAMPLES, LSTM_BATCH, LSTM_FEATURES, LSTM_UNITS = 256, 32, 16, 32
@@ -52,17 +54,6 @@ def _mlp_kc(keras, layers):
 def _mlp_compile(keras, model):
     model.compile(loss="categorical_crossentropy",
                   optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9, nesterov=True))
-
-
-def _vgg_kc(keras, layers):
-    return keras.Sequential([
-        keras.Input((100, 100, 3)),
-        layers.Conv2D(32, (3, 3), activation="relu"), layers.Conv2D(32, (3, 3), activation="relu"),
-        layers.MaxPooling2D(pool_size=(2, 2)), layers.Dropout(0.25),
-        layers.Conv2D(64, (3, 3), activation="relu"), layers.Conv2D(64, (3, 3), activation="relu"),
-        layers.MaxPooling2D(pool_size=(2, 2)), layers.Dropout(0.25),
-        layers.Flatten(), layers.Dense(256, activation="relu"), layers.Dropout(0.5),
-        layers.Dense(10, activation="softmax")])
 
 
 def _vgg_compile(keras, model):
@@ -112,7 +103,7 @@ def kcompile_rows(repeat):
     xi = rng.random((CONV_BATCH, 100, 100, 3)).astype(np.float32)
     yi = np.eye(10, dtype=np.float32)[rng.integers(0, 10, CONV_BATCH)]
     keras.utils.set_random_seed(0)
-    vgg = _vgg_kc(keras, layers)
+    vgg = vgg_like(keras, layers)
     out["vgg_compile_cold"] = _timed_compile(lambda: _vgg_compile(keras, vgg), cold=True)
     out["vgg_first_step"] = _timed_compile(lambda: vgg.train_on_batch(xi, yi), cold=True)
     conv_repeat = max(3, repeat // 2)
@@ -120,7 +111,7 @@ def kcompile_rows(repeat):
     out["vgg_infer"] = CONV_BATCH / median_time(lambda: vgg.predict_on_batch(xi), conv_repeat)
     for _ in range(2):
         keras.utils.set_random_seed(0)
-        again = _vgg_kc(keras, layers)
+        again = vgg_like(keras, layers)
         out["vgg_compile_warm"] = _timed_compile(lambda: _vgg_compile(keras, again), cold=False)
     # LSTM(32)
     for steps in (10, 100):

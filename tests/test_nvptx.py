@@ -349,19 +349,17 @@ def test_cuda_runtime_reports_unavailability_cleanly():
             GpuProgram("", [], None)
 
 
-@needs_gpu
-def test_kernels_run_on_the_gpu():
+def _run_on_the_gpu_and_compare(graphs, rng, batches):
+    """Each graph's PTX run on device 0 at each batch size equals the interpreter."""
     from kcompile.runtime.cuda import device_arch
     arch = device_arch(0)
     target = nvptx_target(arch if arch in ("sm_80", "sm_90") else "sm_80")
-    graphs = _fused_graphs()
-    rng = np.random.default_rng(2)
     for entry, graph in graphs.items():
         program = lower_to_kernels(graph)
         ptx, launches = emit_ptx(program, target, name=entry)
         gpu = GpuProgram(ptx, launches, program)
         try:
-            for batch in (1, 33, 1000):
+            for batch in batches:
                 feeds = {i.attrs["name"]: rng.standard_normal(feed_shape(i.shape, batch)).astype(np.float32)
                          for i in graph.inputs}
                 want, _ = evaluate(graph, feeds, {}, batch=batch)
@@ -370,6 +368,11 @@ def test_kernels_run_on_the_gpu():
                     assert_close(got, want[key], f"{entry}:{key} at batch {batch} on {arch}")
         finally:
             gpu.close()
+
+
+@needs_gpu
+def test_kernels_run_on_the_gpu():
+    _run_on_the_gpu_and_compare(_fused_graphs(), np.random.default_rng(2), (1, 33, 1000))
 
 
 @needs_gpu
@@ -399,32 +402,16 @@ def test_every_supported_primitive_runs_on_the_gpu():
 
 @needs_gpu
 def test_matmuls_and_the_guide_mlp_run_on_the_gpu():
-    from kcompile.runtime.cuda import device_arch
     from kcompile.runtime.gpu_executable import GpuExecutable
-    arch = device_arch(0)
-    target = nvptx_target(arch if arch in ("sm_80", "sm_90") else "sm_80")
     rng = np.random.default_rng(7)
-    for entry, graph in _matmul_graphs().items():
-        program = lower_to_kernels(graph)
-        ptx, launches = emit_ptx(program, target, name=entry)
-        gpu = GpuProgram(ptx, launches, program)
-        try:
-            for batch in (1, 65, 1000):
-                feeds = {i.attrs["name"]: rng.standard_normal(feed_shape(i.shape, batch)).astype(np.float32)
-                         for i in graph.inputs}
-                want, _ = evaluate(graph, feeds, {}, batch=batch)
-                outs, _ = gpu.run(batch, [feeds[i.attrs["name"]] for i in graph.inputs], synchronize_each=True)
-                for key, got in zip(graph.outputs, outs):
-                    assert_close(got, want[key], f"{entry}:{key} at batch {batch} on {arch}")
-        finally:
-            gpu.close()
+    _run_on_the_gpu_and_compare(_matmul_graphs(), rng, (1, 65, 1000))
     compiled, graphs = _guide_mlp()
     state = compiled.pool.values()
     with GpuExecutable({"predict": lower_to_kernels(graphs["predict"])}, compiled.pool) as exe:
         for batch in (1, 1000):
             x = rng.standard_normal((batch, 784)).astype(np.float32)
             want, _ = evaluate(graphs["predict"], {"digits": x}, state, batch=batch)
-            assert_close(exe.run("predict", batch, [x])[0], want["y0"], f"mlp predict at batch {batch} on {arch}")
+            assert_close(exe.run("predict", batch, [x])[0], want["y0"], f"mlp predict at batch {batch}")
 
 
 def test_compile_ptx_accepts_a_prebuilt_module():
