@@ -178,7 +178,10 @@ def _internal(module, name, arg_types):
 # ---------------------------------------------------------------------------------------------
 # the gemm
 
-def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False):
+def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False, a_gather=None):
+    """The gemm function NAME (signature in the module docstring). `a_gather` (a gemm_gather.GatherA):
+    A is not a strided matrix but read through a window's index decoding from the array passed as
+    A (a_rs and a_cs are then ignored): implicit GEMM, see gemm_gather.py."""
     args = [I64, I64, I64, PTR, I64, I64, PTR, I64, I64, PTR, I64, I32, PTR] + list(extra_arg_types)
     fn = ir.Function(module, ir.FunctionType(VOID, args), name)
     if not exported:
@@ -187,6 +190,7 @@ def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False)
     extra = list(fn.args[13:])
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     epilogue = _epilogue_fn(module, name, epilogue, extra_arg_types)
+    gather = None if a_gather is None else a_gather.table(module, f"{name}.gather")
 
     # 64-byte align the scratch ourselves (it should already be): packed panels use aligned loads
     base = b.ptrtoint(scratch, I64)
@@ -204,6 +208,8 @@ def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False)
     # groups of GEMV_ROWS (B is read at most twice), the last group 1 or 2 rows
     tiny = b.and_(b.and_(b.icmp_signed(">", M, i64(0)), b.icmp_signed("<=", M, i64(MR))),
                   b.icmp_signed("==", b_cs, i64(1)))
+    if gather is not None:
+        tiny = ir.Constant(ir.IntType(1), 0)     # a gathered A is never read in place: it always packs
     with b.if_then(tiny, likely=False):
         with for_range(b, 0, _ceil_div(b, M, i64(GEMV_ROWS)), "gv") as g:
             r0 = b.mul(g, i64(GEMV_ROWS))
@@ -231,7 +237,7 @@ def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False)
     mcb = b.mul(_ceil_div(b, _ceil_div(b, M, _imax(b, n_ic, i64(1))), i64(MR)), i64(MR))
     if getattr(module, "kc_executor", "serial") != "threads":
         _row_panels(b, module, i64(0), n_ic, mcb, M, N, K, A, a_rs, a_cs, b_pack, kcb, n_kb, C, ldc, accumulate,
-                    a_pack, epilogue, extra)
+                    a_pack, epilogue, extra, gather)
         b.ret_void()
         return fn
     # threads: the row-panel loop is a task over [begin, end) of the panels, run by kc_parallel_for
@@ -249,7 +255,7 @@ def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False)
         else:
             raise TypeError(f"gemm: an extra argument of type {v.type} cannot go to the thread pool")
         b.store(slot, b.gep(ctx, [i64(i)], inbounds=True, source_etype=I64))
-    task = _panel_task_fn(module, f"{name}.task", [v.type for v in values], epilogue)
+    task = _panel_task_fn(module, f"{name}.task", [v.type for v in values], epilogue, gather)
     work = b.mul(b.mul(M, N), K)
     big = b.and_(b.icmp_signed(">=", work, i64(PARALLEL_MIN_WORK)), b.icmp_signed(">", n_ic, i64(1)))
     with b.if_else(big) as (parallel, serial):
@@ -278,19 +284,25 @@ def _epilogue_fn(module, name, epilogue, extra_arg_types):
 
 
 def _row_panels(b, module, first, last, mcb, M, N, K, A, a_rs, a_cs, b_pack, kcb, n_kb, C, ldc, accumulate,
-                a_pack, epilogue, extra):
-    """Row panels [first, last) of mcb rows: the A block packed into a_pack, then the panel routine and the epilogue."""
-    panel = _panel_fn(module)
+                a_pack, epilogue, extra, gather=None):
+    """Row panels [first, last) of mcb rows: the A block packed into a_pack, then the panel routine and the epilogue.
+
+    With `gather` (the GatherA table) the panel gets A unshifted and its first row in place of a_rs."""
+    panel = _panel_fn(module, gathered=gather is not None)
     with for_range(b, first, last, "ic") as ic:
         r0 = b.mul(ic, mcb)
         mc = _imin(b, b.sub(M, r0), mcb)
-        b.call(panel, [mc, N, K, gep_f(b, A, b.mul(r0, a_rs)), a_rs, a_cs, b_pack, kcb, n_kb,
-                       gep_f(b, C, b.mul(r0, ldc)), ldc, accumulate, a_pack])
+        c_rows = gep_f(b, C, b.mul(r0, ldc))
+        if gather is None:
+            b.call(panel, [mc, N, K, gep_f(b, A, b.mul(r0, a_rs)), a_rs, a_cs, b_pack, kcb, n_kb,
+                           c_rows, ldc, accumulate, a_pack])
+        else:
+            b.call(panel, [mc, N, K, A, r0, i64(0), b_pack, kcb, n_kb, c_rows, ldc, accumulate, a_pack, gather])
         if epilogue is not None:
             epilogue(b, r0, b.add(r0, mc), extra)
 
 
-def _panel_task_fn(module, name, types, epilogue):
+def _panel_task_fn(module, name, types, epilogue, gather=None):
     """void task(ptr ctx, i64 begin, i64 end, i64 worker): row panels [begin, end) of one gemm call.
 
     Worker 0 (the caller, or any call the pool runs inline) packs A into the call's scratch;
@@ -322,7 +334,7 @@ def _panel_task_fn(module, name, types, epilogue):
     a_pack.add_incoming(a_own, blk_own)
     a_pack.add_incoming(theirs, blk_pool)
     _row_panels(b, module, begin, end, mcb, M, N, K, A, a_rs, a_cs, b_pack, kcb, n_kb, C, ldc, accumulate,
-                a_pack, epilogue, extra)
+                a_pack, epilogue, extra, gather)
     b.ret_void()
     return fn
 
@@ -334,27 +346,36 @@ def _parallel_for_fn(module):
     return fn
 
 
-def _panel_fn(module):
+def _panel_fn(module, gathered=False):
     """void panel(mc, N, K, A, a_rs, a_cs, Bp, kcb, n_kb, C, ldc, accumulate, Ap): rows [0, mc) of C.
 
     For each k-block: pack the mc x kc block of A, then sweep 16-column B micro-panels (outer)
-    and 6-row A micro-panels (inner) with the micro-kernel.
+    and 6-row A micro-panels (inner) with the micro-kernel. The `gathered` variant takes one more
+    argument, the GatherA table, and a_rs is the panel's first row of A (implicit GEMM).
     """
-    name = "kcompile.gemm.panel"
+    name = "kcompile.gemm.panel" + (".gather" if gathered else "")
     if name in module.globals:
         return module.globals[name]
-    fn, b = _internal(module, name, [I64, I64, I64, PTR, I64, I64, PTR, I64, I64, PTR, I64, I32, PTR])
-    mc, N, K, A, a_rs, a_cs, Bp, kcb, n_kb, C, ldc, accumulate, Ap = fn.args
+    fn, b = _internal(module, name, [I64, I64, I64, PTR, I64, I64, PTR, I64, I64, PTR, I64, I32, PTR]
+                      + ([PTR] if gathered else []))
+    mc, N, K, A, a_rs, a_cs, Bp, kcb, n_kb, C, ldc, accumulate, Ap = fn.args[:13]
     for p in (A, Bp, C, Ap):
         p.add_attribute("noalias")
     kernels = [None] + [_micro_kernel_fn(module, rows) for rows in range(1, MR + 1)]
-    pack_a = _pack_a_fn(module)
+    if gathered:
+        from .gemm_gather import pack_gather_fn   # (gemm_gather builds on this module's helpers)
+        pack_a = pack_gather_fn(module)
+    else:
+        pack_a = _pack_a_fn(module)
     n_pad = b.mul(_ceil_div(b, N, i64(NR)), i64(NR))
     n_ir = _ceil_div(b, mc, i64(MR))
     with for_range(b, 0, n_kb, "pc") as pc:
         k0 = b.mul(pc, kcb)
         kc = _imin(b, kcb, b.sub(K, k0))
-        b.call(pack_a, [mc, kc, gep_f(b, A, b.mul(k0, a_cs)), a_rs, a_cs, Ap])
+        if gathered:
+            b.call(pack_a, [mc, kc, A, a_rs, k0, Ap, fn.args[13]])
+        else:
+            b.call(pack_a, [mc, kc, gep_f(b, A, b.mul(k0, a_cs)), a_rs, a_cs, Ap])
         acc = b.select(b.icmp_signed(">", pc, i64(0)), ir.Constant(I32, 1), accumulate)
         b_blk = gep_f(b, Bp, b.mul(k0, n_pad))
         with for_range(b, 0, b.sdiv(n_pad, i64(NR)), "jr") as jr:

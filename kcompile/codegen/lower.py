@@ -15,6 +15,7 @@ from llvmlite import ir
 from ..ir.passes.memory import base_of, buffer_of
 from ..ir.primitives_spatial import window_strides
 from . import collective, gemm
+from .gemm_gather import GatherA
 from .elementwise import EMITTERS
 from .llvm_util import F32, FP_FLAGS, I32, I64, PTR, REDUCE_FLAGS, VOID, byte_offset, for_range, gep_f, i64, llvm_type
 from .loops import ONE, Access, Mono, broadcast_strides, collapse, contiguous_strides, dim, emit_nest, prod, split_dim
@@ -124,6 +125,27 @@ def matmul_geometry(node):
         N = dim(w.shape[-1])
         b_strides = (N, ONE)
     return M, N, K, a_strides, b_strides
+
+
+def gather_operand(kernel):
+    """A matmul kernel's A read through its window (Kernel.a_window, implicit GEMM) as a GatherA:
+    rows and columns of A decoded into the window input's offsets; None for a plain A."""
+    w = kernel.a_window
+    if w is None:
+        return None
+    x = w.inputs[0]
+    x_strides = [1]
+    for d in reversed(x.shape[1:]):
+        x_strides.insert(0, x_strides[0] * int(d))
+    strides = window_strides(x_strides, w.attrs)
+    k = len(w.attrs["sizes"])
+
+    def digits(dims):   # innermost first, the outermost unbounded
+        return tuple((None if j == dims[0] else int(w.shape[j]), strides[j]) for j in reversed(dims))
+    major, minor = digits(range(0, k + 1)), digits(range(k + 1, 2 * k + 2))
+    if kernel.root.attrs["transpose_a"]:
+        return GatherA(rows=minor, cols=major)
+    return GatherA(rows=major, cols=minor)
 
 
 class _KernelEmitter:
@@ -498,11 +520,13 @@ class _KernelEmitter:
             self.b, self.n, self.args = saved
 
         extra = [self.n] + self.args
+        gather = gather_operand(self.kernel)
         gemm_fn = gemm.define_gemm(self.module, f"{self.name}.gemm", epilogue=epilogue if fused else None,
-                                   extra_arg_types=[I64] + [PTR] * len(self.args))
+                                   extra_arg_types=[I64] + [PTR] * len(self.args), a_gather=gather)
         scratch = self.args[self.buf_index["gemm_scratch"]]
         v = lambda m: m.value(b, self.n)  # noqa: E731
-        b.call(gemm_fn, [v(M), v(N), v(K), self.ptr(a), v(a_rs), v(a_cs), self.ptr(w), v(b_rs), v(b_cs),
+        a_ptr = self.ptr(a if gather is None else self.kernel.a_window.inputs[0])
+        b.call(gemm_fn, [v(M), v(N), v(K), a_ptr, v(a_rs), v(a_cs), self.ptr(w), v(b_rs), v(b_cs),
                          self.ptr(node), v(N), ir.Constant(I32, 0), scratch] + extra)
         if members and not fused:
             self._parallel(lambda: self._emit_elementwise_body(members, node.shape), node.shape)

@@ -58,7 +58,8 @@ from ..ir.passes.memory import base_of
 from ..ir.primitives_spatial import window_strides
 from .elementwise import EMITTERS
 from .llvm_util import F32, FP_FLAGS, I32, I64, PTR, VOID, for_range, gep_f, i64, llvm_type
-from .lower import EmitContext, _is_scalar_const, _KernelEmitter, _scale, matmul_geometry, sum_monos
+from .gemm_gather import emit_offset
+from .lower import EmitContext, _is_scalar_const, _KernelEmitter, _scale, gather_operand, matmul_geometry, sum_monos
 from .loops import ONE, Access, Mono, collapse, contiguous_strides, dim, prod
 from .nvptx_kernels import OpaqueKernels, scan_problems
 from .nvptx_schedule import ScanLaunch, flat_launches, walk_launches, workspace_bytes
@@ -477,7 +478,8 @@ class _PtxKernelEmitter(OpaqueKernels, _KernelEmitter):
                     self.b.store(ir.Constant(F32, 0.0), acc_ptr(acc, i, j))
         phase(zero, sync=False)
         k_tiles = b.udiv(b.add(Kv, i64(TILE_K - 1)), i64(TILE_K))
-        pa, pb = self.ptr(a), self.ptr(w)
+        gather = gather_operand(self.kernel)     # implicit GEMM: A read through the window
+        pa, pb = self.ptr(a if gather is None else self.kernel.a_window.inputs[0]), self.ptr(w)
         a_strides, b_strides = (v(a_rs), v(a_cs)), (v(b_rs), v(b_cs))
         # thread e of a tile load: consecutive threads along the operand's contiguous axis
         a_k_fast = a_cs == ONE
@@ -498,7 +500,9 @@ class _PtxKernelEmitter(OpaqueKernels, _KernelEmitter):
                             kk, mm = bb.udiv(e, i64(TILE_M)), bb.urem(e, i64(TILE_M))
                         x, k = bb.add(base, mm), bb.add(k0, kk)
                         ok = bb.and_(bb.icmp_unsigned("<", x, limit), bb.icmp_unsigned("<", k, Kv))
-                        if src is pa:
+                        if src is pa and gather is not None:
+                            off = bb.add(emit_offset(bb, x, gather.rows), emit_offset(bb, k, gather.cols))
+                        elif src is pa:
                             off = bb.add(bb.mul(x, rs), bb.mul(k, cs))
                         else:
                             off = bb.add(bb.mul(k, rs), bb.mul(x, cs))

@@ -7,7 +7,10 @@ Rules (applied walking the graph from outputs to inputs):
     reduction's prologue — e.g. exp(x - max) is computed inside the softmax denominator's sum;
   * an elementwise kernel that reads a matmul result of its own shape becomes the matmul's
     epilogue (bias + activation run on each finished row panel while it is hot in cache);
-  * layout ops (transpose, slice, pad, concat) are kernels of their own; reshape is a view.
+  * layout ops (transpose, slice, pad, concat) are kernels of their own; reshape is a view;
+  * a convolution's window (im2col) read only as the A operand of matmuls becomes part of each of
+    them (`Kernel.a_window`): the gemm packs A straight from the window's input (implicit GEMM,
+    codegen/gemm_gather.py), so the 9x-larger window is never written.
 The result is a list of kernels in an order that respects data dependencies and lets state
 updates be written in place after every read of the old value.
 """
@@ -16,8 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import builder as b
-from ..graph import Graph, toposort, users
+from ..graph import Graph, users
 from ..primitives import PRIMITIVES
+from .memory import base_of
 
 LEAVES = ("input", "param", "const", "batch_size")
 
@@ -30,6 +34,7 @@ class Kernel:
     members: list = field(default_factory=list)   # fused elementwise nodes, topological order
     outputs: list = field(default_factory=list)   # nodes whose values are stored to memory
     body: object = None            # scan: the lowered KernelProgram of its step body
+    a_window: object = None        # matmul: the window node its A is read through (not materialised)
 
     def computed(self):
         return ([self.root] if self.root is not None else []) + self.members
@@ -38,7 +43,10 @@ class Kernel:
         inside = {n.id for n in self.computed()}
         seen, result = set(), []
         for n in self.computed():
-            for i in n.inputs:
+            ins = n.inputs
+            if n is self.root and self.a_window is not None:
+                ins = [self.a_window.inputs[0]] + list(n.inputs[1:])
+            for i in ins:
                 if i.id not in inside and i.id not in seen:
                     seen.add(i.id)
                     result.append(i)
@@ -108,6 +116,7 @@ def fuse(graph, enabled=True):
             raise NotImplementedError(f"no kernel for primitive {node.op!r}")
 
     if enabled:
+        kernels = _fuse_windows(kernels, kernel_of, use, root_ids)
         kernels = _fuse_epilogues(kernels, kernel_of, use)
     for k in kernels:
         # stored: roots, and values read outside the kernel (a reshape view counts as outside)
@@ -130,6 +139,41 @@ def _host_kernel(node, node_users, kernel_of):
     if host.kind == "reduce" and not all(u is host.root or u in host.members for u in node_users):
         return None
     return host
+
+
+def window_matmul_split(window, a):
+    """True when a matmul reading `a` (a view of `window`) as A sees rows = (batch, output positions)
+    and columns = (window positions, channels), or the transpose: the split gemm_gather decodes."""
+    k = len(window.attrs["sizes"])
+    inner = 1
+    for d in window.shape[1 + k:]:
+        inner *= int(d)
+    return int(a.shape[-1]) == inner
+
+
+def _fuse_windows(kernels, kernel_of, use, root_ids):
+    """Drop each window kernel whose every reader (through reshapes) is a matmul using it as A."""
+    result = list(kernels)
+    for k in kernels:
+        w = k.root
+        if k.kind != "layout" or w.op != "window" or w.id in root_ids or w.dtype != "float32":
+            continue
+        readers, views = [], [w]
+        while views:
+            v = views.pop()
+            for u in use.get(v.id, []):
+                (views if u.op == "reshape" else readers).append(u)
+        matmuls = [kernel_of.get(u.id) for u in readers]
+        if not readers or any(mk is None or mk.kind != "matmul" or mk.root is not u or mk.a_window is not None
+                              or base_of(u.inputs[0]) is not w or base_of(u.inputs[1]) is w
+                              or not window_matmul_split(w, u.inputs[0])
+                              for u, mk in zip(readers, matmuls)):
+            continue
+        for mk in matmuls:
+            mk.a_window = w
+        result.remove(k)
+        del kernel_of[w.id]
+    return result
 
 
 def _fuse_epilogues(kernels, kernel_of, use):
