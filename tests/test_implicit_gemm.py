@@ -1,4 +1,5 @@
-"""Implicit GEMM (codegen/gemm_gather.py) against the numpy reference interpreter.
+"""Implicit GEMM (codegen/gemm_gather.py) and the stride-1 input gradient as a convolution
+(ir/passes/conv_grad.py) against the numpy reference interpreter.
 
 The drawn convolutions reach every packing path: channel counts that are multiples of 8 (the
 8-column register transposes) and not (element by element), kernel-gradient blocks whose rows are
@@ -15,6 +16,7 @@ from kcompile.codegen.gemm_gather import GatherA
 from kcompile.codegen.lower import gather_operand
 from kcompile.convolution import conv
 from kcompile.ir import builder as b
+from kcompile.ir.autodiff import grad
 from kcompile.ir.graph import BATCH, Graph
 from kcompile.ir.passes.pipeline import lower_to_kernels
 from kcompile.ir.primitives_spatial import window_strides
@@ -42,6 +44,17 @@ def test_gather_offsets_are_the_window_views_offsets(spatial, channels, batch, d
     rows, columns = np.meshgrid(np.arange(matrix.shape[0]), np.arange(matrix.shape[1]), indexing="ij")
     offsets = np.vectorize(gather.offset)(rows, columns)
     np.testing.assert_array_equal(flat[offsets], matrix)
+
+
+def test_stride_one_input_gradient_becomes_an_implicit_gemm():
+    x = b.input("x", (BATCH, 7, 7, 16))
+    kernel = b.input("k", (3, 3, 16, 8), index=1)
+    y = conv(x, kernel, (1, 1), "valid", (1, 1))
+    dx = grad(b.reduce_sum(b.square(y), (0, 1, 2, 3)), [x])[0]
+    program = lower_to_kernels(Graph([x, kernel], {"dx": dx}, []))
+    ops = [k.root.op for k in program.kernels if k.root is not None]
+    assert "window_grad" not in ops and "window" not in ops
+    assert sum(1 for k in program.kernels if k.kind == "matmul" and k.a_window is not None) == 2
 
 
 def _conv_layer(rank, filters, kernel, strides, dilation, padding):

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 
 from ..printer import format_graph
-from . import simplify
+from . import conv_grad, simplify
 from .fusion import Kernel, fuse
 from .memory import MemoryPlan, plan_memory
 
@@ -18,6 +18,7 @@ GRAPH_PASSES = [
     ("cse", simplify.cse),
     ("fold_constants", simplify.fold_constants),
     ("algebraic", simplify.algebraic),
+    ("conv_input_grads", conv_grad.conv_input_grads),
     ("cse_after_algebraic", simplify.cse),
 ]
 
