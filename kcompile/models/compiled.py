@@ -27,6 +27,13 @@ from ..tracing import KerasTensor, Trace, trace_scope
 from ..variables import Variable
 
 
+# Counts the moves of variables between state pools. Variable.adopt_into, the only thing that
+# moves one, is called from this module alone, and each call site bumps the count after its
+# moves: a model that found all its variables in its pool at count c (read before looking) still
+# has them there while the count is c, so sync_state need not look again.
+_adoptions = [0]
+
+
 def _ir_shape(batch_shape):
     return (BATCH,) + tuple(int(d) for d in batch_shape[1:])
 
@@ -62,6 +69,8 @@ class CompiledModel:
         self.dynamic = any(d is None for _, shape, _ in input_specs for d in shape[1:])
         self.static_batch = model._declared_batch_size()   # rows of stateful layers' states
         self.native = None
+        self._synced_at = None         # the _adoptions count at which all variables were in the pool
+        self._predict_path = None      # Trainer._predict_fast's target (predict_path), once known
 
     # ------------------------------------------------------------ tracing
     def _inputs(self):
@@ -213,10 +222,19 @@ class CompiledModel:
                              f"batch_size={self.static_batch} and a number of samples divisible by it")
 
     def sync_state(self):
-        """Make sure every variable lives in this model's pool (a shared layer may have moved)."""
+        """Make sure every variable lives in this model's pool (a shared layer may have moved:
+        another model compiled with it took it into its pool). Skipped while no variable moved."""
+        count = _adoptions[0]
+        if count == self._synced_at:
+            return
+        moved = False
         for v in self._variables:
             if v._pool is not self.pool:
                 v.adopt_into(self.pool)
+                moved = True
+        if moved:
+            _adoptions[0] += 1      # ...out of another model's pool, which must look again
+        self._synced_at = count
 
     def variant(self, y_shapes, x_shapes=None):
         """The compiled entry points for these target (and, for inputs of unknown size, input)
@@ -243,6 +261,23 @@ class CompiledModel:
             return executable
         return None
 
+    def predict_path(self):
+        """(executable, shape of one input row, whether batches are checked) for the latency
+        path of predict_on_batch (Trainer._predict_fast), or None where it does not apply: several
+        inputs, a non-float32 input, inputs of unknown size, host-staged inputs (strings...), or
+        nothing compiled yet. Found once: none of these change while this model's variants live
+        (close() forgets it; variants are only ever added, and any one of them serves)."""
+        path = self._predict_path
+        if path is None:
+            executable = self.any_executable()
+            if executable is None:
+                return None
+            usable = len(self.input_specs) == 1 and self.input_specs[0][2] == "float32" and not self.dynamic \
+                and not getattr(self, "host_staged", True)
+            path = self._predict_path = (executable, tuple(self.input_specs[0][1][1:]),
+                                         self.static_batch is not None) if usable else False
+        return path or None
+
     def entry_graphs(self, y_shapes):
         """The graphs of every entry these targets allow (predict; train and evaluate with targets),
         with every variable they touch moved into this model's state pool."""
@@ -254,6 +289,8 @@ class CompiledModel:
         self._variables = self.all_variables()
         for v in self._variables:
             v.adopt_into(self.pool)
+        _adoptions[0] += 1      # variables may have left other models' pools (sync_state)
+        self._synced_at = None
         return graphs
 
     def _build(self, y_shapes, key):
@@ -281,6 +318,7 @@ class CompiledModel:
                 self._variants[key].set_allreduce(*self.communicator.native_allreduce())
 
     def close(self):
+        self._predict_path = None
         for v in self._variants.values():
             v.close()
         self._variants = {}

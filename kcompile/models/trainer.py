@@ -424,29 +424,32 @@ class Trainer:
         return self._return(self._logs(), return_dict)
 
     def predict_on_batch(self, x):
-        self._inference_model()
         fast = self._predict_fast(x)
         if fast is not None:
             return fast
+        self._inference_model()
         outs = self._run("predict", x)
         return self._structure_outputs(outs)
 
     def _predict_fast(self, x):
-        """The latency path: one float32 C-contiguous array of the right shape straight to native code."""
+        """The latency path: one float32 array of the right shape straight to native code (through
+        the executable's prebound small call, runtime/native.py), or None for the general path
+        (anything unusual: other types and dtypes, other shapes, nothing compiled yet). It skips
+        only what cannot apply to such an array; the general path gives the same values."""
         cm = self._compiled_model
-        if cm is None or not isinstance(x, np.ndarray) or x.dtype != np.float32 or not x.flags.c_contiguous \
-                or len(cm.input_specs) != 1 or cm.input_specs[0][2] != "float32" or cm.dynamic \
-                or getattr(cm, "host_staged", True):
+        if cm is None or type(x) is not np.ndarray or x.dtype != _FLOAT32:
             return None
-        shape = cm.input_specs[0][1]
-        if x.ndim != len(shape) or x.shape[1:] != tuple(shape[1:]) or x.shape[0] == 0:
+        path = cm.predict_path()
+        if path is None:
             return None
-        variant = cm.any_executable()
-        if variant is None:
+        executable, row_shape, check_batch = path
+        n = x.shape[0]
+        if n == 0 or x.shape[1:] != row_shape:
             return None
-        cm.check_batch(x.shape[0])
+        if check_batch:
+            cm.check_batch(n)
         cm.sync_state()
-        return self._structure_outputs(variant.run("predict", x.shape[0], [x]))
+        return self._structure_outputs(executable.run_one("predict", x))
 
     def _structure_outputs(self, outs):
         struct = getattr(self, "_output_struct", None)
@@ -667,6 +670,9 @@ class Trainer:
         for v in cm._variables:
             if v.slot.name in state:
                 v.assign(state[v.slot.name])
+
+
+_FLOAT32 = np.dtype(np.float32)
 
 
 def _as_list(x):

@@ -5,6 +5,7 @@ An `Executable` holds a model's entries (predict, train, evaluate) over one stat
   manifest                  the entries' inputs, outputs and state layout (codegen/manifest.py)
   has(entry)                whether the entry exists
   run(entry, n, inputs)     one call on a batch of n rows; returns the output arrays
+  run_one(entry, x)         the same for an entry of one input, x its whole batch (the small-call path)
   run_loop(entry, batch, arrays)
                             consecutive batches of the full arrays, one step each; returns each
                             step's scalar output
@@ -28,6 +29,12 @@ class Executable:
 
     def run(self, entry, n, inputs):
         raise NotImplementedError(f"{type(self).__name__} must define run()")
+
+    def run_one(self, entry, x):
+        """run() of an entry with one input, x of that input's dtype and shape (any layout): the
+        latency path of predict_on_batch. Returns output arrays the caller owns (no later call
+        writes into them). Native executables prebind small calls (native.py)."""
+        return self.run(entry, x.shape[0], [np.ascontiguousarray(x)])
 
     def run_loop(self, entry, batch, arrays):
         """The portable loop: one run() per batch (native executables run it in one call)."""

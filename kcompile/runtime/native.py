@@ -24,7 +24,31 @@ _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p
                           ctypes.c_void_p)
 _LOOP = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                          ctypes.c_void_p, ctypes.c_void_p)
+# The same entries without argument types, for run_one's bound calls: every argument there is
+# already a ctypes object of the exact C type (c_int64, c_void_p), and ctypes converts nothing
+# (measurably cheaper per call than the typed prototype).
+_UNTYPED_ENTRY = ctypes.CFUNCTYPE(None)
 KEEP_WORKSPACE_BYTES = 64 << 20   # a thread's workspace larger than this is freed after the call
+BIND_BYTES = 64 << 10             # run_one prebinds a batch whose own input and outputs fit this
+BINDINGS_PER_THREAD = 16          # (entry, batch) pairs a thread keeps bound; beyond, it forgets them all
+
+
+class _Bound:
+    """One thread's prepared call of one entry at one batch size (run_one): its own input copy
+    and outputs, and the thread's workspace, with the C arguments pointing at them, built once.
+    Only the thread that made it uses it (it lives in that thread's threading.local, and is
+    dropped whenever that thread's workspace is replaced: _workspace)."""
+    __slots__ = ("function", "args", "x", "outputs", "pool_buffer", "pool_arg", "keep")
+
+    def __init__(self, function, n, x, outputs, workspace):
+        self.function, self.x, self.outputs = function, x, outputs
+        ins = (ctypes.c_void_p * 1)(_address(x))
+        outs = (ctypes.c_void_p * max(len(outputs), 1))(*[_address(o) for o in outputs])
+        self.pool_buffer = None                 # set (with pool_arg) under the lock on the first call
+        self.pool_arg = ctypes.c_void_p(0)
+        self.args = (ctypes.c_int64(n), ctypes.c_void_p(ctypes.addressof(ins)),
+                     ctypes.c_void_p(ctypes.addressof(outs)), self.pool_arg, ctypes.c_void_p(_address(workspace)))
+        self.keep = (ins, outs, workspace)      # the memory the argument pointers point at
 
 
 class NativeExecutable(Executable):
@@ -38,21 +62,22 @@ class NativeExecutable(Executable):
         self._plans = {}
         self._address = address
         self._allreduce_status = None
+        self._pool_cache = (None, 0)   # (pool buffer, its address): one tuple, swapped whole (threads)
 
     def _workspace(self, nbytes):
         """The address of this thread's 64-byte-aligned workspace of at least nbytes (never shared
         between threads; the array stays referenced by the thread-local until replaced)."""
         local = self._local
         if getattr(local, "size", -1) < nbytes:
-            raw = np.zeros(nbytes + 64, dtype=np.uint8)
-            start = (-raw.ctypes.data) % 64
-            local.workspace = raw[start:start + nbytes]
+            local.workspace = _aligned_bytes(nbytes)
             local.address, local.size = _address(local.workspace), nbytes
+            local.bound = {}     # bindings point at the old workspace: bind again on the new one
         return local.address
 
     def _release_large_workspace(self):
         if getattr(self._local, "size", 0) > KEEP_WORKSPACE_BYTES:
             self._local.workspace, self._local.size = None, -1
+            self._local.bound = {}
 
     def _plan(self, entry, n):
         """(workspace bytes, output shapes and dtypes) of `entry` at batch n, computed once."""
@@ -71,6 +96,15 @@ class NativeExecutable(Executable):
     def _lock(self, entry):
         return self.pool.lock.write() if self.manifest.entries[entry].writes_state else self.pool.lock.read()
 
+    def _pool_address(self):
+        """The state buffer's address (under the pool's lock: the buffer moves only when the pool
+        grows, which happens under its write lock); computed again only when the buffer changed."""
+        buffer = self.pool.buffer
+        cached = self._pool_cache
+        if cached[0] is not buffer:
+            cached = self._pool_cache = (buffer, _address(buffer))
+        return cached[1]
+
     def run(self, entry, n, inputs, outputs=None):
         """Run `entry` on a batch of n rows; inputs are contiguous arrays in the entry's input order."""
         ws_bytes, out_specs = self._plan(entry, n)
@@ -80,10 +114,56 @@ class NativeExecutable(Executable):
         outs = (ctypes.c_void_p * max(len(outputs), 1))(*[_address(a) for a in outputs])
         ws = self._workspace(ws_bytes)
         with self._lock(entry):
-            self._functions[entry](n, ctypes.addressof(ins), ctypes.addressof(outs), self.pool.address, ws)
+            self._functions[entry](n, ctypes.addressof(ins), ctypes.addressof(outs), self._pool_address(), ws)
             self._check_allreduce(entry)
         self._release_large_workspace()
         return outputs
+
+    def run_one(self, entry, x):
+        """run(entry, n, [x]) for an entry of one input, x of its dtype and shape: the small-call
+        path. A batch size this thread has seen before runs on its prebound call (_Bound): x is
+        copied into the binding's input, the function is called on arguments converted once, and
+        the outputs are returned as copies (each call's arrays belong to the caller). Entries that
+        write the state, and large batches, take run()."""
+        n = x.shape[0]
+        try:
+            bound = self._local.bound[entry, n]
+        except (AttributeError, KeyError):
+            bound = self._bind(entry, n)
+        if bound is None:
+            return self.run(entry, n, [np.ascontiguousarray(x)])
+        bound.x[...] = x
+        lock = self.pool.lock
+        lock.acquire_read()          # the same lock as run()'s `with`, minus the guard's frames
+        try:
+            buffer = self.pool.buffer
+            if buffer is not bound.pool_buffer:   # first call, or the pool grew (reallocated) since
+                bound.pool_arg.value = _address(buffer)
+                bound.pool_buffer = buffer
+            bound.function(*bound.args)
+        finally:
+            lock.release_read()
+        return [o.copy() for o in bound.outputs]
+
+    def _bind(self, entry, n):
+        """This thread's _Bound for (entry, n), or None where run() serves (remembered either way)."""
+        ws_bytes, out_specs = self._plan(entry, n)   # raises for a batch size the model cannot take
+        info = self.manifest.entries[entry]
+        bound = None
+        if not info.writes_state and len(info.inputs) == 1 and ws_bytes <= KEEP_WORKSPACE_BYTES:
+            spec = info.inputs[0]
+            x = np.empty((n,) + tuple(spec.shape[1:]), spec.dtype)
+            outputs = [np.empty(shape, dtype) for shape, dtype in out_specs]
+            if x.nbytes + sum(o.nbytes for o in outputs) <= BIND_BYTES:
+                function = _UNTYPED_ENTRY(ctypes.cast(self._functions[entry], ctypes.c_void_p).value)
+                self._workspace(ws_bytes)            # (may replace the workspace: bindings so far are dropped)
+                bound = _Bound(function, n, x, outputs, self._local.workspace)
+        local = self._local
+        bindings = getattr(local, "bound", None)
+        if bindings is None or len(bindings) >= BINDINGS_PER_THREAD:
+            bindings = local.bound = {}
+        bindings[entry, n] = bound
+        return bound
 
     def run_loop(self, entry, batch, arrays):
         """Every batch of `arrays` through `entry` in one native call (entries with a scalar output)."""
@@ -96,7 +176,7 @@ class NativeExecutable(Executable):
         ws = self._workspace(self._plan(entry, batch)[0])
         pointers = (ctypes.c_void_p * (len(arrays) + 1))()
         with self._lock(entry):
-            self._loops[entry](batch, rows, ctypes.addressof(bases), _address(per_step), self.pool.address, ws,
+            self._loops[entry](batch, rows, ctypes.addressof(bases), _address(per_step), self._pool_address(), ws,
                                ctypes.addressof(pointers))
             self._check_allreduce(entry)
         self._release_large_workspace()
@@ -197,3 +277,10 @@ def load_built(directory, name=None):
 
 def _address(array):
     return array.__array_interface__["data"][0]
+
+
+def _aligned_bytes(nbytes):
+    """A zeroed, 64-byte-aligned uint8 array of nbytes (a workspace)."""
+    raw = np.zeros(nbytes + 64, dtype=np.uint8)
+    start = (-raw.ctypes.data) % 64
+    return raw[start:start + nbytes]

@@ -48,6 +48,14 @@ class ReadWriteLock:
     def read(self):
         return self._read_guard
 
+    # the read lock without the context manager's frames, for the small-call path (native.run_one):
+    # acquire_read() must be paired with release_read() in a finally
+    def acquire_read(self):
+        self._acquire_read()
+
+    def release_read(self):
+        self._release_read()
+
     def write(self):
         return self._write_guard
 
