@@ -123,3 +123,13 @@ def test_large_blocks_and_panels_match_the_interpreter(threads):
     np.testing.assert_allclose(lc, le, rtol=1e-4)
     for a, e in zip(wc, we):
         np.testing.assert_allclose(a, e, rtol=1e-3, atol=1e-5)
+
+
+def test_pooling_reads_its_window_in_place():
+    """Max pooling and its gradient mask read the window as a strided view: no window kernel."""
+    x = b.input("x", (BATCH, 8, 8, 4))
+    pooled = b.reduce_max(b.window(x, (2, 2), (2, 2), (1, 1)), (3, 4))
+    dx = grad(b.reduce_sum(b.square(pooled), (0, 1, 2, 3)), [x])[0]
+    kernels = lower_to_kernels(Graph([x], {"y": pooled, "dx": dx}, [])).kernels
+    assert not any(k.kind == "layout" and k.root.op == "window" for k in kernels)
+    assert sum(bool(k.window_views) for k in kernels) >= 2     # the max, and the mask of the gradient

@@ -57,10 +57,11 @@ def contiguous_strides(shape):
     return list(reversed(strides))
 
 
-def broadcast_strides(operand_shape, iter_shape):
-    """Strides of a row-major operand read under numpy broadcasting against `iter_shape`."""
+def broadcast_strides(operand_shape, iter_shape, own=None):
+    """Strides of a row-major operand (or one laid out with strides `own`) read under numpy
+    broadcasting against `iter_shape`."""
     lead = len(iter_shape) - len(operand_shape)
-    own = contiguous_strides(operand_shape)
+    own = contiguous_strides(operand_shape) if own is None else own
     out = [ZERO] * lead
     for j, d in enumerate(operand_shape):
         out.append(ZERO if (d == 1 and iter_shape[lead + j] != 1) else own[j])

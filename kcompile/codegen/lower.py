@@ -188,6 +188,8 @@ class _KernelEmitter:
     def ptr(self, node):
         if node in self.kernel.outputs:
             return self.args[self.buf_index[self.plan.buffers[node.id]]]
+        if node.id in self.kernel.window_views:     # a window read in place: its input's buffer
+            node = node.inputs[0]
         base = base_of(node)
         if base.op == "const":
             return self._const_global(base)
@@ -215,7 +217,14 @@ class _KernelEmitter:
                 if base_of(i).op == "batch_size" or _is_scalar_const(i):
                     continue
                 reads.append(i)
-        return reads, [Access(self.ptr(r), broadcast_strides(r.shape, iter_shape)) for r in reads]
+        return reads, [Access(self.ptr(r), self._read_strides(r, iter_shape)) for r in reads]
+
+    def _read_strides(self, node, iter_shape):
+        """Strides for reading `node` over iter_shape (numpy broadcasting); a window view is read
+        with the window's strides over its input."""
+        w = self.kernel.window_views.get(node.id)
+        own = None if w is None else window_strides(contiguous_strides(w.inputs[0].shape), w.attrs, _scale)
+        return broadcast_strides(node.shape, iter_shape, own)
 
     def _eval_members(self, members, loaded, flat_index):
         """Compute member values in order; `loaded` maps node id -> already-available value."""
@@ -409,7 +418,7 @@ class _KernelEmitter:
             # buffer, every element is its value
             leaf = base_of(x).op == "batch_size" or _is_scalar_const(x)
             ax = Access(None if leaf else self.ptr(x),
-                        [Mono(0)] * len(x.shape) if leaf else contiguous_strides(x.shape))
+                        [Mono(0)] * len(x.shape) if leaf else self._read_strides(x, x.shape))
             dims, accesses = collapse([dim(d) for d in x.shape], [ax, Access(out, out_strides)])
 
             def body(offs):

@@ -343,7 +343,7 @@ class _PtxKernelEmitter(OpaqueKernels, _KernelEmitter):
             members, stores = [], []
             leaf = base_of(x).op == "batch_size" or _is_scalar_const(x)
             reads = [] if leaf else [x]
-            accesses = [] if leaf else [Access(self.ptr(x), contiguous_strides(shape))]
+            accesses = [] if leaf else [Access(self.ptr(x), self._read_strides(x, shape))]
         own = iter(contiguous_strides(kept))
         out_strides = [Mono(0) if j in axes else next(own) for j in range(len(shape))]
         reduced_strides = contiguous_strides([d for j, d in enumerate(shape) if j in axes])

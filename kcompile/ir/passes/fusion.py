@@ -10,7 +10,9 @@ Rules (applied walking the graph from outputs to inputs):
   * layout ops (transpose, slice, pad, concat) are kernels of their own; reshape is a view;
   * a convolution's window (im2col) read only as the A operand of matmuls becomes part of each of
     them (`Kernel.a_window`): the gemm packs A straight from the window's input (implicit GEMM,
-    codegen/gemm_gather.py), so the 9x-larger window is never written.
+    codegen/gemm_gather.py), so the 9x-larger window is never written; elementwise and reduce
+    kernels (pooling, its gradient mask) read a window as a strided view of its input
+    (`Kernel.window_views`). A window with any other reader is a layout kernel of its own.
 The result is a list of kernels in an order that respects data dependencies and lets state
 updates be written in place after every read of the old value.
 """
@@ -35,6 +37,7 @@ class Kernel:
     outputs: list = field(default_factory=list)   # nodes whose values are stored to memory
     body: object = None            # scan: the lowered KernelProgram of its step body
     a_window: object = None        # matmul: the window node its A is read through (not materialised)
+    window_views: dict = field(default_factory=dict)   # window id -> window node read as a strided view
 
     def computed(self):
         return ([self.root] if self.root is not None else []) + self.members
@@ -46,6 +49,7 @@ class Kernel:
             ins = n.inputs
             if n is self.root and self.a_window is not None:
                 ins = [self.a_window.inputs[0]] + list(n.inputs[1:])
+            ins = [self.window_views[i.id].inputs[0] if i.id in self.window_views else i for i in ins]
             for i in ins:
                 if i.id not in inside and i.id not in seen:
                     seen.add(i.id)
@@ -152,28 +156,47 @@ def window_matmul_split(window, a):
 
 
 def _fuse_windows(kernels, kernel_of, use, root_ids):
-    """Drop each window kernel whose every reader (through reshapes) is a matmul using it as A."""
+    """Drop each window kernel whose every reader is a matmul using it (through reshapes) as A, or
+    an elementwise or reduce kernel reading it directly (not through a reshape)."""
     result = list(kernels)
     for k in kernels:
         w = k.root
         if k.kind != "layout" or w.op != "window" or w.id in root_ids or w.dtype != "float32":
             continue
-        readers, views = [], [w]
+        readers, views = [], [(w, True)]
         while views:
-            v = views.pop()
+            v, direct = views.pop()
             for u in use.get(v.id, []):
-                (views if u.op == "reshape" else readers).append(u)
-        matmuls = [kernel_of.get(u.id) for u in readers]
-        if not readers or any(mk is None or mk.kind != "matmul" or mk.root is not u or mk.a_window is not None
-                              or base_of(u.inputs[0]) is not w or base_of(u.inputs[1]) is w
-                              or not window_matmul_split(w, u.inputs[0])
-                              for u, mk in zip(readers, matmuls)):
+                if u.op == "reshape":
+                    views.append((u, False))
+                else:
+                    readers.append((u, direct))
+        plan = [_window_reader(w, u, direct, kernel_of.get(u.id)) for u, direct in readers]
+        if not readers or None in plan:
             continue
-        for mk in matmuls:
-            mk.a_window = w
+        for how, rk in plan:
+            if how == "a_window":
+                rk.a_window = w
+            else:
+                rk.window_views[w.id] = w
         result.remove(k)
         del kernel_of[w.id]
     return result
+
+
+def _window_reader(w, u, direct, rk):
+    """How kernel rk's node u can read window w without it being stored: ("a_window", rk) for a
+    matmul's A, ("view", rk) for a strided read, or None."""
+    if rk is None:
+        return None
+    if rk.kind == "matmul" and rk.root is u:
+        if rk.a_window is None and base_of(u.inputs[0]) is w and base_of(u.inputs[1]) is not w \
+                and window_matmul_split(w, u.inputs[0]):
+            return "a_window", rk
+        return None
+    if direct and (rk.kind == "elementwise" or rk.kind == "reduce" and u.op != "argmax"):
+        return "view", rk
+    return None
 
 
 def _fuse_epilogues(kernels, kernel_of, use):
@@ -193,6 +216,7 @@ def _fuse_epilogues(kernels, kernel_of, use):
             if any(mm in ancestors[id(o)] for o in others):
                 continue
             mm.members = ek.members
+            mm.window_views.update(ek.window_views)
             for n in ek.members:
                 kernel_of[n.id] = mm
             result.remove(ek)
