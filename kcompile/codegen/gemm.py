@@ -229,13 +229,17 @@ def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False,
             epilogue(b, i64(0), M, extra)
         b.ret_void()
 
+    threads = getattr(module, "kc_executor", "serial") == "threads"
     with b.if_then(b.icmp_signed(">", M, i64(0))):
-        b.call(_pack_b_fn(module), [K, N, B, b_rs, b_cs, b_pack, kcb, n_kb])
+        if threads:
+            _pack_b_parallel(b, module, [K, N, B, b_rs, b_cs, b_pack, kcb, n_kb])
+        else:
+            b.call(_pack_b_fn(module), [K, N, B, b_rs, b_cs, b_pack, kcb, i64(0), n_kb])
 
     # rows in n_ic panels of equal size (rounded up to MR), at most MC
     n_ic = _ceil_div(b, M, i64(MC))
     mcb = b.mul(_ceil_div(b, _ceil_div(b, M, _imax(b, n_ic, i64(1))), i64(MR)), i64(MR))
-    if getattr(module, "kc_executor", "serial") != "threads":
+    if not threads:
         _row_panels(b, module, i64(0), n_ic, mcb, M, N, K, A, a_rs, a_cs, b_pack, kcb, n_kb, C, ldc, accumulate,
                     a_pack, epilogue, extra, gather)
         b.ret_void()
@@ -650,8 +654,46 @@ def _pack_a_fn(module):
     return fn
 
 
+PARALLEL_PACK_B_FLOATS = 1 << 16   # a B smaller than this is packed by the caller alone
+
+
+def _pack_b_parallel(b, module, args):
+    """Pack B on the pool, k-blocks split between the threads (each block written by one thread,
+    so the packed B does not depend on the thread count), when it is large and has several blocks:
+    a convolution's kernel gradient packs its whole output gradient as B."""
+    K, N, n_kb = args[0], args[1], args[7]
+    big = b.and_(b.icmp_signed(">=", b.mul(K, N), i64(PARALLEL_PACK_B_FLOATS)), b.icmp_signed(">", n_kb, i64(1)))
+    with b.if_else(big) as (parallel, serial):
+        with parallel:
+            ctx = b.alloca(I64, size=i64(len(args)), name="pack_ctx")
+            for i, v in enumerate(args):
+                slot = b.ptrtoint(v, I64) if isinstance(v.type, ir.PointerType) else v
+                b.store(slot, b.gep(ctx, [i64(i)], inbounds=True, source_etype=I64))
+            b.call(_parallel_for_fn(module), [_pack_b_task_fn(module), ctx, n_kb])
+        with serial:
+            b.call(_pack_b_fn(module), list(args[:7]) + [i64(0), n_kb])
+
+
+def _pack_b_task_fn(module):
+    """void task(ptr ctx, i64 begin, i64 end, i64 worker): pack_b's k-blocks [begin, end)."""
+    name = "kcompile.gemm.pack_b.task"
+    if name in module.globals:
+        return module.globals[name]
+    fn = ir.Function(module, ir.FunctionType(VOID, [PTR, I64, I64, I64]), name)
+    fn.linkage = "internal"
+    fn.attributes.add("nounwind")
+    ctx, begin, end, _ = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    slots = [b.load(b.gep(ctx, [i64(i)], inbounds=True, source_etype=I64), typ=I64) for i in range(8)]
+    K, N, B, b_rs, b_cs, Bp, kcb = slots[:7]
+    b.call(_pack_b_fn(module), [K, N, b.inttoptr(B, PTR), b_rs, b_cs, b.inttoptr(Bp, PTR), kcb, begin, end])
+    b.ret_void()
+    return fn
+
+
 def _pack_b_fn(module):
-    """void pack_b(K, N, B, b_rs, b_cs, Bp, kcb, n_kb): all of B into k-blocks of 16-column micro-panels.
+    """void pack_b(K, N, B, b_rs, b_cs, Bp, kcb, first, last): k-blocks [first, last) of B into
+    16-column micro-panels (all of B: first = 0, last = n_kb).
 
     Block p covers k in [p*kcb, p*kcb + kc); its micro-panel j holds, at Bp[k0*Np + j*16*kc + 16k + c],
     B[(k0 + k)*b_rs + (16j + c)*b_cs], zero for columns past N (Np: N rounded up to 16).
@@ -659,8 +701,8 @@ def _pack_b_fn(module):
     name = "kcompile.gemm.pack_b"
     if name in module.globals:
         return module.globals[name]
-    fn, b = _internal(module, name, [I64, I64, PTR, I64, I64, PTR, I64, I64])
-    K, N, B, b_rs, b_cs, Bp, kcb, n_kb = fn.args
+    fn, b = _internal(module, name, [I64, I64, PTR, I64, I64, PTR, I64, I64, I64])
+    K, N, B, b_rs, b_cs, Bp, kcb, first, last = fn.args
     for p in (B, Bp):
         p.add_attribute("noalias")
     mload, _ = _masked_fns(module)
@@ -669,7 +711,7 @@ def _pack_b_fn(module):
     n_pad = b.mul(_ceil_div(b, N, i64(NR)), i64(NR))
     n_full = b.sdiv(N, i64(NR))
     rest = b.sub(N, b.mul(n_full, i64(NR)))
-    with for_range(b, 0, n_kb, "pc") as pc:
+    with for_range(b, first, last, "pc") as pc:
         k0 = b.mul(pc, kcb)
         kc = _imin(b, kcb, b.sub(K, k0))
         blk = gep_f(b, Bp, b.mul(k0, n_pad))
