@@ -190,7 +190,8 @@ def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False,
     extra = list(fn.args[13:])
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     epilogue = _epilogue_fn(module, name, epilogue, extra_arg_types)
-    gather = None if a_gather is None else a_gather.table(module, f"{name}.gather")
+    # a gathered A: (its decoding table, the panel routine that reads through it)
+    gather = None if a_gather is None else (a_gather.table(module, f"{name}.gather"), a_gather.panel_fn(module))
 
     # 64-byte align the scratch ourselves (it should already be): packed panels use aligned loads
     base = b.ptrtoint(scratch, I64)
@@ -291,8 +292,9 @@ def _row_panels(b, module, first, last, mcb, M, N, K, A, a_rs, a_cs, b_pack, kcb
                 a_pack, epilogue, extra, gather=None):
     """Row panels [first, last) of mcb rows: the A block packed into a_pack, then the panel routine and the epilogue.
 
-    With `gather` (the GatherA table) the panel gets A unshifted and its first row in place of a_rs."""
-    panel = _panel_fn(module, gathered=gather is not None)
+    With `gather` (table, panel) that panel gets A unshifted, its first row in place of a_rs and the
+    GatherA table as a last argument."""
+    panel = _panel_fn(module) if gather is None else gather[1]
     with for_range(b, first, last, "ic") as ic:
         r0 = b.mul(ic, mcb)
         mc = _imin(b, b.sub(M, r0), mcb)
@@ -301,7 +303,7 @@ def _row_panels(b, module, first, last, mcb, M, N, K, A, a_rs, a_cs, b_pack, kcb
             b.call(panel, [mc, N, K, gep_f(b, A, b.mul(r0, a_rs)), a_rs, a_cs, b_pack, kcb, n_kb,
                            c_rows, ldc, accumulate, a_pack])
         else:
-            b.call(panel, [mc, N, K, A, r0, i64(0), b_pack, kcb, n_kb, c_rows, ldc, accumulate, a_pack, gather])
+            b.call(panel, [mc, N, K, A, r0, i64(0), b_pack, kcb, n_kb, c_rows, ldc, accumulate, a_pack, gather[0]])
         if epilogue is not None:
             epilogue(b, r0, b.add(r0, mc), extra)
 
@@ -350,13 +352,15 @@ def _parallel_for_fn(module):
     return fn
 
 
-def _panel_fn(module, gathered=False):
+def _panel_fn(module, pack_gather=None):
     """void panel(mc, N, K, A, a_rs, a_cs, Bp, kcb, n_kb, C, ldc, accumulate, Ap): rows [0, mc) of C.
 
     For each k-block: pack the mc x kc block of A, then sweep 16-column B micro-panels (outer)
-    and 6-row A micro-panels (inner) with the micro-kernel. The `gathered` variant takes one more
-    argument, the GatherA table, and a_rs is the panel's first row of A (implicit GEMM).
+    and 6-row A micro-panels (inner) with the micro-kernel. With `pack_gather` (gemm_gather.py)
+    the variant takes one more argument, the GatherA table, a_rs is the panel's first row of A,
+    and A's blocks are packed by pack_gather (implicit GEMM).
     """
+    gathered = pack_gather is not None
     name = "kcompile.gemm.panel" + (".gather" if gathered else "")
     if name in module.globals:
         return module.globals[name]
@@ -366,11 +370,7 @@ def _panel_fn(module, gathered=False):
     for p in (A, Bp, C, Ap):
         p.add_attribute("noalias")
     kernels = [None] + [_micro_kernel_fn(module, rows) for rows in range(1, MR + 1)]
-    if gathered:
-        from .gemm_gather import pack_gather_fn   # (gemm_gather builds on this module's helpers)
-        pack_a = pack_gather_fn(module)
-    else:
-        pack_a = _pack_a_fn(module)
+    pack_a = pack_gather if gathered else _pack_a_fn(module)
     n_pad = b.mul(_ceil_div(b, N, i64(NR)), i64(NR))
     n_ir = _ceil_div(b, mc, i64(MR))
     with for_range(b, 0, n_kb, "pc") as pc:
@@ -557,6 +557,16 @@ def _micro_kernel_fn(module, rows):
     else:   # the edge kernels (ragged M only): not unrolled, less code to compile
         _, _, accs = loop(kc, Ap, Bp, [zero] * (2 * rows), 1, "main")
 
+    store_tile(b, module, accs, c_rows, nv, accumulate)
+    b.ret_void()
+    return fn
+
+
+def store_tile(b, module, accs, c_rows, nv, accumulate):
+    """Write (accumulate != 0: add) a micro-tile's accumulators, 2 per row, to C's rows; the first
+    nv columns only (nv < 16: masked loads and stores)."""
+    rows = len(c_rows)
+    zero = ir.Constant(V8, [_f(0.0)] * 8)
     acc_flag = b.icmp_signed("!=", accumulate, ir.Constant(I32, 0))
     full = b.icmp_signed(">=", nv, i64(NR))
     with b.if_else(full, likely=True) as (then, otherwise):
@@ -586,8 +596,6 @@ def _micro_kernel_fn(module, rows):
                     for r in range(rows):
                         for h in range(2):
                             b.call(mstore, [accs[2 * r + h], gep_f(b, c_rows[r], i64(8 * h)), four, masks[h]])
-    b.ret_void()
-    return fn
 
 
 def _pack_a_fn(module):

@@ -13,14 +13,18 @@ a transposed A) with one stride per digit. `GatherA.digits` holds both decoders 
 MAX_DIGITS digits each, innermost first; the code reads them at run time from a small constant
 table, so one packing routine serves every convolution of a module.
 
-Per packed block (at most MC rows x KC columns) the routine decodes its first row and column
-with divisions once, fills a table of row offsets and one of column offsets by counting (carry
-digit to digit, no division), then copies 6-row micro-panels in the gemm's layout:
-  * columns that run contiguously in 8s (a row's channels within one window position: every
-    forward convolution with 8 | channels) go through the gemm's 8x8 register transposes;
-  * 6 rows that are contiguous for every column (the kernel gradient's A: channels of one window
-    position) copy 6 floats per column;
-  * anything else element by element.
+Per block (at most MC rows x KC columns) the code decodes its first row and column with
+divisions once and fills a table of row offsets and one of column offsets by counting (carry digit
+to digit, no division). Then one of two panel routines:
+  * direct (columns run contiguously for at least DIRECT_MIN_RUN elements: a forward convolution
+    or an input gradient, whose columns are a window position's channels, or its whole window row):
+    nothing is packed. The column table becomes a list of runs (offset, length) and the direct
+    micro-kernels broadcast A straight from the input, row r at X + row_offset[r] + run offset + t,
+    against the packed B, with the micro-kernel's register tile;
+  * packed (the kernel gradient's A, whose columns are output positions): pack_gather copies 6-row
+    micro-panels in the gemm's layout — 8-column register transposes where columns run in 8s,
+    6 floats per column where 6 rows are contiguous channels, element by element otherwise — and
+    the gemm's own panel routine and micro-kernels run on them.
 Offsets come only from decoded in-range indices, so nothing outside the window's input is read.
 """
 from __future__ import annotations
@@ -29,12 +33,14 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from .gemm import KC, MC, MR, V8, _f, _internal, _load_v8, _store_v8, _transpose8
-from .llvm_util import F32, I64, PTR, for_range, gep_f, i64
+from .gemm import (KC, MC, MR, NR, UNROLL, V8, _ceil_div, _f, _fma_fn, _imin, _internal, _load_v8, _panel_fn,
+                   _splat, _store_v8, _transpose8, store_tile)
+from .llvm_util import F32, I32, I64, PTR, for_range, gep_f, i64
 
 MAX_DIGITS = 4                  # batch + 3 spatial axes, or 3 window axes + channels
 UNBOUNDED = (1 << 63) - 1       # the radix of a group's outermost digit (never carries)
 TABLE_SIZE = 4 * MAX_DIGITS     # i64: per group MAX_DIGITS radices then MAX_DIGITS strides
+DIRECT_MIN_RUN = 8              # columns contiguous in runs at least this long: no packing of A
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,23 @@ class GatherA:
                 raise ValueError(f"gather digits {group}: 1..{MAX_DIGITS} digits, the outermost unbounded")
             if any(r is not None and r < 1 for r, _ in group) or any(s < 0 for _, s in group):
                 raise ValueError(f"gather digits {group}: radices >= 1 and strides >= 0")
+
+    @property
+    def column_run(self):
+        """How many consecutive columns are always contiguous in the input (a lower bound of every
+        run of the column table): the innermost digits while each one's stride continues the run."""
+        run = 1
+        for radix, stride in self.cols:
+            if stride != run or radix is None:
+                break
+            run *= radix
+        return run
+
+    def panel_fn(self, module):
+        """The gemm panel routine for this operand (gemm._row_panels calls it per row panel)."""
+        if self.column_run >= DIRECT_MIN_RUN:
+            return direct_panel_fn(module)
+        return _panel_fn(module, pack_gather_fn(module))
 
     def offset(self, i, k):
         """Python mirror of the generated decoding (for tests and the GPU emitter's reference)."""
@@ -205,3 +228,124 @@ def pack_gather_fn(module):
     b.ret_void()
     return fn
 
+
+
+def direct_panel_fn(module):
+    """void panel(mc, N, K, X, row0, 0, Bp, kcb, n_kb, C, ldc, accumulate, Ap, table): rows
+    [row0, row0 + mc) of a gemm whose A is gathered from X, A not packed (Ap unused).
+
+    Per k-block: the column offsets as runs, then for each 16-column B micro-panel (outer) and
+    6-row micro-tile (inner) the direct micro-kernel, as the packed panel routine does."""
+    name = "kcompile.gemm.panel.direct"
+    if name in module.globals:
+        return module.globals[name]
+    fn, b = _internal(module, name, [I64, I64, I64, PTR, I64, I64, PTR, I64, I64, PTR, I64, I32, PTR, PTR])
+    mc, N, K, X, row0, _, Bp, kcb, n_kb, C, ldc, accumulate, _, table = fn.args
+    for p in (X, Bp, C):
+        p.add_attribute("noalias")
+    row_off = b.alloca(I64, size=i64(MC))
+    col_off = b.alloca(I64, size=i64(KC))
+    runs = b.alloca(I64, size=i64(2 * KC))
+    counters = [([b.alloca(I64) for _ in range(MAX_DIGITS)], b.alloca(I64)) for _ in range(2)]
+    n_runs_slot, start_slot = b.alloca(I64), b.alloca(I64)
+    kernels = [None] + [_direct_kernel_fn(module, rows) for rows in range(1, MR + 1)]
+    _fill_offsets(b, table, 0, row_off, row0, mc, *counters[0])
+    n_pad = b.mul(_ceil_div(b, N, i64(NR)), i64(NR))
+    n_ir = _ceil_div(b, mc, i64(MR))
+    slot = lambda base, i: b.gep(base, [i], source_etype=I64)  # noqa: E731
+    with for_range(b, 0, n_kb, "pc") as pc:
+        k0 = b.mul(pc, kcb)
+        kc = _imin(b, kcb, b.sub(K, k0))
+        _fill_offsets(b, table, 1, col_off, k0, kc, *counters[1])
+        # runs: maximal stretches t where col_off[t] = col_off[t - 1] + 1
+        b.store(i64(0), n_runs_slot)
+        b.store(i64(0), start_slot)
+        with for_range(b, 1, b.add(kc, i64(1)), "t") as t:
+            at_end = b.icmp_signed("==", t, kc)
+            prev = b.load(slot(col_off, b.sub(t, i64(1))), typ=I64)
+            cur = b.load(slot(col_off, b.select(at_end, b.sub(t, i64(1)), t)), typ=I64)
+            brk = b.or_(at_end, b.icmp_signed("!=", cur, b.add(prev, i64(1))))
+            with b.if_then(brk):
+                start = b.load(start_slot, typ=I64)
+                n = b.load(n_runs_slot, typ=I64)
+                b.store(b.load(slot(col_off, start), typ=I64), slot(runs, b.mul(n, i64(2))))
+                b.store(b.sub(t, start), slot(runs, b.add(b.mul(n, i64(2)), i64(1))))
+                b.store(b.add(n, i64(1)), n_runs_slot)
+                b.store(t, start_slot)
+        n_runs = b.load(n_runs_slot, typ=I64)
+        acc = b.select(b.icmp_signed(">", pc, i64(0)), ir.Constant(I32, 1), accumulate)
+        b_blk = gep_f(b, Bp, b.mul(k0, n_pad))
+        with for_range(b, 0, b.sdiv(n_pad, i64(NR)), "jr") as jr:
+            j0 = b.mul(jr, i64(NR))
+            nv = _imin(b, b.sub(N, j0), i64(NR))
+            b_panel = gep_f(b, b_blk, b.mul(j0, kc))
+            with for_range(b, 0, n_ir, "ir") as ir_:
+                i0 = b.mul(ir_, i64(MR))
+                rows = b.sub(mc, i0)
+                call_args = [X, slot(row_off, i0), runs, n_runs, b_panel, gep_f(b, C, b.add(b.mul(i0, ldc), j0)),
+                             ldc, nv, acc]
+                full = b.icmp_signed(">=", rows, i64(MR))
+                with b.if_else(full, likely=True) as (then, otherwise):
+                    with then:
+                        b.call(kernels[MR], call_args)
+                    with otherwise:
+                        after = b.append_basic_block("rows.done")
+                        sw = b.switch(rows, after)
+                        for r in range(1, MR):
+                            blk = b.append_basic_block(f"rows{r}")
+                            sw.add_case(i64(r), blk)
+                            b.position_at_end(blk)
+                            b.call(kernels[r], call_args)
+                            b.branch(after)
+                        b.position_at_end(after)
+    b.ret_void()
+    return fn
+
+
+def _direct_kernel_fn(module, rows):
+    """void udk(X, row_off, runs, n_runs, Bp, C, ldc, nv, accumulate): the micro-kernel with A read
+    in place: C[r*ldc + j] (+)= sum over the runs (off, len), t < len, of
+    X[row_off[r] + off + t] * Bp[16k + j] (k counting through the runs), r < rows, j < nv."""
+    name = f"kcompile.gemm.udk{rows}x{NR}"
+    if name in module.globals:
+        return module.globals[name]
+    fn, b = _internal(module, name, [PTR, PTR, PTR, I64, PTR, PTR, I64, I64, I32])
+    X, row_off, runs, n_runs, Bp, C, ldc, nv, accumulate = fn.args
+    for p in (X, Bp, C):
+        p.add_attribute("noalias")
+    fma = _fma_fn(module)
+    zero = ir.Constant(V8, [_f(0.0)] * 8)
+    accs = [b.alloca(V8) for _ in range(2 * rows)]       # (promoted to registers by the optimizer)
+    b_ptr = b.alloca(PTR)
+    for a in accs:
+        b.store(zero, a)
+    b.store(Bp, b_ptr)
+    bases = [gep_f(b, X, b.load(b.gep(row_off, [i64(r)], source_etype=I64), typ=I64)) for r in range(rows)]
+
+    def steps(a_rows, t, count):
+        pb = b.load(b_ptr, typ=PTR)
+        values = [b.load(a, typ=V8) for a in accs]
+        for s in range(count):
+            k = b.add(t, i64(s))
+            bv = [_load_v8(b, pb, i64(NR * s + 8 * h), 32) for h in range(2)]
+            for r in range(rows):
+                a = _splat(b, b.load(gep_f(b, a_rows[r], k), typ=F32, align=4))
+                for h in range(2):
+                    values[2 * r + h] = b.call(fma, [a, bv[h], values[2 * r + h]])
+        for a, v in zip(accs, values):
+            b.store(v, a)
+        b.store(gep_f(b, pb, i64(NR * count)), b_ptr)
+
+    with for_range(b, 0, n_runs, "run") as q:
+        off = b.load(b.gep(runs, [b.mul(q, i64(2))], source_etype=I64), typ=I64)
+        length = b.load(b.gep(runs, [b.add(b.mul(q, i64(2)), i64(1))], source_etype=I64), typ=I64)
+        a_rows = [gep_f(b, base, off) for base in bases]
+        main = b.sdiv(length, i64(UNROLL))
+        with for_range(b, 0, main, "tu") as tu:
+            steps(a_rows, b.mul(tu, i64(UNROLL)), UNROLL)
+        with for_range(b, b.mul(main, i64(UNROLL)), length, "tr") as t:
+            steps(a_rows, t, 1)
+    c_rows = [gep_f(b, C, b.mul(i64(r), ldc)) for r in range(rows)]
+    store_tile(b, module, [b.load(a, typ=V8) for a in accs], c_rows, nv, accumulate)
+    b.ret_void()
+    return fn
