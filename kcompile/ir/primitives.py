@@ -198,12 +198,14 @@ register("div", "elementwise", _ew_rule, _binary(np.divide),
          _vjp_binary(lambda b, x, y, z, g: b.div(g, y),
                      lambda b, x, y, z, g: b.neg(b.div(b.mul(g, z), y))))
 # At ties the gradient goes to the second operand, so relu = maximum(x, 0) has gradient 0 at 0
-# (Keras/TF/JAX all define relu'(0) = 0).
+# (Keras/TF/JAX all define relu'(0) = 0). The first operand's mask compares the output z with y
+# (z > y exactly when x > y, NaN included): the backward pass then keeps relu's output, which the
+# next layer needs anyway, instead of its input as well.
 register("maximum", "elementwise", _ew_rule, _binary(np.maximum),
-         _vjp_binary(lambda b, x, y, z, g: b.mul(g, b.greater(x, y)),
+         _vjp_binary(lambda b, x, y, z, g: b.mul(g, b.greater(z, y)),
                      lambda b, x, y, z, g: b.mul(g, b.less_equal(x, y))))
 register("minimum", "elementwise", _ew_rule, _binary(np.minimum),
-         _vjp_binary(lambda b, x, y, z, g: b.mul(g, b.less(x, y)),
+         _vjp_binary(lambda b, x, y, z, g: b.mul(g, b.less(z, y)),
                      lambda b, x, y, z, g: b.mul(g, b.greater_equal(x, y))))
 register("pow", "elementwise", _ew_rule, _binary(np.power),
          _vjp_binary(lambda b, x, y, z, g: b.mul(g, b.mul(y, b.pow(x, b.sub(y, 1.0)))),
