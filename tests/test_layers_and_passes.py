@@ -2,12 +2,13 @@
 import os
 
 import numpy as np
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 import kcompile as keras
 from kcompile import layers
 from kcompile.ir import builder as b
-from kcompile.ir.graph import BATCH, Graph
+from kcompile.ir.autodiff import grad
+from kcompile.ir.graph import BATCH, Graph, static_size
 from kcompile.ir.passes import simplify
 from kcompile.ir.passes.pipeline import lower_to_kernels
 
@@ -99,3 +100,60 @@ def test_memory_plan_reuses_dead_buffers():
     program = lower_to_kernels(Graph([x], {"y": h}, []))
     stored = sum(4 * 64 for k in program.kernels for n in k.outputs if n.shape == (BATCH, 64))
     assert program.memory.row_bytes < stored      # lifetimes that do not overlap share bytes
+
+
+def _lifetimes(program):
+    first, last = {}, {}
+    for t, k in enumerate(program.kernels):
+        for n in k.outputs:
+            first.setdefault(n.id, (t, n))
+        for i in k.external_inputs():
+            while i.op == "reshape":
+                i = i.inputs[0]
+            last[i.id] = t
+    return {nid: (t, last.get(nid, t), n) for nid, (t, n) in first.items()}
+
+
+@settings(max_examples=20, deadline=None)
+@given(widths=st.lists(st.integers(1, 40), min_size=2, max_size=6), seed=st.integers(0, 9))
+def test_memory_plan_never_overlaps_live_buffers(widths, seed):
+    """Workspace buffers alive at the same time never share bytes; the one exception is a matmul
+    result read only by its epilogue, which shares the buffer of that epilogue's output."""
+    rng = np.random.default_rng(seed)
+    x = b.input("x", (BATCH, widths[0]))
+    h, weights = x, []
+    for i, (m, n) in enumerate(zip(widths, widths[1:])):
+        weights.append(b.input(f"w{i}", (m, n), index=i + 1))
+        h = b.matmul(h, weights[-1])
+        h = [b.relu, b.tanh, b.sigmoid][int(rng.integers(3))](b.add(h, b.const(np.ones(n, np.float32))))
+    loss = b.reduce_sum(b.square(h), (0, 1))
+    grads = grad(loss, [x] + weights)
+    program = lower_to_kernels(Graph([x] + weights, {"loss": loss, **{f"g{i}": g for i, g in enumerate(grads)}}, []))
+    spans = _lifetimes(program)
+    placed = {nid: buf for nid, buf in program.memory.buffers.items() if buf.kind == "temp" and nid in spans}
+    aliases = {(k.root.id, m.id) for k in program.kernels if k.kind == "matmul" for m in k.outputs}
+    items = sorted(placed.items())
+    for i, (a, ba) in enumerate(items):
+        for c, bc in items[i + 1:]:
+            (sa, ea, na), (sc, ec, nc) = spans[a], spans[c]
+            if ba.batched != bc.batched or ea < sc or ec < sa or (a, c) in aliases or (c, a) in aliases:
+                continue
+            oa = ba.row_offset if ba.batched else ba.static_offset
+            oc = bc.row_offset if bc.batched else bc.static_offset
+            size_a, size_c = 4 * static_size(na.shape), 4 * static_size(nc.shape)
+            assert oa + size_a <= oc or oc + size_c <= oa, (na, nc)
+
+
+def test_relu_gradient_keeps_the_output_and_the_epilogue_writes_in_place():
+    x = b.input("x", (BATCH, 8))
+    w = b.input("w", (8, 16), index=1)
+    pre = b.add(b.matmul(x, w), b.const(np.ones(16, np.float32)))
+    y = b.relu(pre)
+    loss = b.reduce_sum(b.square(y), (0, 1))
+    (dw,) = grad(loss, [w])
+    program = lower_to_kernels(Graph([x, w], {"loss": loss, "dw": dw}, []))
+    forward = next(k for k in program.kernels if k.kind == "matmul" and k.root.inputs[1] is w)
+    assert [m.op for m in forward.members] == ["add", "maximum"]       # bias and relu in one epilogue
+    stored = [n for n in forward.outputs if n is not forward.root]
+    assert [n.op for n in stored] == ["maximum"]                        # the pre-activation is not kept
+    assert program.memory.buffers[forward.root.id] == program.memory.buffers[stored[0].id]

@@ -91,9 +91,28 @@ def plan_memory(graph, kernels):
         for i in k.external_inputs():
             last[base_of(i).id] = t
 
+    # a matmul result read only by its own epilogue shares the buffer of one epilogue output of its
+    # shape: the epilogue reads each element of C once, then writes that element of the output
+    in_place = {}                      # matmul root id -> the epilogue output id whose buffer it uses
+    for k in kernels:
+        root = k.root
+        if k.kind != "matmul" or not k.members or root.id not in first or root.id in last:
+            continue
+        for m in k.outputs:
+            if m is not root and m.id in first and m.shape == root.shape and m.dtype == root.dtype:
+                in_place[root.id] = m.id
+                break
+
     static_live, batch_live = [], []   # (start, end, offset, size) of placed buffers
     static_top = row_top = 0
-    for nid, (start, node) in sorted(first.items(), key=lambda kv: kv[1][0]):
+    # largest buffers placed first (each at the lowest offset free over its lifetime): packs the
+    # workspace close to the peak of live bytes, where placing in schedule order left holes
+    def largest_first(item):
+        nid, (start, node) = item
+        return (-_bytes(node.shape)[0], start, nid)
+    for nid, (start, node) in sorted(first.items(), key=largest_first):
+        if nid in in_place:
+            continue
         end = last.get(nid, start)
         _check_buffer(graph, node)
         size, batched = _bytes(node.shape)
@@ -107,6 +126,8 @@ def plan_memory(graph, kernels):
         else:
             static_top = max(static_top, offset + size)
             buffers[nid] = Buffer("temp", static_offset=offset)
+    for root_id, out_id in in_place.items():
+        buffers[root_id] = buffers[out_id]
     static_bytes = -(-static_top // ALIGN) * ALIGN
     _check_workspace(graph, static_bytes, row_top)
     return MemoryPlan(buffers, static_bytes, row_top)
