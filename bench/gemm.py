@@ -1,22 +1,25 @@
-"""GEMM kernel benchmark: GFLOP/s of kcompile's gemm template vs numpy (OpenBLAS), one thread.
+"""GEMM kernel benchmark: GFLOP/s of kcompile's gemm template vs numpy (OpenBLAS), 1 or N threads.
 
 C = A @ B, square float32, row-major (and optionally transposed operands). Both sides run
-interleaved in the same process, OPENBLAS_NUM_THREADS=1 being set before numpy is imported;
-the table shows medians over --repeat timings (each timing loops until ~0.2 s of this thread's CPU
-time, so other processes on a shared machine count less).
-Usage: python bench/gemm.py [--sizes 256 512 1024 2048] [--repeat 7] [--trans]
+interleaved in the same process with the same thread count (OPENBLAS_NUM_THREADS is set before
+numpy is imported; kcompile's gemm runs on its thread pool for N > 1). The table shows medians over
+--repeat timings; each timing loops until ~0.2 s, counted as this thread's CPU time on one thread
+(other processes on a shared machine count less) and as wall-clock time on several.
+Usage: python bench/gemm.py [--sizes 256 512 1024 2048] [--repeat 7] [--trans] [--threads N]
 """
 from __future__ import annotations
 
 import os
+import sys
 
+# the thread count must be known before numpy (OpenBLAS) is imported
+THREADS = int(sys.argv[sys.argv.index("--threads") + 1]) if "--threads" in sys.argv[:-1] else 1
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
+    os.environ[_var] = str(THREADS)
 
 import argparse  # noqa: E402
 import ctypes  # noqa: E402
 import statistics  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -32,28 +35,34 @@ SIG = ctypes.CFUNCTYPE(None, *([ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c
                                [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p]))
 
 
-def build():
+def build(threads):
     m = ir.Module()
+    if threads > 1:
+        from kcompile import config
+        if config.set_num_threads(threads) != threads:
+            raise SystemExit(f"kcompile's thread pool cannot run {threads} threads here")
+        m.kc_executor = "threads"
     gemm.define_gemm(m, "bench_gemm", exported=True)
     jit = JitModule(m)
     return jit, SIG(jit.address("bench_gemm"))
 
 
 def timed(fn, min_time=0.2):
-    """CPU seconds per call (this thread's CPU time: time other processes take on a shared machine
-    is not counted), looping until min_time has passed, after one warm-up call."""
+    """Seconds per call, looping until min_time has passed, after one warm-up call: this thread's
+    CPU time on one thread (time other processes take is not counted), wall-clock time on several."""
+    clock = time.thread_time if THREADS == 1 else time.perf_counter
     fn()
     reps, elapsed = 0, 0.0
-    t0 = time.thread_time()
+    t0 = clock()
     while elapsed < min_time:
         fn()
         reps += 1
-        elapsed = time.thread_time() - t0
+        elapsed = clock() - t0
     return elapsed / reps
 
 
 def run(sizes, repeat, trans):
-    jit, f = build()
+    jit, f = build(THREADS)
     rows = []
     for n in sizes:
         rng = np.random.default_rng(n)
@@ -92,11 +101,13 @@ def main():
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024, 2048])
     p.add_argument("--repeat", type=int, default=7)
     p.add_argument("--trans", action="store_true", help="A transposed (strides 1, n)")
+    p.add_argument("--threads", type=int, default=1, help="threads for both sides (read before numpy loads)")
     args = p.parse_args()
     rows = run(args.sizes, args.repeat, args.trans)
     layout = "A transposed, " if args.trans else ""
-    print(f"GEMM float32, one thread, {layout}medians of {args.repeat} (best in parens)\n")
-    print("| n | kcompile GFLOP/s | numpy (OpenBLAS, 1 thread) GFLOP/s | ratio |")
+    count = "one thread" if THREADS == 1 else f"{THREADS} threads (wall clock)"
+    print(f"GEMM float32, {count}, {layout}medians of {args.repeat} (best in parens)\n")
+    print(f"| n | kcompile GFLOP/s | numpy (OpenBLAS, {THREADS} thread{'s' if THREADS > 1 else ''}) GFLOP/s | ratio |")
     print("|---:|---:|---:|---:|")
     for n, ours, ref, best_ours, best_ref in rows:
         print(f"| {n} | {ours:.1f} ({best_ours:.1f}) | {ref:.1f} ({best_ref:.1f}) | {ours / ref:.0%} |")
