@@ -6,7 +6,9 @@ Everything is written on the `window` primitive (im2col as a strided view, see
 ir/primitives_spatial.py): a convolution is pad → window → one matmul with the reshaped kernel, so
 it runs on the GEMM micro-kernels with bias and activation fused into its epilogue and its
 gradients come from matmul's and window's rules; the transposed convolution is a matmul followed
-by `window_grad` (col2im); pooling reduces the window axes.
+by `window_grad` (col2im); pooling reduces the window axes. None of these windows is materialised
+by the compiled code: fusion lets the matmul read through it (codegen/gemm_gather.py) and pooling
+read it as a view; stride-1 input gradients become convolutions (ir/passes/conv_grad.py).
 """
 from __future__ import annotations
 
