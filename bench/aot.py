@@ -13,7 +13,6 @@ import argparse
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from timing import median_time  # noqa: E402
 
 TIMER_C = r"""
 #include <stdio.h>
@@ -68,16 +70,6 @@ def guide_mlp():
     return model
 
 
-def median_call(fn, calls, repeat=7):
-    runs = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        runs.append((time.perf_counter() - t) / calls)
-    return statistics.median(runs)
-
-
 def onnxruntime_times(model, xs):
     """ORT on the same weights (an ONNX graph written by hand: 3 Gemm + Relu + Softmax)."""
     try:
@@ -100,7 +92,7 @@ def onnxruntime_times(model, xs):
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 10])], inits)
     onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     session = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return {n: median_call(lambda x=x: session.run(None, {"x": x}), 2000 if n == 1 else 50) for n, x in xs.items()}
+    return {n: median_time(lambda x=x: session.run(None, {"x": x}), 7, calls=2000 if n == 1 else 50) for n, x in xs.items()}
 
 
 def main():
@@ -127,11 +119,12 @@ def main():
                                            capture_output=True, text=True, check=True).stdout) for n in xs}
         rows.append(("C: NAME_predict (kcompile build)", c_times))
         built = keras.load_built(directory)
-        rows.append(("Python: load_built(...).run", {n: median_call(lambda x=x, n=n: built.run("predict", n, [x]),
-                                                                     5000 if n == 1 else 100) for n, x in xs.items()}))
+        rows.append(("Python: load_built(...).run", {n: median_time(lambda x=x, n=n: built.run("predict", n, [x]), 7,
+                                                                     calls=5000 if n == 1 else 100)
+                                                     for n, x in xs.items()}))
         model.predict_on_batch(xs[1])
-        rows.append(("Python: model.predict_on_batch", {n: median_call(lambda x=x: model.predict_on_batch(x),
-                                                                        5000 if n == 1 else 100)
+        rows.append(("Python: model.predict_on_batch", {n: median_time(lambda x=x: model.predict_on_batch(x), 7,
+                                                                        calls=5000 if n == 1 else 100)
                                                         for n, x in xs.items()}))
     ort_times = onnxruntime_times(model, xs)
     if ort_times:

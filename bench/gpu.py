@@ -17,25 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-
-def median_time(fn, repeats, sync=lambda: None):
-    fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from timing import median_time  # noqa: E402
 
 
 # --- models, written once for kcompile and once for torch
@@ -100,7 +90,7 @@ def torch_train_step_time(torch, net, optimizer, x, y, batch, repeats):
         loss = loss_fn(net(xb), yb)
         loss.backward()
         optimizer.step()
-    return median_time(step, repeats, torch.cuda.synchronize)
+    return median_time(step, repeats, sync=torch.cuda.synchronize)
 
 
 def gemm_kcompile(size, repeats):
@@ -184,7 +174,7 @@ def main(argv=None):
                                        repeats)
             with torch.no_grad():
                 xb = torch.from_numpy(xt[:batch]).cuda()
-                ptp = median_time(lambda: net(xb).cpu(), repeats, torch.cuda.synchronize)
+                ptp = median_time(lambda: net(xb).cpu(), repeats, sync=torch.cuda.synchronize)
         record(f"VGG-like train step, batch {batch}", kc, pt)
         record(f"VGG-like inference, batch {batch}", kcp, ptp)
     size = 4096
@@ -194,7 +184,7 @@ def main(argv=None):
         a = torch.randn(size, size, device="cuda")
         bm = torch.randn(size, size, device="cuda")
         torch.backends.cuda.matmul.allow_tf32 = False
-        pt = median_time(lambda: torch.matmul(a, bm), max(3, repeats // 4), torch.cuda.synchronize)
+        pt = median_time(lambda: torch.matmul(a, bm), max(3, repeats // 4), sync=torch.cuda.synchronize)
     record(f"GEMM {size}^3 float32", kc, pt)
     flops = 2 * size ** 3
     print(f"GEMM: kcompile {flops / kc / 1e12:.2f} TFLOP/s" + (f", cuBLAS {flops / pt / 1e12:.2f} TFLOP/s "

@@ -9,29 +9,17 @@ cannot fill (ONNX Runtime does not train) shows "-". Install the peers with
 from __future__ import annotations
 
 import os
-import statistics
 import time
 
 import numpy as np
 
 from convnet import build as vgg_like   # the VGG-like model of bench/convnet.py (bench/ is on sys.path)
+from timing import median_time
 
 MLP_SAMPLES, MLP_BATCH = 1000, 128
 CONV_BATCH = 32
 LSTM_SAMPLES, LSTM_BATCH, LSTM_FEATURES, LSTM_UNITS = 256, 32, 16, 32
 GEMM_N = 1024
-
-
-def median_time(fn, repeat, calls=1):
-    """Median seconds per call of fn over `repeat` timings of `calls` calls, after one warm-up."""
-    fn()
-    runs = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        runs.append((time.perf_counter() - t) / calls)
-    return statistics.median(runs)
 
 
 def _threads():
