@@ -54,6 +54,11 @@ def bench_kcompile(images, run_eagerly=False):
     return compile_s, train, images / (time.perf_counter() - t)
 
 
+def torch_threads():
+    import torch
+    return torch.get_num_threads()
+
+
 def bench_torch(images):
     import torch
     nn = torch.nn
@@ -91,11 +96,13 @@ def main():
                  f"{infer2:.2f} ({infer / infer2:.0f}x slower) |")
     try:
         t3, i3 = bench_torch(args.images)
-        lines.append(f"| PyTorch eager | - | {t3:.1f} ({train / t3:.2f}x) | {i3:.1f} ({infer / i3:.2f}x) |")
+        lines.append(f"| PyTorch eager ({torch_threads()} threads) | - | {t3:.1f} (kcompile {train / t3:.2f}x) | "
+                     f"{i3:.1f} (kcompile {infer / i3:.2f}x) |")
     except ImportError:
         pass
+    from kcompile import config
     text = (f"Keras guide VGG-like convnet, 100x100x3 inputs, batch {BATCH}, SGD nesterov; {platform.machine()}, "
-            f"{os.cpu_count()} cores, single-threaded kernels\n\n" + "\n".join(lines) + "\n")
+            f"{os.cpu_count()} cores, kcompile on {config.get_num_threads()} threads\n\n" + "\n".join(lines) + "\n")
     print(text)
     if args.write:
         from results_file import write_section
