@@ -10,7 +10,7 @@ finished in panels of at most MC; after each finished panel (all of K, all of N)
 rows while they are in cache. `scratch` (64-byte aligned) holds `scratch_floats(K, N)` floats.
 
 BLIS-style blocking for one core, tuned on Zen 3 (32 KiB L1d, 512 KiB L2, AVX2 + FMA):
-  * B is packed once, whole, in k-blocks (K split into equal blocks of at most KC = 256 rows),
+  * B is packed once, whole (on the pool when large), in k-blocks (K split into equal blocks of at most KC = 256 rows),
     each block as NR = 16 column micro-panels (kc x 16 contiguous, 64-byte aligned, zero padded
     past N): K x N rounded up to 16 floats in all.
   * M is split into equal row panels of at most MC = 144 rows. Per panel and k-block the
@@ -30,7 +30,9 @@ BLIS-style blocking for one core, tuned on Zen 3 (32 KiB L1d, 512 KiB L2, AVX2 +
     bits as in a larger batch (a batch-1 C call of the guide MLP: ~3.3x fewer instructions).
 The micro-kernels, GEMV, packing and panel routines are defined once per module and shared by
 every gemm in it; each `define_gemm` adds only its driver loop and its epilogue (one function,
-called by every path).
+called by every path). With `a_gather` (implicit GEMM, gemm_gather.py) A is read through a
+convolution window's index decoding: its blocks are packed from the window's input, or not packed
+at all (direct micro-kernels) where its columns run contiguously.
 
 The summation order depends on the shapes only: each C element is
 ((C or 0) + block 0's sum) + block 1's sum ..., each block's sum an FMA chain in k order.
