@@ -53,8 +53,9 @@ def test_a_buffer_over_the_size_limit_fails_at_compile():
 
 def test_a_workspace_over_the_size_limit_fails_at_compile(monkeypatch):
     monkeypatch.setattr(memory, "MAX_BUFFER_BYTES", 1024)
-    model = keras.Sequential([keras.Input((8,)), layers.Dense(128, activation="relu"),
-                              layers.Dense(128, activation="relu"), layers.Dense(1)])
+    # every buffer within the limit (16 x 16 weight gradients: 1024 bytes), all of them together not
+    model = keras.Sequential([keras.Input((8,))] + [layers.Dense(16, activation="relu") for _ in range(6)]
+                             + [layers.Dense(1)])
     with pytest.raises(ValueError, match=r"workspace.*bytes.*1024"):
         model.compile(loss="mse")
 
