@@ -60,6 +60,13 @@ def test_a_workspace_over_the_size_limit_fails_at_compile(monkeypatch):
         model.compile(loss="mse")
 
 
+def test_a_buffer_over_the_size_limit_fails_at_compile_naming_it(monkeypatch):
+    monkeypatch.setattr(memory, "MAX_BUFFER_BYTES", 1024)
+    model = keras.Sequential([keras.Input((8,)), layers.Dense(128, activation="relu"), layers.Dense(1)])
+    with pytest.raises(ValueError, match=r"\(8, 128\) needs 4096 bytes, more than the limit of 1024 bytes for one buffer"):
+        model.compile(loss="mse")
+
+
 def test_static_size_uses_python_ints():
     assert ir_graph.static_size((ir_graph.BATCH, np.int64(2 ** 32), np.int64(2 ** 32))) == 2 ** 64
 
