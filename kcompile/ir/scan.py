@@ -10,11 +10,17 @@ next row. A row may carry more than the state (e.g. a per-step output after it);
 what it needs of `prev`. `reverse` walks t from T-1 down to 0 (out stays indexed by t).
 
 The gradient is another, reversed scan whose body recomputes the forward step from the stored
-rows and applies the body's own VJP. Weights used inside the body (consts) are not
-differentiated per step: the backward scan stores, per step, what each weight-consuming node
-needs (its other operands and its output cotangent), and the weight gradient is then one
-time-stacked application of that node's VJP — e.g. dU = H_prevᵀ·dZ as a single large matmul.
-The CPU code generator runs the body's own kernels once per step (codegen/lower.py).
+rows and applies the body's own VJP; where the step's own stored row holds a value the VJP needs
+and that takes the recurrent matmul out of the backward step (a SimpleRNN's tanh output), it is
+read instead of recomputed. A value the backward row would hold twice (d x and the cotangent of
+the matmul x + h·U) is stored once, and `tidy` keeps both step bodies free of the layout kernels
+autodiff leaves (zero pads summed into a gate gradient, slices of slices).
+
+Weights used inside the body (consts) are not differentiated per step: the backward scan stores,
+per step, what each weight-consuming node needs (its other operands and its output cotangent),
+and the weight gradient is then one time-stacked application of that node's VJP — e.g.
+dU = H_prevᵀ·dZ as a single large matmul. The CPU code generator runs the body's own kernels
+once per step (codegen/lower.py).
 """
 from __future__ import annotations
 
@@ -62,9 +68,113 @@ def scan(step, init, xs, consts=(), reverse=False):
                          f"{format_shape(init.shape)} {init.dtype}")
     if placeholders:
         (row,) = clone([row], {p.id: c for p, c in zip(placeholders, consts)})
+    (row,) = tidy([row])
     row, captured = _hoist_invariants(row, prev, x)
     body = Graph([prev, x] + [inner for _, inner in captured], {"row": row}, name="scan_body")
     return b.node("scan", [init, xs] + [outer for outer, _ in captured], {"body": body, "reverse": bool(reverse)})
+
+
+def tidy(roots, keep=()):
+    """Fewer layout kernels per step, same values: the step body runs T times, so it is worth it.
+
+    * slice(slice(x)) -> one slice of x; a slice of pad(x) inside x -> a slice of x;
+    * a sum of zero pads that exactly tile one axis (what autodiff makes of the slices of a fused
+      gate matmul: dz = pad(di) + pad(df) + ...) -> one concat (x + 0 is x: the values are equal);
+    * concat(.., concat(..), ..) on one axis -> one concat; a slice that selects one concat
+      operand -> that operand;
+    * x * ones (the seed autodiff's reduce_sum gives the step's cotangent) -> x.
+    Nodes in `keep` (ids) are neither rewritten nor looked through (values to differentiate by).
+    """
+    keep = set(keep)
+    new = {}
+    for node in toposort(roots):
+        inputs = tuple(new.get(i.id, i) for i in node.inputs)
+        out = None
+        if node.id in keep or any(i.id in keep for i in inputs):
+            pass
+        elif node.op == "slice":
+            out = _tidy_slice(inputs[0], node.attrs["bounds"])
+        elif node.op == "concat":
+            flat = []
+            for i in inputs:
+                flat += list(i.inputs) if i.op == "concat" and i.attrs["axis"] == node.attrs["axis"] else [i]
+            if len(flat) != len(inputs):
+                out = b.concat(flat, node.attrs["axis"])
+        elif node.op == "add":
+            out = _pads_to_concat(node, inputs)
+        elif node.op == "mul":
+            for one, other in (inputs, inputs[::-1]):
+                if other.shape == node.shape and other.dtype == node.dtype and _filled_const(one, 1.0):
+                    out = other
+                    break
+        if out is None:
+            out = node if all(a is c for a, c in zip(inputs, node.inputs)) else \
+                Node(node.op, inputs, node.attrs, node.shape, node.dtype, node.name)
+        if out.shape != node.shape or out.dtype != node.dtype:   # a rule gone wrong: keep the original
+            out = Node(node.op, inputs, node.attrs, node.shape, node.dtype, node.name)
+        new[node.id] = out
+    return [new[r.id] for r in roots]
+
+
+def _tidy_slice(x, bounds):
+    if x.op == "slice":
+        inner = x.attrs["bounds"]
+        composed = tuple((lo0 + lo, hi0 if hi is None else lo0 + hi) for (lo0, hi0), (lo, hi) in zip(inner, bounds))
+        return b.slice(x.inputs[0], composed)
+    if x.op == "pad":
+        inner = []
+        for (lo, hi), (p_lo, _), d in zip(bounds, x.attrs["pads"], x.inputs[0].shape):
+            if d is BATCH:
+                inner.append((lo, hi))
+            elif p_lo <= lo and hi - p_lo <= d:
+                inner.append((lo - p_lo, hi - p_lo))
+            else:
+                return None
+        return b.slice(x.inputs[0], tuple(inner))
+    if x.op == "concat":
+        axis, start = x.attrs["axis"], 0
+        others_full = all((lo, hi) in ((0, None), (0, d)) for k, ((lo, hi), d) in enumerate(zip(bounds, x.shape))
+                          if k != axis)
+        for piece in x.inputs:
+            width = piece.shape[axis]
+            if others_full and bounds[axis] == (start, start + width):
+                return piece
+            start += width
+    return None
+
+
+def _pads_to_concat(node, inputs):
+    """concat of the pieces when the add tree `node` sums zero pads tiling one axis; else None."""
+    leaves, stack = [], list(inputs)
+    while stack:
+        t = stack.pop()
+        if t.op == "add" and t.shape == node.shape and all(i.shape == node.shape for i in t.inputs):
+            stack.extend(t.inputs)
+        elif t.op == "pad" and t.shape == node.shape:
+            leaves.append(t)
+        else:
+            return None
+    if len(leaves) < 2 or any(i.shape != node.shape for i in inputs):
+        return None
+    axes = {k for t in leaves for k, p in enumerate(t.attrs["pads"]) if p != (0, 0)}
+    if len(axes) != 1:
+        return None
+    (axis,) = axes
+    pieces = sorted(((t.attrs["pads"][axis][0], t.inputs[0]) for t in leaves), key=lambda p: p[0])
+    parts, at = [], 0
+    for lo, piece in pieces:
+        if lo != at:
+            return None                      # a gap (an inner sum of a larger tiling) or an overlap
+        parts.append(piece)
+        at = lo + piece.shape[axis]
+    return b.concat(parts, axis) if at == node.shape[axis] else None
+
+
+def _filled_const(node, value=None):
+    """Whether `node` is a constant, broadcast or reshaped (and, given `value`, all of it equal to it)."""
+    while node.op in ("broadcast_to", "reshape"):
+        node = node.inputs[0]
+    return node.op == "const" and (value is None or bool(np.all(node.attrs["value"] == value)))
 
 
 def _hoist_invariants(row, prev, x):
@@ -81,6 +191,8 @@ def _hoist_invariants(row, prev, x):
         for i in node.inputs:
             if i.id in per_step or i.id in mapping or i.op in ("const", "batch_size"):
                 continue
+            if _filled_const(i):
+                continue              # a filled constant (autodiff's ones): computed in the step, not read
             ph = b.input(f"scan_c{len(captured)}", i.shape, i.dtype, index=2 + len(captured))
             captured.append((i, ph))
             mapping[i.id] = ph
@@ -135,60 +247,109 @@ def _scan_vjp(bb, node, g):
         prevs = b.concat([b.slice(node, _bounds(node.shape, 0, 1, T)), row0], 0) if T > 1 else row0
     else:
         prevs = b.concat([row0, b.slice(node, _bounds(node.shape, 0, 0, T - 1))], 0) if T > 1 else row0
-    per_step = b.concat([g, prevs, b.reshape(xs, (T, BATCH, F))], 2)
-
     const_ids = [p.id for p in body.inputs[2:]]
     plan = _backward_plan(body, const_ids)
 
-    def backward_step(gprev, xin, cs):
+    def backward_pieces(gprev, xin, cs, use_out):
+        """[(key, value)]: d prev, d x, then per plan node its per-step operands and cotangent.
+
+        With use_out, xin holds the step's stored row after prev, and every piece of the row (an
+        operand of its concat, or the row itself) is read from it wherever the gradient needs its
+        value, instead of being recomputed: the recurrent matmul behind a stored piece (a
+        SimpleRNN's new state, whose tanh VJP needs only it) then drops out of the backward step.
+        """
         g_t = b.slice(xin, ((0, None), (0, R)))
         prev_t = b.slice(xin, ((0, None), (R, 2 * R)))
-        x_t = b.reshape(b.slice(xin, ((0, None), (2 * R, 2 * R + F))), x_shape)
+        x0 = 3 * R if use_out else 2 * R
+        x_t = b.reshape(b.slice(xin, ((0, None), (x0, x0 + F))), x_shape)
         mapping = {body.inputs[0].id: prev_t, body.inputs[1].id: x_t}
         mapping.update({pid: c for pid, c in zip(const_ids, cs)})
         uses = [u for u, _ in plan]
-        cloned = clone([body.outputs["row"]] + uses, mapping)
+        cloned = tidy(clone([body.outputs["row"]] + uses, mapping), keep=(x_t.id, prev_t.id))
         row, uses_now = cloned[0], cloned[1:]
         total = b.add(g_t, b.slice(gprev, ((0, None), (0, R))))
         from .autodiff import grad
         loss = b.reduce_sum(b.mul(row, total))
         grads = grad(loss, [prev_t, x_t] + uses_now)
-        pieces = [grads[0], b.reshape(grads[1], (BATCH, F))]
-        for (u, operand_positions), u_now, g_u in zip(plan, uses_now, grads[2:]):
+        pieces = [("d_prev", grads[0]), ("d_x", b.reshape(grads[1], (BATCH, F)))]
+        for j, ((u, operand_positions), u_now, g_u) in enumerate(zip(plan, uses_now, grads[2:])):
             for k in operand_positions:
-                pieces.append(_flat(u_now.inputs[k]))
-            pieces.append(_flat(g_u))
-        return b.concat(pieces, 1)
+                pieces.append(((j, k), _flat(u_now.inputs[k])))
+            pieces.append(((j, "g"), _flat(g_u)))
+        read = []
+        if use_out:
+            stored, at = {}, 0
+            for piece in (row.inputs if row.op == "concat" and row.attrs["axis"] == 1 else (row,)):
+                w = piece.shape[1]
+                if piece.op not in ("input", "const") and piece.id not in stored:
+                    stored[piece.id] = b.slice(xin, ((0, None), (2 * R + at, 2 * R + at + w)))
+                at += w
+            keys = [k for k, _ in pieces]
+            values = clone([v for _, v in pieces], stored)
+            pieces = list(zip(keys, values))
+            needed = {n.id for n in toposort(values)}
+            read = [n for n in stored.values() if n.id in needed]
+        return pieces, read
 
-    width = R + F + sum(_row_width(u.inputs[k].shape) * 1 for u, ks in plan for k in ks) \
-        + sum(_row_width(u.shape) for u, _ in plan)
+    def columns(pieces):
+        """key -> (first column, width); a value stored twice (d x is often the cotangent of the
+        recurrent matmul's output) gets one set of columns."""
+        where, by_id, at, unique = {}, {}, 0, []
+        for key, value in pieces:
+            if value.id not in by_id:
+                by_id[value.id] = (at, _row_width(value.shape))
+                unique.append(value)
+                at += by_id[value.id][1]
+            where[key] = by_id[value.id]
+        return where, unique, at
+
+    def trial(use_out):
+        """A first build on placeholders: the layout of the row, whose width the initial row needs."""
+        pieces, read = backward_pieces(b.input("trial_prev", (BATCH, R)),
+                                       b.input("trial_x", (BATCH, (3 if use_out else 2) * R + F)),
+                                       [b.input(f"trial_c{i}", c.shape, c.dtype) for i, c in enumerate(consts)],
+                                       use_out)
+        matmuls = sum(n.op == "matmul" for n in toposort([v for _, v in pieces]))
+        return columns(pieces), bool(read), matmuls
+    # read the stored row only where that takes a matmul out of the backward step: copying it
+    # into the per-step inputs costs more than recomputing elementwise values from it
+    (where, _, width), use_out, with_out = trial(True)
+    if use_out:
+        layout, _, without = trial(False)
+        if with_out >= without:
+            use_out, (where, _, width) = False, layout
+    outs = [node] if use_out else []
+    per_step = b.concat([g, prevs] + outs + [b.reshape(xs, (T, BATCH, F))], 2)
+
+    def backward_step(gprev, xin, cs):
+        where_now, unique, width_now = columns(backward_pieces(gprev, xin, cs, use_out)[0])
+        if where_now != where or width_now != width:
+            raise AssertionError("scan: the backward step's row layout changed between two builds")
+        return b.concat(unique, 1)
+
     zeros = b.broadcast_to(b.const(0.0), (BATCH, width))
     back = scan(backward_step, zeros, per_step, consts, reverse=not reverse)
 
+    def stacked(key, shape):
+        lo, w = where[key]
+        return b.reshape(b.slice(back, _bounds3(back.shape, (0, T), (lo, lo + w))), (T,) + shape)
+
     first = T - 1 if reverse else 0
     d_init = b.reshape(b.slice(back, _bounds3(back.shape, (first, first + 1), (0, R))), init.shape)
-    d_xs = b.reshape(b.slice(back, _bounds3(back.shape, (0, T), (R, R + F))), xs.shape)
+    d_xs = stacked("d_x", xs.shape[1:])
     d_consts = [None] * len(consts)
-    offset = R + F
-    for u, positions in plan:
-        stacked = {}
-        for k in positions:
-            w = _row_width(u.inputs[k].shape)
-            stacked[k] = b.reshape(b.slice(back, _bounds3(back.shape, (0, T), (offset, offset + w))),
-                                   (T,) + u.inputs[k].shape)
-            offset += w
-        w = _row_width(u.shape)
-        g_u = b.reshape(b.slice(back, _bounds3(back.shape, (0, T), (offset, offset + w))), (T,) + u.shape)
-        offset += w
+    for j, (u, positions) in enumerate(plan):
+        operands = {k: stacked((j, k), u.inputs[k].shape) for k in positions}
+        g_u = stacked((j, "g"), u.shape)
         outer = {pid: c for pid, c in zip(const_ids, consts)}
-        inputs = [stacked[k] if k in stacked else outer.get(i.id, i) for k, i in enumerate(u.inputs)]
+        inputs = [operands[k] if k in operands else outer.get(i.id, i) for k, i in enumerate(u.inputs)]
         u_stacked = b.node(u.op, inputs, u.attrs)
         for k, gi in enumerate(PRIMITIVES[u.op].vjp(b, u_stacked, g_u)):
             pid = u.inputs[k].id
             if gi is None or pid not in const_ids:
                 continue
-            j = const_ids.index(pid)
-            d_consts[j] = gi if d_consts[j] is None else b.add(d_consts[j], gi)
+            j2 = const_ids.index(pid)
+            d_consts[j2] = gi if d_consts[j2] is None else b.add(d_consts[j2], gi)
     return [d_init, d_xs] + d_consts
 
 
