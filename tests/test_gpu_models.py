@@ -87,7 +87,7 @@ def test_guide_models_assemble_and_their_schedules_match_the_interpreter(guide_m
         assert KINDS[name] <= _ops(progs["train"]) | {k.kind for k in progs["train"].kernels}, name
         if name == "vgg":
             assert any(k.a_window is not None for k in progs["train"].kernels)
-            assert any(k.window_views for k in progs["train"].kernels)
+            assert any(k.views for k in progs["train"].kernels)
         programs.update({f"{name}_{e}": p for e, p in progs.items()})
     jobs = []
     assembled = {k: p for k, p in programs.items() if not k.endswith("_evaluate")}   # predict and train

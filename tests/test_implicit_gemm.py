@@ -132,4 +132,4 @@ def test_pooling_reads_its_window_in_place():
     dx = grad(b.reduce_sum(b.square(pooled), (0, 1, 2, 3)), [x])[0]
     kernels = lower_to_kernels(Graph([x], {"y": pooled, "dx": dx}, [])).kernels
     assert not any(k.kind == "layout" and k.root.op == "window" for k in kernels)
-    assert sum(bool(k.window_views) for k in kernels) >= 2     # the max, and the mask of the gradient
+    assert sum(bool(k.views) for k in kernels) >= 2     # the max, and the mask of the gradient

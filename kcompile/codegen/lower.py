@@ -18,7 +18,7 @@ from . import collective, gemm
 from .gemm_gather import GatherA
 from .elementwise import EMITTERS
 from .llvm_util import F32, FP_FLAGS, I32, I64, PTR, REDUCE_FLAGS, VOID, byte_offset, for_range, gep_f, i64, llvm_type
-from .loops import ONE, Access, Mono, broadcast_strides, collapse, contiguous_strides, dim, emit_nest, prod, split_dim
+from .loops import ONE, ZERO, Access, Mono, broadcast_strides, collapse, contiguous_strides, dim, emit_nest, prod, split_dim
 from .sizes import Poly, WorkspaceSize
 
 _SCALAR_LEAVES = ("batch_size",)
@@ -127,6 +127,17 @@ def matmul_geometry(node):
     return M, N, K, a_strides, b_strides
 
 
+def a_slice_view(kernel):
+    """(input node, offset of the first element, row stride) of a matmul kernel's A when it is a
+    slice read in place (Kernel.views; only the last axis sliced, fusion.last_axis_slice), or None."""
+    a = kernel.root.inputs[0]
+    v = kernel.views.get(a.id)
+    if v is None or v.op != "slice":
+        return None
+    x = v.inputs[0]
+    return x, int(v.attrs["bounds"][-1][0]), int(x.shape[-1])
+
+
 def gather_operand(kernel):
     """A matmul kernel's A read through its window (Kernel.a_window, implicit GEMM) as a GatherA:
     rows and columns of A decoded into the window input's offsets; None for a plain A."""
@@ -188,7 +199,7 @@ class _KernelEmitter:
     def ptr(self, node):
         if node in self.kernel.outputs:
             return self.args[self.buf_index[self.plan.buffers[node.id]]]
-        if node.id in self.kernel.window_views:     # a window read in place: its input's buffer
+        if node.id in self.kernel.views:     # a window or slice read in place: its input's buffer
             node = node.inputs[0]
         base = base_of(node)
         if base.op == "const":
@@ -217,14 +228,20 @@ class _KernelEmitter:
                 if base_of(i).op == "batch_size" or _is_scalar_const(i):
                     continue
                 reads.append(i)
-        return reads, [Access(self.ptr(r), self._read_strides(r, iter_shape)) for r in reads]
+        return reads, [self._read_access(r, iter_shape) for r in reads]
 
-    def _read_strides(self, node, iter_shape):
-        """Strides for reading `node` over iter_shape (numpy broadcasting); a window view is read
-        with the window's strides over its input."""
-        w = self.kernel.window_views.get(node.id)
-        own = None if w is None else window_strides(contiguous_strides(w.inputs[0].shape), w.attrs, _scale)
-        return broadcast_strides(node.shape, iter_shape, own)
+    def _read_access(self, node, iter_shape):
+        """How `node` is read over iter_shape (numpy broadcasting); a view (Kernel.views) is read
+        in its input's buffer: a window with the window's strides, a slice from its first element."""
+        v = self.kernel.views.get(node.id)
+        if v is None:
+            return Access(self.ptr(node), broadcast_strides(node.shape, iter_shape))
+        src = contiguous_strides(v.inputs[0].shape)
+        if v.op == "window":
+            own, base = window_strides(src, v.attrs, _scale), ZERO
+        else:
+            own, base = src, sum_monos([src[j] * Mono(lo) for j, (lo, _) in enumerate(v.attrs["bounds"])])
+        return Access(self.ptr(node), broadcast_strides(node.shape, iter_shape, own), base)
 
     def _eval_members(self, members, loaded, flat_index):
         """Compute member values in order; `loaded` maps node id -> already-available value."""
@@ -417,8 +434,7 @@ class _KernelEmitter:
             # no prologue: read the input directly; a scalar leaf (batch size, constant) has no
             # buffer, every element is its value
             leaf = base_of(x).op == "batch_size" or _is_scalar_const(x)
-            ax = Access(None if leaf else self.ptr(x),
-                        [Mono(0)] * len(x.shape) if leaf else self._read_strides(x, x.shape))
+            ax = Access(None, [Mono(0)] * len(x.shape)) if leaf else self._read_access(x, x.shape)
             dims, accesses = collapse([dim(d) for d in x.shape], [ax, Access(out, out_strides)])
 
             def body(offs):
@@ -534,8 +550,12 @@ class _KernelEmitter:
                                    extra_arg_types=[I64] + [PTR] * len(self.args), a_gather=gather)
         scratch = self.args[self.buf_index["gemm_scratch"]]
         v = lambda m: m.value(b, self.n)  # noqa: E731
-        a_ptr = self.ptr(a if gather is None else self.kernel.a_window.inputs[0])
-        b.call(gemm_fn, [v(M), v(N), v(K), a_ptr, v(a_rs), v(a_cs), self.ptr(w), v(b_rs), v(b_cs),
+        a_ptr, a_rs_v = self.ptr(a if gather is None else self.kernel.a_window.inputs[0]), v(a_rs)
+        sliced = a_slice_view(self.kernel)
+        if sliced is not None:
+            source, first, row_stride = sliced
+            a_ptr, a_rs_v = gep_f(b, self.ptr(source), i64(first)), i64(row_stride)
+        b.call(gemm_fn, [v(M), v(N), v(K), a_ptr, a_rs_v, v(a_cs), self.ptr(w), v(b_rs), v(b_cs),
                          self.ptr(node), v(N), ir.Constant(I32, 0), scratch] + extra)
         if members and not fused:
             self._parallel(lambda: self._emit_elementwise_body(members, node.shape), node.shape)

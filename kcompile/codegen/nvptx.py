@@ -59,7 +59,8 @@ from ..ir.primitives_spatial import window_strides
 from .elementwise import EMITTERS
 from .llvm_util import F32, FP_FLAGS, I32, I64, PTR, VOID, for_range, gep_f, i64, llvm_type
 from .gemm_gather import emit_offset
-from .lower import EmitContext, _is_scalar_const, _KernelEmitter, _scale, gather_operand, matmul_geometry, sum_monos
+from .lower import (EmitContext, _is_scalar_const, _KernelEmitter, _scale, a_slice_view, gather_operand,
+                    matmul_geometry, sum_monos)
 from .loops import ONE, Access, Mono, collapse, contiguous_strides, dim, prod
 from .nvptx_kernels import OpaqueKernels, scan_problems
 from .nvptx_schedule import ScanLaunch, flat_launches, walk_launches, workspace_bytes
@@ -343,7 +344,7 @@ class _PtxKernelEmitter(OpaqueKernels, _KernelEmitter):
             members, stores = [], []
             leaf = base_of(x).op == "batch_size" or _is_scalar_const(x)
             reads = [] if leaf else [x]
-            accesses = [] if leaf else [Access(self.ptr(x), self._read_strides(x, shape))]
+            accesses = [] if leaf else [self._read_access(x, shape)]
         own = iter(contiguous_strides(kept))
         out_strides = [Mono(0) if j in axes else next(own) for j in range(len(shape))]
         reduced_strides = contiguous_strides([d for j, d in enumerate(shape) if j in axes])
@@ -358,7 +359,7 @@ class _PtxKernelEmitter(OpaqueKernels, _KernelEmitter):
         red_dims, red_acc = collapse([dim(d) for j, d in enumerate(shape) if j in axes],
                                      [Access(None, [s for j, s in enumerate(a.strides) if j in axes])
                                       for a in accesses])
-        start = self._offsets(self._unflatten(g, kept_dims), kept_acc, [i64(0)] * len(accesses))
+        start = self._offsets(self._unflatten(g, kept_dims), kept_acc, [a.base.value(b, self.n) for a in accesses])
         ty = llvm_type(root.dtype if root.op != "argmax" else x.dtype)
         acc = self._entry_alloca(ty)
         best_i = self._entry_alloca(I64) if root.op == "argmax" else None
@@ -481,6 +482,10 @@ class _PtxKernelEmitter(OpaqueKernels, _KernelEmitter):
         gather = gather_operand(self.kernel)     # implicit GEMM: A read through the window
         pa, pb = self.ptr(a if gather is None else self.kernel.a_window.inputs[0]), self.ptr(w)
         a_strides, b_strides = (v(a_rs), v(a_cs)), (v(b_rs), v(b_cs))
+        sliced = a_slice_view(self.kernel)       # A: a slice of a wider row, read in place
+        if sliced is not None:
+            source, first, row_stride = sliced
+            pa, a_strides = gep_f(b, self.ptr(source), i64(first)), (i64(row_stride), v(a_cs))
         # thread e of a tile load: consecutive threads along the operand's contiguous axis
         a_k_fast = a_cs == ONE
         b_k_fast = b_rs == ONE and b_cs != ONE

@@ -11,8 +11,9 @@ Rules (applied walking the graph from outputs to inputs):
   * a convolution's window (im2col) read only as the A operand of matmuls becomes part of each of
     them (`Kernel.a_window`): the gemm packs A straight from the window's input (implicit GEMM,
     codegen/gemm_gather.py), so the 9x-larger window is never written; elementwise and reduce
-    kernels (pooling, its gradient mask) read a window as a strided view of its input
-    (`Kernel.window_views`). A window with any other reader is a layout kernel of its own.
+    kernels read a window (pooling, its gradient mask) or a slice (an LSTM's gates out of its
+    fused gate matmul) as a strided view of its input (`Kernel.views`). A window or slice with
+    any other reader is a layout kernel of its own.
 The result is a list of kernels in an order that respects data dependencies and lets state
 updates be written in place after every read of the old value.
 """
@@ -37,7 +38,7 @@ class Kernel:
     outputs: list = field(default_factory=list)   # nodes whose values are stored to memory
     body: object = None            # scan: the lowered KernelProgram of its step body
     a_window: object = None        # matmul: the window node its A is read through (not materialised)
-    window_views: dict = field(default_factory=dict)   # window id -> window node read as a strided view
+    views: dict = field(default_factory=dict)   # window/slice id -> that node, read as a strided view
 
     def computed(self):
         return ([self.root] if self.root is not None else []) + self.members
@@ -49,7 +50,7 @@ class Kernel:
             ins = n.inputs
             if n is self.root and self.a_window is not None:
                 ins = [self.a_window.inputs[0]] + list(n.inputs[1:])
-            ins = [self.window_views[i.id].inputs[0] if i.id in self.window_views else i for i in ins]
+            ins = [self.views[i.id].inputs[0] if i.id in self.views else i for i in ins]
             for i in ins:
                 if i.id not in inside and i.id not in seen:
                     seen.add(i.id)
@@ -120,7 +121,7 @@ def fuse(graph, enabled=True):
             raise NotImplementedError(f"no kernel for primitive {node.op!r}")
 
     if enabled:
-        kernels = _fuse_windows(kernels, kernel_of, use, root_ids)
+        kernels = _fuse_views(kernels, kernel_of, use, root_ids)
         kernels = _fuse_epilogues(kernels, kernel_of, use)
     for k in kernels:
         # stored: roots, and values read outside the kernel (a reshape view counts as outside)
@@ -155,13 +156,15 @@ def window_matmul_split(window, a):
     return int(a.shape[-1]) == inner
 
 
-def _fuse_windows(kernels, kernel_of, use, root_ids):
+def _fuse_views(kernels, kernel_of, use, root_ids):
     """Drop each window kernel whose every reader is a matmul using it (through reshapes) as A, or
-    an elementwise or reduce kernel reading it directly (not through a reshape)."""
+    an elementwise or reduce kernel reading it directly (not through a reshape); and each slice
+    kernel whose every reader is such an elementwise or reduce kernel."""
     result = list(kernels)
     for k in kernels:
         w = k.root
-        if k.kind != "layout" or w.op != "window" or w.id in root_ids or w.dtype != "float32":
+        if k.kind != "layout" or w.op not in ("window", "slice") or w.id in root_ids \
+                or w.op == "window" and w.dtype != "float32":
             continue
         readers, views = [], [(w, True)]
         while views:
@@ -178,21 +181,30 @@ def _fuse_windows(kernels, kernel_of, use, root_ids):
             if how == "a_window":
                 rk.a_window = w
             else:
-                rk.window_views[w.id] = w
+                rk.views[w.id] = w
         result.remove(k)
         del kernel_of[w.id]
     return result
 
 
+def last_axis_slice(node):
+    """True for a slice that keeps every axis whole but the last (its rows are strided rows of its input)."""
+    x = node.inputs[0]
+    return all(lo == 0 and hi in (None, x.shape[j]) for j, (lo, hi) in enumerate(node.attrs["bounds"][:-1]))
+
+
 def _window_reader(w, u, direct, rk):
-    """How kernel rk's node u can read window w without it being stored: ("a_window", rk) for a
-    matmul's A, ("view", rk) for a strided read, or None."""
+    """How kernel rk's node u can read window or slice w without it being stored: ("a_window", rk)
+    for a matmul's A (windows), ("view", rk) for a strided read, or None."""
     if rk is None:
         return None
     if rk.kind == "matmul" and rk.root is u:
-        if rk.a_window is None and base_of(u.inputs[0]) is w and base_of(u.inputs[1]) is not w \
+        if w.op == "window" and rk.a_window is None and base_of(u.inputs[0]) is w and base_of(u.inputs[1]) is not w \
                 and window_matmul_split(w, u.inputs[0]):
             return "a_window", rk
+        if w.op == "slice" and u.inputs[0] is w and u.inputs[1] is not w and not u.attrs["transpose_a"] \
+                and last_axis_slice(w):
+            return "view", rk          # A with a longer row stride (an RNN step's h out of its state row)
         return None
     if direct and (rk.kind == "elementwise" or rk.kind == "reduce" and u.op != "argmax"):
         return "view", rk
@@ -216,7 +228,7 @@ def _fuse_epilogues(kernels, kernel_of, use):
             if any(mm in ancestors[id(o)] for o in others):
                 continue
             mm.members = ek.members
-            mm.window_views.update(ek.window_views)
+            mm.views.update(ek.views)
             for n in ek.members:
                 kernel_of[n.id] = mm
             result.remove(ek)

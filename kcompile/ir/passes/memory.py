@@ -96,7 +96,8 @@ def plan_memory(graph, kernels):
     in_place = {}                      # matmul root id -> the epilogue output id whose buffer it uses
     for k in kernels:
         root = k.root
-        if k.kind != "matmul" or not k.members or root.id not in first or root.id in last:
+        if k.kind != "matmul" or not k.members or root.id not in first or root.id in last \
+                or any(v.inputs[0] is root for v in k.views.values()):   # (the epilogue reads C elsewhere)
             continue
         for m in k.outputs:
             if m is not root and m.id in first and m.shape == root.shape and m.dtype == root.dtype:
