@@ -36,7 +36,9 @@ SIG = ctypes.CFUNCTYPE(None, *([ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c
 
 
 def build(threads):
+    from kcompile.codegen.target import host_target
     m = ir.Module()
+    m.kc_vector_bits = host_target().vector_bits     # as build_module sets it for a model
     if threads > 1:
         from kcompile import config
         if config.set_num_threads(threads) != threads:

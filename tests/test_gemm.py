@@ -1,6 +1,8 @@
 """The GEMM kernel template (kcompile/codegen/gemm.py) on its own: every edge size around the
 micro-tile (6 x 16) and the cache blocks, transposed and strided operands, accumulate, a fused
-epilogue that must see finished rows, determinism, the scratch bound, and the machine code."""
+epilogue that must see finished rows, determinism, the scratch bound, and the machine code.
+Every test runs with the 256-bit and the 512-bit micro-tile sums (gemm.RowSums; LLVM splits the
+512-bit vectors on a machine without AVX-512, so both run anywhere)."""
 import ctypes
 import functools
 
@@ -19,12 +21,25 @@ SIG = ctypes.CFUNCTYPE(None, *([ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c
                                [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p,
                                 ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]))
 CANARY = 64          # floats checked past scratch_floats(K, N)
+VECTOR_BITS = [256]  # the micro-tile width of the kernels _kernel builds (set per test by the fixture)
+
+
+@pytest.fixture(autouse=True, params=[256, 512], ids=["256bit", "512bit"])
+def vector_bits(request):
+    VECTOR_BITS[0] = request.param
+    yield request.param
+    VECTOR_BITS[0] = 256
+
+
+def _kernel(with_epilogue):
+    return _built_kernel(with_epilogue, VECTOR_BITS[0])
 
 
 @functools.lru_cache(maxsize=None)
-def _kernel(with_epilogue):
+def _built_kernel(with_epilogue, bits):
     """An exported gemm; its epilogue copies each finished row panel of C to D, then adds 1 to C."""
     m = ir.Module()
+    m.kc_vector_bits = bits
 
     def epilogue(b, r0, r1, extra):
         n_cols, ldc, c, d = extra
@@ -187,10 +202,14 @@ def test_scratch_floats_is_a_polynomial_upper_bound():
     assert gemm.scratch_floats(1024, 1024) < 1.1 * 1024 * 1024 + 2 * gemm.MC * gemm.KC
 
 
-def test_gemm_machine_code_is_avx2_fma():
+def test_gemm_machine_code_is_avx2_or_avx512_fma(vector_bits):
+    from kcompile.codegen.target import host_target
+    if vector_bits == 512 and host_target().vector_bits < 512:
+        pytest.skip("the 512-bit micro-tile's machine code needs a host with AVX-512")
     jit, _ = _kernel(False)
     kernel = jit.assembly.split(f"kcompile.gemm.uk{gemm.MR}x{gemm.NR}:")[1].split(".Lfunc_end")[0]
     blocks = kernel.split("\n.LBB")
     hot = max(blocks, key=lambda blk: blk.count("vfmadd231ps"))   # the unrolled k loop
-    assert hot.count("vfmadd231ps") == 2 * gemm.MR * gemm.UNROLL and "ymm" in hot
+    per_step = 2 * gemm.MR if vector_bits == 256 else gemm.MR     # FMAs of 8 or of 16 floats
+    assert hot.count("vfmadd231ps") == per_step * gemm.UNROLL and ("ymm" if vector_bits == 256 else "zmm") in hot
     assert "(%rsp)" not in hot, "the k loop spills"

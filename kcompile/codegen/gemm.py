@@ -60,7 +60,7 @@ A_PAD = 64               # floats after the packed A block (8-wide packing store
 ALIGN = 16               # floats: 64 bytes
 GEMV_ROWS = 3            # rows per GEMV call (2 * 3 accumulators), for M <= MR
 V8 = ir.VectorType(F32, 8)
-M8 = ir.VectorType(ir.IntType(1), 8)
+V16 = ir.VectorType(F32, 16)
 A_FLOATS = MC * KC + A_PAD
 # The thread pool (executor "threads", runtime/kc_threads.c): KC_MAX_WORKERS threads at most; pool
 # worker w >= 1 packs A into its own kc_worker_scratch(w) of WORKER_SCRATCH_BYTES (the caller, worker
@@ -99,21 +99,24 @@ def _ceil_div(b, x, y):
     return b.sdiv(b.add(x, b.sub(y, i64(1))), y)
 
 
-def _fma_fn(module):
-    fn = module.globals.get("llvm.fma.v8f32")
+def _fma_fn(module, ty=V8):
+    name = f"llvm.fma.v{ty.count}f32"
+    fn = module.globals.get(name)
     if fn is None:
-        fn = ir.Function(module, ir.FunctionType(V8, [V8, V8, V8]), "llvm.fma.v8f32")
+        fn = ir.Function(module, ir.FunctionType(ty, [ty, ty, ty]), name)
     return fn
 
 
-def _masked_fns(module):
+def _masked_fns(module, ty=V8):
     # the (auto-upgraded) form with the alignment operand, accepted by every LLVM llvmlite ships
-    load = module.globals.get("llvm.masked.load.v8f32.p0")
+    n = ty.count
+    mask = ir.VectorType(ir.IntType(1), n)
+    load = module.globals.get(f"llvm.masked.load.v{n}f32.p0")
     if load is None:
-        load = ir.Function(module, ir.FunctionType(V8, [PTR, I32, M8, V8]), "llvm.masked.load.v8f32.p0")
-    store = module.globals.get("llvm.masked.store.v8f32.p0")
+        load = ir.Function(module, ir.FunctionType(ty, [PTR, I32, mask, ty]), f"llvm.masked.load.v{n}f32.p0")
+    store = module.globals.get(f"llvm.masked.store.v{n}f32.p0")
     if store is None:
-        store = ir.Function(module, ir.FunctionType(VOID, [V8, PTR, I32, M8]), "llvm.masked.store.v8f32.p0")
+        store = ir.Function(module, ir.FunctionType(VOID, [ty, PTR, I32, mask]), f"llvm.masked.store.v{n}f32.p0")
     return load, store
 
 
@@ -124,10 +127,10 @@ def _prefetch_fn(module):
     return fn
 
 
-def _splat(b, x):
-    undef = ir.Constant(V8, ir.Undefined)
+def _splat(b, x, lanes=8):
+    undef = ir.Constant(ir.VectorType(F32, lanes), ir.Undefined)
     v = b.insert_element(undef, x, ir.Constant(I32, 0))
-    return b.shuffle_vector(v, undef, ir.Constant(ir.VectorType(I32, 8), [0] * 8))
+    return b.shuffle_vector(v, undef, ir.Constant(ir.VectorType(I32, lanes), [0] * lanes))
 
 
 def _load_v8(b, ptr, idx, align=4):
@@ -159,14 +162,78 @@ def _transpose8(b, rows):
     return out
 
 
-def _lane_mask(b, count, first):
-    """<8 x i1>: lane l is on when first + l < count."""
-    lanes = ir.Constant(ir.VectorType(I32, 8), [first + lane for lane in range(8)])
-    undef = ir.Constant(ir.VectorType(I32, 8), ir.Undefined)
+def _lane_mask(b, count, first, width=8):
+    """<width x i1>: lane l is on when first + l < count."""
+    lanes = ir.Constant(ir.VectorType(I32, width), [first + lane for lane in range(width)])
+    undef = ir.Constant(ir.VectorType(I32, width), ir.Undefined)
     count = b.trunc(_imin(b, count, i64(NR)), I32)
     splat = b.shuffle_vector(b.insert_element(undef, count, ir.Constant(I32, 0)), undef,
-                             ir.Constant(ir.VectorType(I32, 8), [0] * 8))
+                             ir.Constant(ir.VectorType(I32, width), [0] * width))
     return b.icmp_signed("<", lanes, splat)
+
+
+def wide_tiles(module):
+    """Whether this module's micro-tiles use 512-bit vectors (its target has AVX-512: build_module
+    sets module.kc_vector_bits from the target)."""
+    return getattr(module, "kc_vector_bits", 256) >= 512
+
+
+class RowSums:
+    """How a micro-tile sums, per row, its 16 columns over k: the one arithmetic of the micro-kernels,
+    the direct kernels and the GEMV path, so a row gets the same bits whichever path computes it.
+
+    256-bit targets: two <8 x float> accumulators (columns 0-7 and 8-15), one FMA chain each in
+    k order. 512-bit targets: two <16 x float> chains over all 16 columns, one taking the even and
+    one the odd steps of every group of UNROLL steps (the steps after the last whole group go to the
+    even chain), added at the end: two independent chains per row keep both FMA units busy, where
+    a single 16-wide chain would wait on its own latency. `step` gets the step's position in its
+    group (`parity` = position % 2; 0 outside groups).
+    """
+
+    def __init__(self, module, rows):
+        self.module, self.rows, self.wide = module, rows, wide_tiles(module)
+        self.ty = V16 if self.wide else V8
+
+    def zeros(self):
+        return [ir.Constant(self.ty, [_f(0.0)] * self.ty.count)] * (2 * self.rows)
+
+    def load_b(self, b, ptr, align=4, count=None):
+        """One step's 16 B values at ptr (count: only that many, by masked loads: the rest zero)."""
+        if count is None:
+            if self.wide:
+                return [b.load(ptr, typ=V16, align=align)]
+            return [_load_v8(b, ptr, i64(0), align), _load_v8(b, ptr, i64(8), align)]
+        mload, _ = _masked_fns(self.module, self.ty)
+        zero = ir.Constant(self.ty, [_f(0.0)] * self.ty.count)
+        four = ir.Constant(I32, 4)
+        if self.wide:
+            return [b.call(mload, [ptr, four, _lane_mask(b, count, 0, 16), zero])]
+        return [b.call(mload, [gep_f(b, ptr, i64(8 * h)), four, _lane_mask(b, count, 8 * h), zero]) for h in range(2)]
+
+    def step(self, b, accs, a_values, bv, parity=0):
+        """accs after one k step: a_values[r] (scalars, one per row) times the B values bv."""
+        fma = _fma_fn(self.module, self.ty)
+        out = list(accs)
+        for r, a in enumerate(a_values):
+            av = _splat(b, a, self.ty.count)
+            if self.wide:
+                out[2 * r + parity] = b.call(fma, [av, bv[0], out[2 * r + parity]])
+            else:
+                for h in range(2):
+                    out[2 * r + h] = b.call(fma, [av, bv[h], out[2 * r + h]])
+        return out
+
+    def halves(self, b, accs):
+        """The finished sums as two <8 x float> per row (columns 0-7, 8-15), store_tile's format."""
+        if not self.wide:
+            return list(accs)
+        out = []
+        for r in range(self.rows):
+            total = b.fadd(accs[2 * r], accs[2 * r + 1])
+            for h in range(2):
+                out.append(b.shuffle_vector(total, total, ir.Constant(ir.VectorType(I32, 8),
+                                                                       list(range(8 * h, 8 * h + 8)))))
+        return out
 
 
 def _internal(module, name, arg_types):
@@ -431,11 +498,11 @@ def _gemv_fn(module, rows):
     N, K, A, a_rs, a_cs, B, b_rs, C, ldc, accumulate, kcb, n_kb = fn.args
     for p in (A, B, C):
         p.add_attribute("noalias")
-    fma = _fma_fn(module)
+    sums = RowSums(module, rows)
     mload, mstore = _masked_fns(module)
     zero = ir.Constant(V8, [_f(0.0)] * 8)
     four = ir.Constant(I32, 4)
-    slots = [b.alloca(V8, name=f"acc{j}") for j in range(2 * rows)]   # promoted to registers
+    slots = [b.alloca(sums.ty, name=f"acc{j}") for j in range(2 * rows)]   # promoted to registers
     a_rows = [gep_f(b, A, b.mul(i64(r), a_rs)) for r in range(rows)]
     c_rows = [gep_f(b, C, b.mul(i64(r), ldc)) for r in range(rows)]
     with for_range(b, 0, n_kb, "pc") as pc:
@@ -447,27 +514,37 @@ def _gemv_fn(module, rows):
             nv = _imin(b, b.sub(N, j0), i64(NR))
             full = b.icmp_signed(">=", nv, i64(NR))
             masks = [_lane_mask(b, nv, 8 * h) for h in range(2)]
-            for slot in slots:
-                b.store(zero, slot)
+            for slot, value in zip(slots, sums.zeros()):
+                b.store(value, slot)
+
+            def steps(k_first, count, masked):
+                # `count` k steps from k_first, as the micro-kernel groups them (RowSums)
+                accs = [b.load(slot, typ=sums.ty) for slot in slots]
+                for s in range(count):
+                    k = b.add(k_first, i64(s))
+                    b_row = gep_f(b, B, b.add(b.mul(k, b_rs), j0))
+                    bv = sums.load_b(b, b_row, count=nv if masked else None)
+                    a_values = [b.load(gep_f(b, a_rows[r], b.mul(k, a_cs)), typ=F32) for r in range(rows)]
+                    accs = sums.step(b, accs, a_values, bv, s % 2 if count == UNROLL else 0)
+                for slot, value in zip(slots, accs):
+                    b.store(value, slot)
+
             with b.if_else(full, likely=True) as (then, otherwise):
                 for masked, branch in ((False, then), (True, otherwise)):
                     with branch:
-                        with for_range(b, k0, b.add(k0, kc), "k") as k:
-                            b_row = gep_f(b, B, b.add(b.mul(k, b_rs), j0))
-                            if masked:
-                                bv = [b.call(mload, [gep_f(b, b_row, i64(8 * h)), four, masks[h], zero])
-                                      for h in range(2)]
-                            else:
-                                bv = [_load_v8(b, b_row, i64(8 * h)) for h in range(2)]
-                            for r in range(rows):
-                                a = _splat(b, b.load(gep_f(b, a_rows[r], b.mul(k, a_cs)), typ=F32))
-                                for h in range(2):
-                                    slot = slots[2 * r + h]
-                                    b.store(b.call(fma, [a, bv[h], b.load(slot, typ=V8)]), slot)
+                        start = k0
+                        if sums.wide:   # (256-bit sums do not depend on the grouping: one plain loop)
+                            groups = b.sdiv(kc, i64(UNROLL))
+                            with for_range(b, 0, groups, "kg") as g:
+                                steps(b.add(k0, b.mul(g, i64(UNROLL))), UNROLL, masked)
+                            start = b.add(k0, b.mul(groups, i64(UNROLL)))
+                        with for_range(b, start, b.add(k0, kc), "k") as k:
+                            steps(k, 1, masked)
+            finished = sums.halves(b, [b.load(slot, typ=sums.ty) for slot in slots])
             for r in range(rows):
                 for h in range(2):
                     p = gep_f(b, c_rows[r], b.add(j0, i64(8 * h)))
-                    acc = b.load(slots[2 * r + h], typ=V8)
+                    acc = finished[2 * r + h]
                     with b.if_else(full, likely=True) as (then, otherwise):
                         with then:
                             with b.if_else(acc_flag) as (add, put):
@@ -499,23 +576,17 @@ def _micro_kernel_fn(module, rows):
     kc, Ap, Bp, C, ldc, nv, accumulate, b_next = fn.args
     for p in (Ap, Bp, C):
         p.add_attribute("noalias")
-    fma = _fma_fn(module)
+    sums = RowSums(module, rows)
     prefetch = _prefetch_fn(module)
-    zero = ir.Constant(V8, [_f(0.0)] * 8)
     c_rows = [gep_f(b, C, b.mul(i64(r), ldc)) for r in range(rows)]
     for r in range(rows):      # the C tile is needed at the end: start bringing it in now
         for off in (0, NR - 1):   # (a plain gep: past N in a ragged tile, and prefetches never fault)
             b.call(prefetch, [b.gep(c_rows[r], [i64(off)], source_etype=F32), ir.Constant(I32, 1),
                               ir.Constant(I32, 3), ir.Constant(I32, 1)])
 
-    def step(a_ptr, b_ptr, accs):
-        bv = [_load_v8(b, b_ptr, i64(0), 32), _load_v8(b, b_ptr, i64(8), 32)]
-        out = []
-        for r in range(rows):
-            a = _splat(b, b.load(gep_f(b, a_ptr, i64(r)), typ=F32, align=4))
-            for h in range(2):
-                out.append(b.call(fma, [a, bv[h], accs[2 * r + h]]))
-        return out
+    def step(a_ptr, b_ptr, accs, parity):
+        a_values = [b.load(gep_f(b, a_ptr, i64(r)), typ=F32, align=4) for r in range(rows)]
+        return sums.step(b, accs, a_values, sums.load_b(b, b_ptr, 64 if sums.wide else 32), parity)
 
     def loop(count, a_start, b_start, accs_in, steps, label):
         """count iterations of `steps` k steps; returns (a_end, b_end, accs) as seen after it."""
@@ -530,7 +601,7 @@ def _micro_kernel_fn(module, rows):
         pb = b.phi(PTR, "pb")
         pn = b.phi(PTR, "pn")
         pn.add_incoming(b_next, pre)
-        accs = [b.phi(V8, f"acc{j}") for j in range(2 * rows)]
+        accs = [b.phi(sums.ty, f"acc{j}") for j in range(2 * rows)]
         i.add_incoming(i64(0), pre)
         pa.add_incoming(a_start, pre)
         pb.add_incoming(b_start, pre)
@@ -543,7 +614,7 @@ def _micro_kernel_fn(module, rows):
             b.call(prefetch, [pn, ir.Constant(I32, 0), ir.Constant(I32, 2), ir.Constant(I32, 1)])
         pn.add_incoming(b.gep(pn, [i64(16)], source_etype=F32), body)
         for s in range(steps):
-            cur = step(gep_f(b, pa, i64(MR * s)), gep_f(b, pb, i64(NR * s)), cur)
+            cur = step(gep_f(b, pa, i64(MR * s)), gep_f(b, pb, i64(NR * s)), cur, s % 2 if steps == UNROLL else 0)
         i.add_incoming(b.add(i, i64(1), flags=("nsw",)), body)
         pa.add_incoming(gep_f(b, pa, i64(MR * steps)), body)
         pb.add_incoming(gep_f(b, pb, i64(NR * steps)), body)
@@ -553,13 +624,13 @@ def _micro_kernel_fn(module, rows):
         b.position_at_end(done)
         return pa, pb, accs
 
-    if rows == MR:
-        pa, pb, accs = loop(b.sdiv(kc, i64(UNROLL)), Ap, Bp, [zero] * (2 * rows), UNROLL, "main")
+    if rows == MR or sums.wide:   # (wide sums depend on the grouping: every kernel groups alike)
+        pa, pb, accs = loop(b.sdiv(kc, i64(UNROLL)), Ap, Bp, sums.zeros(), UNROLL, "main")
         _, _, accs = loop(b.srem(kc, i64(UNROLL)), pa, pb, accs, 1, "rest")
     else:   # the edge kernels (ragged M only): not unrolled, less code to compile
-        _, _, accs = loop(kc, Ap, Bp, [zero] * (2 * rows), 1, "main")
+        _, _, accs = loop(kc, Ap, Bp, sums.zeros(), 1, "main")
 
-    store_tile(b, module, accs, c_rows, nv, accumulate)
+    store_tile(b, module, sums.halves(b, accs), c_rows, nv, accumulate)
     b.ret_void()
     return fn
 

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from .gemm import (KC, MC, MR, NR, UNROLL, V8, _ceil_div, _f, _fma_fn, _imin, _internal, _load_v8, _panel_fn,
-                   _splat, _store_v8, _transpose8, store_tile)
+from .gemm import (KC, MC, MR, NR, UNROLL, V8, RowSums, _ceil_div, _f, _imin, _internal, _load_v8, _panel_fn,
+                   _store_v8, _transpose8, store_tile)
 from .llvm_util import F32, I32, I64, PTR, for_range, gep_f, i64
 
 MAX_DIGITS = 4                  # batch + 3 spatial axes, or 3 window axes + channels
@@ -313,25 +313,22 @@ def _direct_kernel_fn(module, rows):
     X, row_off, runs, n_runs, Bp, C, ldc, nv, accumulate = fn.args
     for p in (X, Bp, C):
         p.add_attribute("noalias")
-    fma = _fma_fn(module)
-    zero = ir.Constant(V8, [_f(0.0)] * 8)
-    accs = [b.alloca(V8) for _ in range(2 * rows)]       # (promoted to registers by the optimizer)
+    sums = RowSums(module, rows)
+    accs = [b.alloca(sums.ty) for _ in range(2 * rows)]       # (promoted to registers by the optimizer)
     b_ptr = b.alloca(PTR)
-    for a in accs:
+    for a, zero in zip(accs, sums.zeros()):
         b.store(zero, a)
     b.store(Bp, b_ptr)
     bases = [gep_f(b, X, b.load(b.gep(row_off, [i64(r)], source_etype=I64), typ=I64)) for r in range(rows)]
 
     def steps(a_rows, t, count):
         pb = b.load(b_ptr, typ=PTR)
-        values = [b.load(a, typ=V8) for a in accs]
+        values = [b.load(a, typ=sums.ty) for a in accs]
         for s in range(count):
             k = b.add(t, i64(s))
-            bv = [_load_v8(b, pb, i64(NR * s + 8 * h), 32) for h in range(2)]
-            for r in range(rows):
-                a = _splat(b, b.load(gep_f(b, a_rows[r], k), typ=F32, align=4))
-                for h in range(2):
-                    values[2 * r + h] = b.call(fma, [a, bv[h], values[2 * r + h]])
+            bv = sums.load_b(b, gep_f(b, pb, i64(NR * s)), 64 if sums.wide else 32)
+            a_values = [b.load(gep_f(b, a_rows[r], k), typ=F32, align=4) for r in range(rows)]
+            values = sums.step(b, values, a_values, bv, s % 2 if count == UNROLL else 0)
         for a, v in zip(accs, values):
             b.store(v, a)
         b.store(gep_f(b, pb, i64(NR * count)), b_ptr)
@@ -346,6 +343,6 @@ def _direct_kernel_fn(module, rows):
         with for_range(b, b.mul(main, i64(UNROLL)), length, "tr") as t:
             steps(a_rows, t, 1)
     c_rows = [gep_f(b, C, b.mul(i64(r), ldc)) for r in range(rows)]
-    store_tile(b, module, [b.load(a, typ=V8) for a in accs], c_rows, nv, accumulate)
+    store_tile(b, module, sums.halves(b, [b.load(a, typ=sums.ty) for a in accs]), c_rows, nv, accumulate)
     b.ret_void()
     return fn

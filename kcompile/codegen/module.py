@@ -41,6 +41,7 @@ def build_module(programs, state, target="host", name="model", initial_state=Non
     module = ir.Module(name="kcompile")   # not the model name: identical IR must hash identically
     module.triple = target.triple
     module.kc_executor = target.executor
+    module.kc_vector_bits = target.vector_bits      # the GEMM's micro-tiles: 512 -> <16 x float> sums
     entries = {}
     for entry, program in programs.items():
         symbol = f"{name}__{entry}"
