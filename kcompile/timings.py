@@ -4,6 +4,18 @@ time went, on stderr:
     kcompile: compiled 'v0' (predict, train, evaluate) in 1.42 s: trace 0.09, passes 0.21, lowering 0.18,
     llvm-optimize 0.61, llvm-codegen 0.33 (object cache: miss)
 
+"llvm-library" is compiling the GEMM library functions models share (codegen/jit.split_library):
+each is compiled once per process and kept in the object cache, so it is near 0.00 once the
+functions a model calls were compiled for an earlier one.
+"cache key" is the fingerprint of the entries' graphs (runtime/native.compile_graphs). When the
+compile cache holds the whole compile of those graphs, the phases it skipped (passes, lowering,
+llvm-parse) are listed as 0.00 and llvm-codegen is the loading of the cached object:
+
+    kcompile: compiled 'v0' in 0.02 s: trace 0.01, cache key 0.00, passes 0.00, lowering 0.00,
+    llvm-parse 0.00, llvm-codegen 0.00 (object cache: hit (a whole-compile entry: ...))
+
+("cache key" includes reading and verifying the entry.)
+
 `phase(name)` adds the time of its block to the compile in progress on this thread (a no-op
 outside one); `compiling(label)` opens one and reports it.
 """

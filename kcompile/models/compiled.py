@@ -14,13 +14,12 @@ from ..ir import builder as irb
 from ..ir.autodiff import grad
 from ..ir.graph import BATCH, Graph, concrete_shape
 from ..ir.primitives_collective import HOST_ALL_REDUCE
-from ..ir.passes.pipeline import lower_to_kernels
 from ..layers.base import flatten
 from ..layers.dynamic_shapes import concrete_input_shape
 from ..metrics import Mean
 from ..codegen.manifest import EntryInfo, Manifest
 from ..runtime.executable import InterpreterExecutable
-from ..runtime.native import jit_executable
+from ..runtime.native import compile_graphs
 from ..runtime.state import StatePool
 from ..timings import compiling, phase
 from ..tracing import KerasTensor, Trace, trace_scope
@@ -245,6 +244,12 @@ class CompiledModel:
                 raise ValueError(f"Model '{self.model.name}' has inputs of unknown size "
                                  f"{[spec for _, spec, _ in self.input_specs]}: it is compiled when data arrives")
             key = (tuple(tuple(s[1:]) for s in x_shapes), key)
+        if key not in self._variants and all(s is None for s in y_shapes):
+            # predict alone: every variant of these input shapes has the same predict entry (the
+            # predict graph does not depend on the targets), so one compiled for training serves
+            for other, executable in list(self._variants.items()):
+                if not self.dynamic or other[0] == key[0]:
+                    return executable
         if key not in self._variants:
             with self.pool.lock.write():     # building moves variables into the pool: no call may run meanwhile
                 if key not in self._variants:
@@ -308,13 +313,12 @@ class CompiledModel:
             if self.communicator is not None:   # the reference interpreter reduces through mpi4py
                 HOST_ALL_REDUCE[0] = self.communicator.allreduce_sum
         else:
-            with phase("passes"):
-                programs = {k: lower_to_kernels(g) for k, g in graphs.items()}
             # the GPU executable has no all-reduce hook yet: data-parallel training runs on the CPU
             device = "cpu" if self.communicator is not None else None
-            self._variants[key] = jit_executable(programs, self.pool, name=name, static_batch=self.fixed_batch(),
+            # the passes run in there, unless the compile cache holds the whole compile of these graphs
+            self._variants[key] = compile_graphs(graphs, self.pool, name=name, static_batch=self.fixed_batch(),
                                                  device=device)
-            if self.communicator is not None and "train" in programs:
+            if self.communicator is not None and "train" in graphs:
                 self._variants[key].set_allreduce(*self.communicator.native_allreduce())
 
     def close(self):

@@ -8,17 +8,20 @@ call that writes the state runs alone (the pool's lock).
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import threading
 
 import numpy as np
 
+from ..codegen import jit as _jit
 from ..codegen.jit import JitModule, jit_target
-from ..codegen.manifest import Manifest
+from ..codegen.manifest import Manifest, input_role
 from ..codegen.module import build_module
-from ..timings import phase
+from ..timings import note, phase
 from .executable import Executable
 from .state import StatePool
+from ..ir.graph import BATCH as _BATCH
 
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                           ctypes.c_void_p)
@@ -210,7 +213,247 @@ class NativeExecutable(Executable):
             owner.close()
 
 
-def jit_executable(programs, pool, name="model", target="host", static_batch=None, device=None):
+def compile_graphs(graphs, pool, name="model", target="host", static_batch=None, device=None):
+    """jit_executable of the graphs' kernel programs (entry -> Graph, before the pass pipeline),
+    with the whole compile cached by the graphs: on the CPU JIT the key (graph_fingerprint) is
+    computed first, and a hit loads the manifest and the object from the cache entry, skipping
+    the passes, the lowering and LLVM. The entries live where the object cache keeps its own
+    (KCOMPILE_CACHE_DIR, in memory with KCOMPILE_CACHE=0), verified the same way. Graphs it
+    cannot fingerprint, KCOMPILE_DUMP_IR and the GPU compile as before."""
+    from ..ir.passes.pipeline import lower_to_kernels
+    cache = None
+    if not _prefers_gpu(target, device) and not os.environ.get("KCOMPILE_DUMP_IR"):
+        cpu = jit_target(target)
+        with phase("cache key"):
+            try:
+                fingerprint = graph_fingerprint(graphs, pool.layout(), name, static_batch)
+            except Uncacheable as e:
+                note(f"compile cache: not used ({e})")
+            else:
+                cache = _jit.ObjectCache(fingerprint, cpu, {"format": _jit.ENTRY_FORMAT,
+                                                              "sources": _jit.source_digest()})
+                cached = cache.load()
+        if cache is not None and cached is not None:
+            executable = _from_entry(cached, graphs, pool, cpu, cache)
+            if executable is not None:
+                return executable
+    with phase("passes"):
+        programs = {k: lower_to_kernels(g) for k, g in graphs.items()}
+    return jit_executable(programs, pool, name=name, target=target, static_batch=static_batch, device=device,
+                          entry_cache=cache)
+
+
+def _from_entry(data, graphs, pool, target, cache):
+    """The executable a graph-keyed entry holds, over `pool` (None: the entry does not fit this
+    pool after all; it is then compiled again and replaced)."""
+    try:
+        meta, objects = _jit.unpack_entry(data)
+        if not objects:
+            raise ValueError("no object")
+        manifest = Manifest.from_json(meta["manifest"])
+        slots, size = pool.layout()
+        for entry, info in manifest.entries.items():
+            names = [node.attrs["name"] for node in graphs[entry].inputs]
+            if [t.role for t in info.inputs] != [input_role(n) for n in names]:
+                raise ValueError(f"the inputs of {entry!r} differ")
+        if set(manifest.entries) != set(graphs):
+            raise ValueError("other entries")
+        if [(s.offset, s.shape, s.dtype) for s in manifest.slots] != [(s.offset, s.shape, s.dtype) for s in
+                                                                         sorted(slots, key=lambda s: s.offset)] \
+                or manifest.state_size != size:
+            raise ValueError("state layout differs")
+    except (ValueError, KeyError, TypeError) as e:
+        note(f"compile cache: entry unusable ({e})")
+        cache.discard()
+        return None
+    # the slot names of this process (their uids differ between processes; the offsets are the key's)
+    manifest.slots = sorted(slots, key=lambda s: s.offset)
+    # and its input names (the model's input layer names may differ; the key has their roles)
+    for entry, info in manifest.entries.items():
+        for tensor, node in zip(info.inputs, graphs[entry].inputs):
+            tensor.name = node.attrs["name"]
+    for phase_name in ("passes", "lowering", "llvm-parse"):   # skipped: reported as taking no time
+        with phase(phase_name):
+            pass
+    note("object cache: hit (a whole-compile entry: passes, lowering and LLVM skipped)")
+    jit = JitModule.from_object(objects[0], target, library=objects[1:])
+    return NativeExecutable(manifest, jit.address, pool, owner=jit)
+
+
+# The sources are hashed now, as the modules they hold are imported (with the codegen, IR and
+# runtime packages, just before): not at the first compile, which would key the code this process
+# runs by files that may have been edited since.
+_jit.source_digest()
+
+_SETTING_MODULES = ("kcompile.codegen.", "kcompile.ir.", "kcompile.runtime.")
+_OTHER_BACK_ENDS = ("nvptx", "cuda", "gpu", "mpi")   # imported on demand, and not what the CPU JIT runs
+_SIMPLE = (int, float, str, bool, type(None), bytes)
+
+
+def settings_digest():
+    """The state of the modules a compile runs through, as far as a caller can change it at run
+    time: every upper-case setting of a simple type (memory.MAX_BUFFER_BYTES, lower.PARALLEL_MIN_ELEMENTS,
+    jit.MERGE_FUNCTIONS...) and which function each module-level name and registry entry is
+    (module and qualified name: a monkeypatched pass or emitter). Part of the graph-keyed cache
+    key: the sources are hashed once per process (jit.source_digest), this is read at each compile."""
+    import sys
+    digest = hashlib.sha256()
+    for module_name in sorted(m for m in list(sys.modules) if m.startswith(_SETTING_MODULES)
+                              and not m.rsplit(".", 1)[-1].startswith(_OTHER_BACK_ENDS)):
+        module = sys.modules.get(module_name)
+        if module is None:
+            continue
+        digest.update(module_name.encode() + b"\0")
+        for name, value in list(vars(module).items()):
+            text = _setting_text(name, value, module_name)
+            if text is not None:
+                digest.update(f"{name}={text}\0".encode())
+    return digest.hexdigest()
+
+
+def _setting_text(name, value, module_name, depth=0):
+    if isinstance(value, _SIMPLE):
+        return repr(value) if name.isupper() else None
+    if hasattr(value, "__code__"):   # a function: which one (kcompile's own: source_digest has its code)
+        module = getattr(value, "__module__", "") or ""
+        text = f"{module}.{getattr(value, '__qualname__', '')}"
+        if not module.startswith("kcompile."):   # a replacement from elsewhere (a test's): its code too
+            text += "#" + _code_digest(value.__code__)
+        return text
+    if isinstance(value, type):
+        if value.__module__ != module_name or depth:
+            return None
+        parts = [f"{k}:{t}" for k, v in list(vars(value).items())
+                 if (t := _setting_text(k, v, module_name, depth + 1)) is not None]
+        return "class(" + ",".join(parts) + ")"
+    if isinstance(value, (tuple, frozenset)) and name.isupper() and all(isinstance(v, _SIMPLE) for v in value):
+        return repr(sorted(value, key=repr) if isinstance(value, frozenset) else value)
+    if isinstance(value, dict) and name.isupper() and not depth and len(value) <= 512:
+        parts = []
+        for k, v in list(value.items()):
+            t = _setting_text("K", v, module_name, depth + 1)
+            if t is not None:
+                parts.append(f"{k!r}:{t}")
+        return "{" + ",".join(sorted(parts)) + "}"
+    return None
+
+
+def _code_digest(code):
+    """A digest of a code object's bytecode and constants (nested code objects by their own
+    digest: their repr holds an address, which differs from process to process)."""
+    digest = hashlib.sha256(code.co_code)
+    for const in code.co_consts:
+        if hasattr(const, "co_code"):
+            text = _code_digest(const)
+        elif isinstance(const, frozenset):   # `x in {...}`: its repr's order follows the hash seed
+            text = repr(sorted(repr(c) for c in const))
+        else:
+            text = repr(const)
+        digest.update(text.encode())
+    return digest.hexdigest()[:16]
+
+
+class Uncacheable(Exception):
+    """A graph holds something graph_fingerprint cannot write down faithfully."""
+
+
+def graph_fingerprint(graphs, layout, name, static_batch):
+    """The bytes a whole compile of `graphs` over the state `layout` is a function of (with the
+    code: jit.source_digest, and the target: both in the cache entry's identity). Nodes are
+    numbered by their position in each graph's topological order (node ids differ from run to
+    run), state slots by their byte offset (slot names carry a per-process uid), constants by
+    their bytes' SHA-256. Raises Uncacheable for attributes of a type it does not know."""
+    from ..ir.passes.pipeline import disabled_passes
+    slots, size = layout
+    offsets = {s.name: s.offset for s in slots}
+    parts = ["kcompile-graphs-1", settings_digest(), repr(name), repr(static_batch), str(size),
+             repr(sorted(disabled_passes())),
+             repr(sorted((s.offset, tuple(s.shape), s.dtype, s.kind) for s in slots))]
+    for entry, graph in graphs.items():
+        parts.append(f"entry {entry!r}")
+        _write_graph(graph, offsets, parts)
+    return "\n".join(parts)
+
+
+def _write_graph(graph, offsets, out, top=True):
+    from ..ir.graph import Graph
+    index = {}
+    out.append(f"graph {graph.name!r} {len(graph.slots)}")
+    if graph.slots:
+        raise Uncacheable("a graph with its own slots")
+    for node in graph.nodes():
+        args = []
+        for i in node.inputs:
+            if i.id not in index:
+                raise Uncacheable("an input outside the graph's order")
+            args.append(index[i.id])
+        attrs = dict(node.attrs)
+        if top and node.op == "input" and isinstance(attrs.get("name"), str):
+            # the code reads an entry's inputs by position; the manifest's names are this graph's
+            # (_from_entry). The model's input names differ from model to model; loop bodies keep theirs.
+            attrs["name"] = ("role", input_role(attrs["name"]))
+        if node.op == "param":
+            slot = attrs.get("slot")
+            if slot not in offsets:
+                raise Uncacheable(f"state slot {slot!r} is not in the pool")
+            attrs["slot"] = ("offset", offsets[slot])
+        index[node.id] = len(index)
+        out.append(f"{node.op} {args} {_attr_text(attrs, offsets, Graph)} {node.dtype} "
+                   f"{tuple('N' if d is _BATCH else int(d) for d in node.shape)}")
+    for i in graph.inputs:
+        out.append(f"input {index[i.id]}")
+    for k, n in graph.outputs.items():
+        out.append(f"output {k!r} {index[n.id]}")
+    for k, n in graph.updates.items():
+        if k not in offsets:
+            raise Uncacheable(f"an update of {k!r}, not in the pool")
+        out.append(f"update {offsets[k]} {index[n.id]}")
+
+
+def _attr_text(value, offsets, graph_type):
+    if value is None or isinstance(value, (bool, str)):
+        return repr(value)
+    if isinstance(value, int):
+        return f"i{int(value)}"
+    if isinstance(value, float):
+        return f"f{value.hex()}"
+    if value is _BATCH:
+        return "N"
+    if isinstance(value, np.generic):
+        if value.dtype.kind not in "biuf":
+            raise Uncacheable(f"a numpy scalar of dtype {value.dtype}")
+        return f"np.{value.dtype}({value.item()!r})"
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise Uncacheable(f"an array of dtype {value.dtype}")
+        data = np.ascontiguousarray(value)
+        return f"array({data.dtype.str},{data.shape},{hashlib.sha256(data.tobytes()).hexdigest()})"
+    if isinstance(value, (tuple, list)):
+        inner = ",".join(_attr_text(v, offsets, graph_type) for v in value)
+        return f"({inner})" if isinstance(value, tuple) else f"[{inner}]"
+    if isinstance(value, dict):
+        items = []
+        for k in value:
+            if not isinstance(k, (str, int)) or isinstance(k, bool):
+                raise Uncacheable(f"an attribute key of type {type(k).__name__}")
+            items.append((repr(k), _attr_text(value[k], offsets, graph_type)))
+        return "{" + ",".join(f"{k}:{v}" for k, v in sorted(items)) + "}"
+    if isinstance(value, graph_type):
+        body = []
+        _write_graph(value, offsets, body, top=False)
+        return "<" + ";".join(body) + ">"
+    raise Uncacheable(f"an attribute of type {type(value).__name__}")
+
+
+def _prefers_gpu(target, device):
+    """Whether jit_executable would try the GPU first for this target and device."""
+    if target != "host":
+        return False
+    from .gpu_device import get_device
+    return (device or get_device()) == "gpu"
+
+
+def jit_executable(programs, pool, name="model", target="host", static_batch=None, device=None, entry_cache=None):
     """Compile `programs` (entry -> KernelProgram) into this process over `pool` (on the thread
     pool when it is available: jit_target), or onto the GPU (runtime/gpu_executable.py).
 
@@ -222,6 +465,7 @@ def jit_executable(programs, pool, name="model", target="host", static_batch=Non
     """
     from .gpu_device import get_device, requested_device
     if target == "host" and (device or get_device()) == "gpu":
+        entry_cache = None
         from ..codegen.nvptx import UnsupportedKernels
         from .gpu_device import _check
         explicit = device is not None or requested_device() is not None
@@ -239,8 +483,15 @@ def jit_executable(programs, pool, name="model", target="host", static_batch=Non
     with phase("lowering"):
         module, manifest = build_module(programs, pool.layout(), target, name, static_batch=static_batch,
                                         c_interface=False)
-    jit = JitModule(module, target)
-    return NativeExecutable(manifest, jit.address, pool, owner=jit)
+    if entry_cache is None:
+        jit = JitModule(module, target)
+        return NativeExecutable(manifest, jit.address, pool, owner=jit)
+    capture = _jit._Capture()   # the object goes into the graph-keyed entry, not an IR-keyed one
+    jit = JitModule(module, target, cache=capture)
+    executable = NativeExecutable(manifest, jit.address, pool, owner=jit)
+    if capture.payload is not None:
+        entry_cache.store(_jit.pack_entry({"manifest": manifest.to_json()}, [capture.payload] + jit.library))
+    return executable
 
 
 def load_built(directory, name=None):
