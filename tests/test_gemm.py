@@ -1,8 +1,8 @@
 """The GEMM kernel template (kcompile/codegen/gemm.py) on its own: every edge size around the
 micro-tile (6 x 16) and the cache blocks, transposed and strided operands, accumulate, a fused
 epilogue that must see finished rows, determinism, the scratch bound, and the machine code.
-Every test runs with the 256-bit and the 512-bit micro-tile sums (gemm.RowSums; LLVM splits the
-512-bit vectors on a machine without AVX-512, so both run anywhere)."""
+Every test runs with the 256-bit (6x16) and the 512-bit (6x32) micro-tiles (gemm.RowSums; LLVM
+splits the 512-bit vectors on a machine without AVX-512, so both run anywhere)."""
 import ctypes
 import functools
 
@@ -15,7 +15,7 @@ from kcompile.codegen import gemm
 from kcompile.codegen.jit import JitModule
 from kcompile.codegen.llvm_util import F32, I64, PTR, for_range, gep_f
 
-EDGE = [1, 5, 6, 7, 15, 16, 17, 47, 48, 49, 300]
+EDGE = [1, 5, 6, 7, 15, 16, 17, 31, 32, 33, 47, 48, 49, 300]
 SIZES = st.sampled_from(EDGE) | st.integers(0, 40)
 SIG = ctypes.CFUNCTYPE(None, *([ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] * 2 +
                                [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p,
@@ -207,9 +207,9 @@ def test_gemm_machine_code_is_avx2_or_avx512_fma(vector_bits):
     if vector_bits == 512 and host_target().vector_bits < 512:
         pytest.skip("the 512-bit micro-tile's machine code needs a host with AVX-512")
     jit, _ = _kernel(False)
-    kernel = jit.assembly.split(f"kcompile.gemm.uk{gemm.MR}x{gemm.NR}:")[1].split(".Lfunc_end")[0]
+    nr = gemm.NR if vector_bits == 256 else gemm.NR_WIDE                # 6x16 of ymm, or 6x32 of zmm
+    kernel = jit.assembly.split(f"kcompile.gemm.uk{gemm.MR}x{nr}:")[1].split(".Lfunc_end")[0]
     blocks = kernel.split("\n.LBB")
     hot = max(blocks, key=lambda blk: blk.count("vfmadd231ps"))   # the unrolled k loop
-    per_step = 2 * gemm.MR if vector_bits == 256 else gemm.MR     # FMAs of 8 or of 16 floats
-    assert hot.count("vfmadd231ps") == per_step * gemm.UNROLL and ("ymm" if vector_bits == 256 else "zmm") in hot
+    assert hot.count("vfmadd231ps") == 2 * gemm.MR * gemm.UNROLL and ("ymm" if vector_bits == 256 else "zmm") in hot
     assert "(%rsp)" not in hot, "the k loop spills"

@@ -20,6 +20,9 @@ BLIS-style blocking for one core, tuned on Zen 3 (32 KiB L1d, 512 KiB L2, AVX2 +
   * The 6x16 micro-kernel keeps 12 <8 x float> accumulators in registers through the k loop
     (unrolled by 4): per k two aligned B loads, six A broadcasts, twelve llvm.fma.v8f32. It
     prefetches its C tile and, spread over the calls of a sweep, the next B micro-panel into L2.
+    On a 512-bit target (AVX-512: module.kc_vector_bits, set by build_module) the tile is 6x32,
+    NR = 32, with <16 x float> accumulators: each A broadcast feeds two 16-wide FMAs (RowSums).
+    Every column is one FMA chain in k order either way, so the results are the same bits.
     Ragged tiles stay vectorized: 1..5 row variants for the last rows, masked loads and stores
     for the last (zero padded) columns.
   * Packing is vectorized for contiguous rows or columns (8x8 register transposes where the
@@ -53,7 +56,9 @@ from llvmlite import ir
 
 from .llvm_util import F32, I32, I64, PTR, VOID, for_range, gep_f, i64
 
-MR, NR = 6, 16
+MR, NR = 6, 16            # the micro-tile: MR rows x NR columns (NR_WIDE on 512-bit targets)
+NR_WIDE = 32
+GEMV_COLUMNS = 16
 MC, KC = 144, 256        # A block MC x KC: 144 KiB in L2; B micro-panel KC x NR: 16 KiB in L1
 UNROLL = 4               # k steps per micro-kernel loop iteration
 A_PAD = 64               # floats after the packed A block (8-wide packing stores overrun by 2)
@@ -77,7 +82,7 @@ def scratch_floats(k, n):
 
     Only +, * and constants: it is also evaluated on polynomials in the batch size.
     """
-    return k * n + 15 * k + (A_FLOATS + ALIGN + 64)
+    return k * n + (NR_WIDE - 1) * k + (A_FLOATS + ALIGN + 64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,11 +167,11 @@ def _transpose8(b, rows):
     return out
 
 
-def _lane_mask(b, count, first, width=8):
-    """<width x i1>: lane l is on when first + l < count."""
+def _lane_mask(b, count, first, width=8, limit=NR):
+    """<width x i1>: lane l is on when first + l < count (count taken as at most `limit`)."""
     lanes = ir.Constant(ir.VectorType(I32, width), [first + lane for lane in range(width)])
     undef = ir.Constant(ir.VectorType(I32, width), ir.Undefined)
-    count = b.trunc(_imin(b, count, i64(NR)), I32)
+    count = b.trunc(_imin(b, count, i64(limit)), I32)
     splat = b.shuffle_vector(b.insert_element(undef, count, ir.Constant(I32, 0)), undef,
                              ir.Constant(ir.VectorType(I32, width), [0] * width))
     return b.icmp_signed("<", lanes, splat)
@@ -178,61 +183,48 @@ def wide_tiles(module):
     return getattr(module, "kc_vector_bits", 256) >= 512
 
 
-class RowSums:
-    """How a micro-tile sums, per row, its 16 columns over k: the one arithmetic of the micro-kernels,
-    the direct kernels and the GEMV path, so a row gets the same bits whichever path computes it.
+def tile_columns(module):
+    """NR of this module: 16 columns (two <8 x float> per row) on 256-bit targets, 32 (two
+    <16 x float>) on 512-bit ones, where each A broadcast then feeds two 16-wide FMAs."""
+    return NR_WIDE if wide_tiles(module) else NR
 
-    256-bit targets: two <8 x float> accumulators (columns 0-7 and 8-15), one FMA chain each in
-    k order. 512-bit targets: two <16 x float> chains over all 16 columns, one taking the even and
-    one the odd steps of every group of UNROLL steps (the steps after the last whole group go to the
-    even chain), added at the end: two independent chains per row keep both FMA units busy, where
-    a single 16-wide chain would wait on its own latency. `step` gets the step's position in its
-    group (`parity` = position % 2; 0 outside groups).
-    """
+
+class RowSums:
+    """A micro-tile's arithmetic, shared by the packed and the direct micro-kernels: per row two
+    accumulators of `lanes` floats (its NR columns), each column one FMA chain in k order — the
+    same sums for every column on every target and path (the GEMV path's too)."""
 
     def __init__(self, module, rows):
-        self.module, self.rows, self.wide = module, rows, wide_tiles(module)
-        self.ty = V16 if self.wide else V8
+        self.module, self.rows = module, rows
+        self.nr = tile_columns(module)
+        self.lanes = self.nr // 2
+        self.ty = ir.VectorType(F32, self.lanes)
 
     def zeros(self):
-        return [ir.Constant(self.ty, [_f(0.0)] * self.ty.count)] * (2 * self.rows)
+        return [ir.Constant(self.ty, [_f(0.0)] * self.lanes)] * (2 * self.rows)
 
-    def load_b(self, b, ptr, align=4, count=None):
-        """One step's 16 B values at ptr (count: only that many, by masked loads: the rest zero)."""
-        if count is None:
-            if self.wide:
-                return [b.load(ptr, typ=V16, align=align)]
-            return [_load_v8(b, ptr, i64(0), align), _load_v8(b, ptr, i64(8), align)]
-        mload, _ = _masked_fns(self.module, self.ty)
-        zero = ir.Constant(self.ty, [_f(0.0)] * self.ty.count)
-        four = ir.Constant(I32, 4)
-        if self.wide:
-            return [b.call(mload, [ptr, four, _lane_mask(b, count, 0, 16), zero])]
-        return [b.call(mload, [gep_f(b, ptr, i64(8 * h)), four, _lane_mask(b, count, 8 * h), zero]) for h in range(2)]
+    def load_b(self, b, ptr, align):
+        """One k step's NR values of a packed B micro-panel at ptr."""
+        return [b.load(gep_f(b, ptr, i64(self.lanes * h)), typ=self.ty, align=align) for h in range(2)]
 
-    def step(self, b, accs, a_values, bv, parity=0):
+    def step(self, b, accs, a_values, bv):
         """accs after one k step: a_values[r] (scalars, one per row) times the B values bv."""
         fma = _fma_fn(self.module, self.ty)
         out = list(accs)
         for r, a in enumerate(a_values):
-            av = _splat(b, a, self.ty.count)
-            if self.wide:
-                out[2 * r + parity] = b.call(fma, [av, bv[0], out[2 * r + parity]])
-            else:
-                for h in range(2):
-                    out[2 * r + h] = b.call(fma, [av, bv[h], out[2 * r + h]])
+            av = _splat(b, a, self.lanes)
+            for h in range(2):
+                out[2 * r + h] = b.call(fma, [av, bv[h], out[2 * r + h]])
         return out
 
-    def halves(self, b, accs):
-        """The finished sums as two <8 x float> per row (columns 0-7, 8-15), store_tile's format."""
-        if not self.wide:
+    def pieces(self, b, accs):
+        """The finished sums as <8 x float> pieces, NR // 8 per row (columns 0-7, 8-15, ...)."""
+        if self.lanes == 8:
             return list(accs)
         out = []
-        for r in range(self.rows):
-            total = b.fadd(accs[2 * r], accs[2 * r + 1])
-            for h in range(2):
-                out.append(b.shuffle_vector(total, total, ir.Constant(ir.VectorType(I32, 8),
-                                                                       list(range(8 * h, 8 * h + 8)))))
+        for acc in accs:
+            for q in range(self.lanes // 8):
+                out.append(b.shuffle_vector(acc, acc, ir.Constant(ir.VectorType(I32, 8), list(range(8 * q, 8 * q + 8)))))
         return out
 
 
@@ -424,7 +416,7 @@ def _parallel_for_fn(module):
 def _panel_fn(module, pack_gather=None):
     """void panel(mc, N, K, A, a_rs, a_cs, Bp, kcb, n_kb, C, ldc, accumulate, Ap): rows [0, mc) of C.
 
-    For each k-block: pack the mc x kc block of A, then sweep 16-column B micro-panels (outer)
+    For each k-block: pack the mc x kc block of A, then sweep NR-column B micro-panels (outer)
     and 6-row A micro-panels (inner) with the micro-kernel. With `pack_gather` (gemm_gather.py)
     the variant takes one more argument, the GatherA table, a_rs is the panel's first row of A,
     and A's blocks are packed by pack_gather (implicit GEMM).
@@ -440,7 +432,8 @@ def _panel_fn(module, pack_gather=None):
         p.add_attribute("noalias")
     kernels = [None] + [_micro_kernel_fn(module, rows) for rows in range(1, MR + 1)]
     pack_a = pack_gather if gathered else _pack_a_fn(module)
-    n_pad = b.mul(_ceil_div(b, N, i64(NR)), i64(NR))
+    nr = tile_columns(module)
+    n_pad = b.mul(_ceil_div(b, N, i64(nr)), i64(nr))
     n_ir = _ceil_div(b, mc, i64(MR))
     with for_range(b, 0, n_kb, "pc") as pc:
         k0 = b.mul(pc, kcb)
@@ -451,9 +444,9 @@ def _panel_fn(module, pack_gather=None):
             b.call(pack_a, [mc, kc, gep_f(b, A, b.mul(k0, a_cs)), a_rs, a_cs, Ap])
         acc = b.select(b.icmp_signed(">", pc, i64(0)), ir.Constant(I32, 1), accumulate)
         b_blk = gep_f(b, Bp, b.mul(k0, n_pad))
-        with for_range(b, 0, b.sdiv(n_pad, i64(NR)), "jr") as jr:
-            j0 = b.mul(jr, i64(NR))
-            nv = _imin(b, b.sub(N, j0), i64(NR))
+        with for_range(b, 0, b.sdiv(n_pad, i64(nr)), "jr") as jr:
+            j0 = b.mul(jr, i64(nr))
+            nv = _imin(b, b.sub(N, j0), i64(nr))
             b_panel = gep_f(b, b_blk, b.mul(j0, kc))
             with for_range(b, 0, n_ir, "ir") as ir_:
                 i0 = b.mul(ir_, i64(MR))
@@ -461,8 +454,8 @@ def _panel_fn(module, pack_gather=None):
                 a_panel = gep_f(b, Ap, b.mul(b.mul(ir_, kc), i64(MR)))
                 c_tile = gep_f(b, C, b.add(b.mul(i0, ldc), j0))
                 # each call prefetches a quarter of the next B micro-panel (past the last: harmless)
-                quarter = b.mul(b.and_(ir_, i64(3)), b.mul(kc, i64(NR // 4)))
-                b_next = b.gep(b_panel, [b.add(b.mul(kc, i64(NR)), quarter)], source_etype=F32)
+                quarter = b.mul(b.and_(ir_, i64(3)), b.mul(kc, i64(nr // 4)))
+                b_next = b.gep(b_panel, [b.add(b.mul(kc, i64(nr)), quarter)], source_etype=F32)
                 call_args = [kc, a_panel, b_panel, c_tile, ldc, nv, acc, b_next]
                 full = b.icmp_signed(">=", rows, i64(MR))
                 with b.if_else(full, likely=True) as (then, otherwise):
@@ -491,60 +484,50 @@ def _gemv_fn(module, rows):
     to C, so every element has exactly the sums the packed path gives it (a batch-1 row equals
     the same row of a larger batch). The last columns use masked loads and stores.
     """
-    name = f"kcompile.gemm.gemv{rows}"
+    name = f"kcompile.gemm.gemv{rows}"     # (16-column blocks whatever the module's tile width)
     if name in module.globals:
         return module.globals[name]
     fn, b = _internal(module, name, [I64, I64, PTR, I64, I64, PTR, I64, PTR, I64, I32, I64, I64])
     N, K, A, a_rs, a_cs, B, b_rs, C, ldc, accumulate, kcb, n_kb = fn.args
     for p in (A, B, C):
         p.add_attribute("noalias")
-    sums = RowSums(module, rows)
+    fma = _fma_fn(module)
     mload, mstore = _masked_fns(module)
     zero = ir.Constant(V8, [_f(0.0)] * 8)
     four = ir.Constant(I32, 4)
-    slots = [b.alloca(sums.ty, name=f"acc{j}") for j in range(2 * rows)]   # promoted to registers
+    slots = [b.alloca(V8, name=f"acc{j}") for j in range(2 * rows)]   # promoted to registers
     a_rows = [gep_f(b, A, b.mul(i64(r), a_rs)) for r in range(rows)]
     c_rows = [gep_f(b, C, b.mul(i64(r), ldc)) for r in range(rows)]
     with for_range(b, 0, n_kb, "pc") as pc:
         k0 = b.mul(pc, kcb)
         kc = _imin(b, kcb, b.sub(K, k0))
         acc_flag = b.or_(b.icmp_signed(">", pc, i64(0)), b.icmp_signed("!=", accumulate, ir.Constant(I32, 0)))
-        with for_range(b, 0, _ceil_div(b, N, i64(NR)), "jr") as jr:
-            j0 = b.mul(jr, i64(NR))
-            nv = _imin(b, b.sub(N, j0), i64(NR))
-            full = b.icmp_signed(">=", nv, i64(NR))
+        with for_range(b, 0, _ceil_div(b, N, i64(GEMV_COLUMNS)), "jr") as jr:
+            j0 = b.mul(jr, i64(GEMV_COLUMNS))
+            nv = _imin(b, b.sub(N, j0), i64(GEMV_COLUMNS))
+            full = b.icmp_signed(">=", nv, i64(GEMV_COLUMNS))
             masks = [_lane_mask(b, nv, 8 * h) for h in range(2)]
-            for slot, value in zip(slots, sums.zeros()):
-                b.store(value, slot)
-
-            def steps(k_first, count, masked):
-                # `count` k steps from k_first, as the micro-kernel groups them (RowSums)
-                accs = [b.load(slot, typ=sums.ty) for slot in slots]
-                for s in range(count):
-                    k = b.add(k_first, i64(s))
-                    b_row = gep_f(b, B, b.add(b.mul(k, b_rs), j0))
-                    bv = sums.load_b(b, b_row, count=nv if masked else None)
-                    a_values = [b.load(gep_f(b, a_rows[r], b.mul(k, a_cs)), typ=F32) for r in range(rows)]
-                    accs = sums.step(b, accs, a_values, bv, s % 2 if count == UNROLL else 0)
-                for slot, value in zip(slots, accs):
-                    b.store(value, slot)
-
+            for slot in slots:
+                b.store(zero, slot)
             with b.if_else(full, likely=True) as (then, otherwise):
                 for masked, branch in ((False, then), (True, otherwise)):
                     with branch:
-                        start = k0
-                        if sums.wide:   # (256-bit sums do not depend on the grouping: one plain loop)
-                            groups = b.sdiv(kc, i64(UNROLL))
-                            with for_range(b, 0, groups, "kg") as g:
-                                steps(b.add(k0, b.mul(g, i64(UNROLL))), UNROLL, masked)
-                            start = b.add(k0, b.mul(groups, i64(UNROLL)))
-                        with for_range(b, start, b.add(k0, kc), "k") as k:
-                            steps(k, 1, masked)
-            finished = sums.halves(b, [b.load(slot, typ=sums.ty) for slot in slots])
+                        with for_range(b, k0, b.add(k0, kc), "k") as k:
+                            b_row = gep_f(b, B, b.add(b.mul(k, b_rs), j0))
+                            if masked:
+                                bv = [b.call(mload, [gep_f(b, b_row, i64(8 * h)), four, masks[h], zero])
+                                      for h in range(2)]
+                            else:
+                                bv = [_load_v8(b, b_row, i64(8 * h)) for h in range(2)]
+                            for r in range(rows):
+                                a = _splat(b, b.load(gep_f(b, a_rows[r], b.mul(k, a_cs)), typ=F32))
+                                for h in range(2):
+                                    slot = slots[2 * r + h]
+                                    b.store(b.call(fma, [a, bv[h], b.load(slot, typ=V8)]), slot)
             for r in range(rows):
                 for h in range(2):
                     p = gep_f(b, c_rows[r], b.add(j0, i64(8 * h)))
-                    acc = finished[2 * r + h]
+                    acc = b.load(slots[2 * r + h], typ=V8)
                     with b.if_else(full, likely=True) as (then, otherwise):
                         with then:
                             with b.if_else(acc_flag) as (add, put):
@@ -569,7 +552,8 @@ def _micro_kernel_fn(module, rows):
     for r < rows, j < nv (nv <= 16; nv < 16 goes through masked loads and stores). Prefetches the
     C tile into L1 and kc/4 lines from b_next into L2.
     """
-    name = f"kcompile.gemm.uk{rows}x{NR}"
+    nr = tile_columns(module)
+    name = f"kcompile.gemm.uk{rows}x{nr}"
     if name in module.globals:
         return module.globals[name]
     fn, b = _internal(module, name, [I64, PTR, PTR, PTR, I64, I64, I32, PTR])
@@ -580,13 +564,13 @@ def _micro_kernel_fn(module, rows):
     prefetch = _prefetch_fn(module)
     c_rows = [gep_f(b, C, b.mul(i64(r), ldc)) for r in range(rows)]
     for r in range(rows):      # the C tile is needed at the end: start bringing it in now
-        for off in (0, NR - 1):   # (a plain gep: past N in a ragged tile, and prefetches never fault)
+        for off in range(0, nr, 16):   # (a plain gep: past N in a ragged tile, and prefetches never fault)
             b.call(prefetch, [b.gep(c_rows[r], [i64(off)], source_etype=F32), ir.Constant(I32, 1),
                               ir.Constant(I32, 3), ir.Constant(I32, 1)])
 
-    def step(a_ptr, b_ptr, accs, parity):
+    def step(a_ptr, b_ptr, accs):
         a_values = [b.load(gep_f(b, a_ptr, i64(r)), typ=F32, align=4) for r in range(rows)]
-        return sums.step(b, accs, a_values, sums.load_b(b, b_ptr, 64 if sums.wide else 32), parity)
+        return sums.step(b, accs, a_values, sums.load_b(b, b_ptr, 4 * sums.lanes))
 
     def loop(count, a_start, b_start, accs_in, steps, label):
         """count iterations of `steps` k steps; returns (a_end, b_end, accs) as seen after it."""
@@ -614,61 +598,63 @@ def _micro_kernel_fn(module, rows):
             b.call(prefetch, [pn, ir.Constant(I32, 0), ir.Constant(I32, 2), ir.Constant(I32, 1)])
         pn.add_incoming(b.gep(pn, [i64(16)], source_etype=F32), body)
         for s in range(steps):
-            cur = step(gep_f(b, pa, i64(MR * s)), gep_f(b, pb, i64(NR * s)), cur, s % 2 if steps == UNROLL else 0)
+            cur = step(gep_f(b, pa, i64(MR * s)), gep_f(b, pb, i64(nr * s)), cur)
         i.add_incoming(b.add(i, i64(1), flags=("nsw",)), body)
         pa.add_incoming(gep_f(b, pa, i64(MR * steps)), body)
-        pb.add_incoming(gep_f(b, pb, i64(NR * steps)), body)
+        pb.add_incoming(gep_f(b, pb, i64(nr * steps)), body)
         for phi, v in zip(accs, cur):
             phi.add_incoming(v, body)
         b.branch(head)
         b.position_at_end(done)
         return pa, pb, accs
 
-    if rows == MR or sums.wide:   # (wide sums depend on the grouping: every kernel groups alike)
+    if rows == MR:
         pa, pb, accs = loop(b.sdiv(kc, i64(UNROLL)), Ap, Bp, sums.zeros(), UNROLL, "main")
         _, _, accs = loop(b.srem(kc, i64(UNROLL)), pa, pb, accs, 1, "rest")
     else:   # the edge kernels (ragged M only): not unrolled, less code to compile
         _, _, accs = loop(kc, Ap, Bp, sums.zeros(), 1, "main")
 
-    store_tile(b, module, sums.halves(b, accs), c_rows, nv, accumulate)
+    store_tile(b, module, sums.pieces(b, accs), c_rows, nv, accumulate)
     b.ret_void()
     return fn
 
 
 def store_tile(b, module, accs, c_rows, nv, accumulate):
-    """Write (accumulate != 0: add) a micro-tile's accumulators, 2 per row, to C's rows; the first
-    nv columns only (nv < 16: masked loads and stores)."""
+    """Write (accumulate != 0: add) a micro-tile's sums, NR // 8 <8 x float> pieces per row
+    (RowSums.pieces), to C's rows; the first nv columns only (nv < NR: masked loads and stores)."""
     rows = len(c_rows)
+    per_row = len(accs) // rows
+    nr = 8 * per_row
     zero = ir.Constant(V8, [_f(0.0)] * 8)
     acc_flag = b.icmp_signed("!=", accumulate, ir.Constant(I32, 0))
-    full = b.icmp_signed(">=", nv, i64(NR))
+    full = b.icmp_signed(">=", nv, i64(nr))
     with b.if_else(full, likely=True) as (then, otherwise):
         with then:
             with b.if_else(acc_flag) as (add, put):
                 with add:
                     for r in range(rows):
-                        for h in range(2):
+                        for h in range(per_row):
                             old = _load_v8(b, c_rows[r], i64(8 * h))
-                            _store_v8(b, b.fadd(old, accs[2 * r + h]), c_rows[r], i64(8 * h))
+                            _store_v8(b, b.fadd(old, accs[per_row * r + h]), c_rows[r], i64(8 * h))
                 with put:
                     for r in range(rows):
-                        for h in range(2):
-                            _store_v8(b, accs[2 * r + h], c_rows[r], i64(8 * h))
+                        for h in range(per_row):
+                            _store_v8(b, accs[per_row * r + h], c_rows[r], i64(8 * h))
         with otherwise:
             mload, mstore = _masked_fns(module)
-            masks = [_lane_mask(b, nv, 8 * h) for h in range(2)]
+            masks = [_lane_mask(b, nv, 8 * h, limit=nr) for h in range(per_row)]
             four = ir.Constant(I32, 4)
             with b.if_else(acc_flag) as (add, put):
                 with add:
                     for r in range(rows):
-                        for h in range(2):
+                        for h in range(per_row):
                             p = gep_f(b, c_rows[r], i64(8 * h))
                             old = b.call(mload, [p, four, masks[h], zero])
-                            b.call(mstore, [b.fadd(old, accs[2 * r + h]), p, four, masks[h]])
+                            b.call(mstore, [b.fadd(old, accs[per_row * r + h]), p, four, masks[h]])
                 with put:
                     for r in range(rows):
-                        for h in range(2):
-                            b.call(mstore, [accs[2 * r + h], gep_f(b, c_rows[r], i64(8 * h)), four, masks[h]])
+                        for h in range(per_row):
+                            b.call(mstore, [accs[per_row * r + h], gep_f(b, c_rows[r], i64(8 * h)), four, masks[h]])
 
 
 def _pack_a_fn(module):
@@ -774,81 +760,83 @@ def _pack_b_task_fn(module):
 
 def _pack_b_fn(module):
     """void pack_b(K, N, B, b_rs, b_cs, Bp, kcb, first, last): k-blocks [first, last) of B into
-    16-column micro-panels (all of B: first = 0, last = n_kb).
+    NR-column micro-panels (NR = tile_columns(module); all of B: first = 0, last = n_kb).
 
-    Block p covers k in [p*kcb, p*kcb + kc); its micro-panel j holds, at Bp[k0*Np + j*16*kc + 16k + c],
-    B[(k0 + k)*b_rs + (16j + c)*b_cs], zero for columns past N (Np: N rounded up to 16).
+    Block p covers k in [p*kcb, p*kcb + kc); its micro-panel j holds, at Bp[k0*Np + j*NR*kc + NR*k + c],
+    B[(k0 + k)*b_rs + (NR*j + c)*b_cs], zero for columns past N (Np: N rounded up to NR).
     """
     name = "kcompile.gemm.pack_b"
     if name in module.globals:
         return module.globals[name]
     fn, b = _internal(module, name, [I64, I64, PTR, I64, I64, PTR, I64, I64, I64])
     K, N, B, b_rs, b_cs, Bp, kcb, first, last = fn.args
+    nr = tile_columns(module)
+    chunks = nr // 8
     for p in (B, Bp):
         p.add_attribute("noalias")
     mload, _ = _masked_fns(module)
     copy = _copy_fn(module)
     zero = ir.Constant(V8, [_f(0.0)] * 8)
-    n_pad = b.mul(_ceil_div(b, N, i64(NR)), i64(NR))
-    n_full = b.sdiv(N, i64(NR))
-    rest = b.sub(N, b.mul(n_full, i64(NR)))
+    n_pad = b.mul(_ceil_div(b, N, i64(nr)), i64(nr))
+    n_full = b.sdiv(N, i64(nr))
+    rest = b.sub(N, b.mul(n_full, i64(nr)))
     with for_range(b, first, last, "pc") as pc:
         k0 = b.mul(pc, kcb)
         kc = _imin(b, kcb, b.sub(K, k0))
         blk = gep_f(b, Bp, b.mul(k0, n_pad))
         src_blk = gep_f(b, B, b.mul(k0, b_rs))
-        panel_stride = b.mul(kc, i64(NR))
+        panel_stride = b.mul(kc, i64(nr))
 
         def scalar_panel(jp, k_start):
-            j0 = b.mul(jp, i64(NR))
-            b.call(copy, [k_start, kc, i64(NR), b.sub(N, j0), gep_f(b, src_blk, b.mul(j0, b_cs)), b_rs, b_cs,
+            j0 = b.mul(jp, i64(nr))
+            b.call(copy, [k_start, kc, i64(nr), b.sub(N, j0), gep_f(b, src_blk, b.mul(j0, b_cs)), b_rs, b_cs,
                           gep_f(b, blk, b.mul(jp, panel_stride))])
 
         with b.if_else(b.icmp_signed("==", b_cs, i64(1))) as (rows_contig, other):
             with rows_contig:
-                # rows contiguous: 8 rows of B at a time (8 sequential read streams), 8 x 16 floats
+                # rows contiguous: 8 rows of B at a time (8 sequential read streams), 8 x NR floats
                 # (512 contiguous bytes) into each micro-panel, the ragged last one through masked loads
-                masks = [_lane_mask(b, rest, 8 * h) for h in range(2)]
+                masks = [_lane_mask(b, rest, 8 * h, limit=nr) for h in range(chunks)]
                 with for_range(b, 0, _ceil_div(b, kc, i64(8)), "kr") as kv:
                     k_lo = b.mul(kv, i64(8))
                     k_hi = _imin(b, b.add(k_lo, i64(8)), kc)
                     with for_range(b, 0, n_full, "jr") as jp:
-                        src = gep_f(b, src_blk, b.mul(jp, i64(NR)))
+                        src = gep_f(b, src_blk, b.mul(jp, i64(nr)))
                         dst = gep_f(b, blk, b.mul(jp, panel_stride))
                         with for_range(b, k_lo, k_hi, "kk") as k:
-                            for h in range(2):
+                            for h in range(chunks):
                                 _store_v8(b, _load_v8(b, src, b.add(b.mul(k, b_rs), i64(8 * h))), dst,
-                                          b.add(b.mul(k, i64(NR)), i64(8 * h)), 32)
+                                          b.add(b.mul(k, i64(nr)), i64(8 * h)), 32)
                     with b.if_then(b.icmp_signed(">", rest, i64(0))):
-                        src = gep_f(b, src_blk, b.mul(n_full, i64(NR)))
+                        src = gep_f(b, src_blk, b.mul(n_full, i64(nr)))
                         dst = gep_f(b, blk, b.mul(n_full, panel_stride))
                         with for_range(b, k_lo, k_hi, "km") as k:
-                            for h in range(2):
+                            for h in range(chunks):
                                 v = b.call(mload, [gep_f(b, src, b.add(b.mul(k, b_rs), i64(8 * h))),
                                                    ir.Constant(I32, 4), masks[h], zero])
-                                _store_v8(b, v, dst, b.add(b.mul(k, i64(NR)), i64(8 * h)), 32)
+                                _store_v8(b, v, dst, b.add(b.mul(k, i64(nr)), i64(8 * h)), 32)
             with other:
                 with b.if_else(b.icmp_signed("==", b_rs, i64(1))) as (cols_contig, generic):
                     with cols_contig:
-                        # B transposed, each column contiguous in k: 16 columns x 8 k, two 8x8 transposes
+                        # B transposed, each column contiguous in k: NR columns x 8 k, NR / 8 8x8 transposes
                         n8 = b.sdiv(kc, i64(8))
                         with for_range(b, 0, n_full, "jt") as jp:
-                            src = gep_f(b, src_blk, b.mul(b.mul(jp, i64(NR)), b_cs))
+                            src = gep_f(b, src_blk, b.mul(b.mul(jp, i64(nr)), b_cs))
                             dst = gep_f(b, blk, b.mul(jp, panel_stride))
-                            col_ptrs = [gep_f(b, src, b.mul(i64(c), b_cs)) for c in range(NR)]
+                            col_ptrs = [gep_f(b, src, b.mul(i64(c), b_cs)) for c in range(nr)]
                             with for_range(b, 0, n8, "kt") as kv:
                                 k = b.mul(kv, i64(8))
                                 halves = [_transpose8(b, [_load_v8(b, p, k) for p in col_ptrs[8 * h:8 * h + 8]])
-                                          for h in range(2)]
+                                          for h in range(chunks)]
                                 for t in range(8):
-                                    for h in range(2):
+                                    for h in range(chunks):
                                         _store_v8(b, halves[h][t], dst,
-                                                  b.add(b.mul(b.add(k, i64(t)), i64(NR)), i64(8 * h)), 32)
+                                                  b.add(b.mul(b.add(k, i64(t)), i64(nr)), i64(8 * h)), 32)
                             scalar_panel(jp, b.mul(n8, i64(8)))
                         with b.if_then(b.icmp_signed(">", rest, i64(0))):
                             scalar_panel(n_full, i64(0))
                     with generic:
-                        with for_range(b, 0, b.sdiv(n_pad, i64(NR)), "jg") as jp:
+                        with for_range(b, 0, b.sdiv(n_pad, i64(nr)), "jg") as jp:
                             scalar_panel(jp, i64(0))
     b.ret_void()
     return fn

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from .gemm import (KC, MC, MR, NR, UNROLL, V8, RowSums, _ceil_div, _f, _imin, _internal, _load_v8, _panel_fn,
-                   _store_v8, _transpose8, store_tile)
+from .gemm import (KC, MC, MR, UNROLL, V8, RowSums, _ceil_div, _f, _imin, _internal, _load_v8, _panel_fn,
+                   _store_v8, _transpose8, store_tile, tile_columns)
 from .llvm_util import F32, I32, I64, PTR, for_range, gep_f, i64
 
 MAX_DIGITS = 4                  # batch + 3 spatial axes, or 3 window axes + channels
@@ -234,7 +234,7 @@ def direct_panel_fn(module):
     """void panel(mc, N, K, X, row0, 0, Bp, kcb, n_kb, C, ldc, accumulate, Ap, table): rows
     [row0, row0 + mc) of a gemm whose A is gathered from X, A not packed (Ap unused).
 
-    Per k-block: the column offsets as runs, then for each 16-column B micro-panel (outer) and
+    Per k-block: the column offsets as runs, then for each NR-column B micro-panel (outer) and
     6-row micro-tile (inner) the direct micro-kernel, as the packed panel routine does."""
     name = "kcompile.gemm.panel.direct"
     if name in module.globals:
@@ -250,7 +250,8 @@ def direct_panel_fn(module):
     n_runs_slot, start_slot = b.alloca(I64), b.alloca(I64)
     kernels = [None] + [_direct_kernel_fn(module, rows) for rows in range(1, MR + 1)]
     _fill_offsets(b, table, 0, row_off, row0, mc, *counters[0])
-    n_pad = b.mul(_ceil_div(b, N, i64(NR)), i64(NR))
+    nr = tile_columns(module)
+    n_pad = b.mul(_ceil_div(b, N, i64(nr)), i64(nr))
     n_ir = _ceil_div(b, mc, i64(MR))
     slot = lambda base, i: b.gep(base, [i], source_etype=I64)  # noqa: E731
     with for_range(b, 0, n_kb, "pc") as pc:
@@ -275,9 +276,9 @@ def direct_panel_fn(module):
         n_runs = b.load(n_runs_slot, typ=I64)
         acc = b.select(b.icmp_signed(">", pc, i64(0)), ir.Constant(I32, 1), accumulate)
         b_blk = gep_f(b, Bp, b.mul(k0, n_pad))
-        with for_range(b, 0, b.sdiv(n_pad, i64(NR)), "jr") as jr:
-            j0 = b.mul(jr, i64(NR))
-            nv = _imin(b, b.sub(N, j0), i64(NR))
+        with for_range(b, 0, b.sdiv(n_pad, i64(nr)), "jr") as jr:
+            j0 = b.mul(jr, i64(nr))
+            nv = _imin(b, b.sub(N, j0), i64(nr))
             b_panel = gep_f(b, b_blk, b.mul(j0, kc))
             with for_range(b, 0, n_ir, "ir") as ir_:
                 i0 = b.mul(ir_, i64(MR))
@@ -306,7 +307,8 @@ def _direct_kernel_fn(module, rows):
     """void udk(X, row_off, runs, n_runs, Bp, C, ldc, nv, accumulate): the micro-kernel with A read
     in place: C[r*ldc + j] (+)= sum over the runs (off, len), t < len, of
     X[row_off[r] + off + t] * Bp[16k + j] (k counting through the runs), r < rows, j < nv."""
-    name = f"kcompile.gemm.udk{rows}x{NR}"
+    nr = tile_columns(module)
+    name = f"kcompile.gemm.udk{rows}x{nr}"
     if name in module.globals:
         return module.globals[name]
     fn, b = _internal(module, name, [PTR, PTR, PTR, I64, PTR, PTR, I64, I64, I32])
@@ -326,12 +328,12 @@ def _direct_kernel_fn(module, rows):
         values = [b.load(a, typ=sums.ty) for a in accs]
         for s in range(count):
             k = b.add(t, i64(s))
-            bv = sums.load_b(b, gep_f(b, pb, i64(NR * s)), 64 if sums.wide else 32)
+            bv = sums.load_b(b, gep_f(b, pb, i64(nr * s)), 4 * sums.lanes)
             a_values = [b.load(gep_f(b, a_rows[r], k), typ=F32, align=4) for r in range(rows)]
-            values = sums.step(b, values, a_values, bv, s % 2 if count == UNROLL else 0)
+            values = sums.step(b, values, a_values, bv)
         for a, v in zip(accs, values):
             b.store(v, a)
-        b.store(gep_f(b, pb, i64(NR * count)), b_ptr)
+        b.store(gep_f(b, pb, i64(nr * count)), b_ptr)
 
     with for_range(b, 0, n_runs, "run") as q:
         off = b.load(b.gep(runs, [b.mul(q, i64(2))], source_etype=I64), typ=I64)
@@ -343,6 +345,6 @@ def _direct_kernel_fn(module, rows):
         with for_range(b, b.mul(main, i64(UNROLL)), length, "tr") as t:
             steps(a_rows, t, 1)
     c_rows = [gep_f(b, C, b.mul(i64(r), ldc)) for r in range(rows)]
-    store_tile(b, module, sums.halves(b, [b.load(a, typ=sums.ty) for a in accs]), c_rows, nv, accumulate)
+    store_tile(b, module, sums.pieces(b, [b.load(a, typ=sums.ty) for a in accs]), c_rows, nv, accumulate)
     b.ret_void()
     return fn
