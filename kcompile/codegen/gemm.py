@@ -34,8 +34,7 @@ BLIS-style blocking for one core, tuned on Zen 3 (32 KiB L1d, 512 KiB L2, AVX2 +
 The micro-kernels, GEMV, packing and panel routines are defined once per module and shared by
 every gemm in it; each `define_gemm` adds only its driver loop and its epilogue (one function,
 called by every path). With `a_gather` (implicit GEMM, gemm_gather.py) A is read through a
-convolution window's index decoding: its blocks are packed from the window's input, or not packed
-at all (direct micro-kernels) where its columns run contiguously.
+convolution window's index decoding, by direct micro-kernels: A is not packed.
 
 The summation order depends on the shapes only: each C element is
 ((C or 0) + block 0's sum) + block 1's sum ..., each block's sum an FMA chain in k order.
@@ -271,7 +270,7 @@ def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False,
     tiny = b.and_(b.and_(b.icmp_signed(">", M, i64(0)), b.icmp_signed("<=", M, i64(MR))),
                   b.icmp_signed("==", b_cs, i64(1)))
     if gather is not None:
-        tiny = ir.Constant(ir.IntType(1), 0)     # a gathered A is never read in place: it always packs
+        tiny = ir.Constant(ir.IntType(1), 0)     # a gathered A has panel routines of its own (no GEMV)
     with b.if_then(tiny, likely=False):
         with for_range(b, 0, _ceil_div(b, M, i64(GEMV_ROWS)), "gv") as g:
             r0 = b.mul(g, i64(GEMV_ROWS))
@@ -413,35 +412,29 @@ def _parallel_for_fn(module):
     return fn
 
 
-def _panel_fn(module, pack_gather=None):
+def _panel_fn(module):
     """void panel(mc, N, K, A, a_rs, a_cs, Bp, kcb, n_kb, C, ldc, accumulate, Ap): rows [0, mc) of C.
 
     For each k-block: pack the mc x kc block of A, then sweep NR-column B micro-panels (outer)
-    and 6-row A micro-panels (inner) with the micro-kernel. With `pack_gather` (gemm_gather.py)
-    the variant takes one more argument, the GatherA table, a_rs is the panel's first row of A,
-    and A's blocks are packed by pack_gather (implicit GEMM).
+    and 6-row A micro-panels (inner) with the micro-kernel. (A gathered A has panel routines of
+    its own: gemm_gather.direct_panel_fn.)
     """
-    gathered = pack_gather is not None
-    name = "kcompile.gemm.panel" + (".gather" if gathered else "")
+    name = "kcompile.gemm.panel"
     if name in module.globals:
         return module.globals[name]
-    fn, b = _internal(module, name, [I64, I64, I64, PTR, I64, I64, PTR, I64, I64, PTR, I64, I32, PTR]
-                      + ([PTR] if gathered else []))
-    mc, N, K, A, a_rs, a_cs, Bp, kcb, n_kb, C, ldc, accumulate, Ap = fn.args[:13]
+    fn, b = _internal(module, name, [I64, I64, I64, PTR, I64, I64, PTR, I64, I64, PTR, I64, I32, PTR])
+    mc, N, K, A, a_rs, a_cs, Bp, kcb, n_kb, C, ldc, accumulate, Ap = fn.args
     for p in (A, Bp, C, Ap):
         p.add_attribute("noalias")
     kernels = [None] + [_micro_kernel_fn(module, rows) for rows in range(1, MR + 1)]
-    pack_a = pack_gather if gathered else _pack_a_fn(module)
+    pack_a = _pack_a_fn(module)
     nr = tile_columns(module)
     n_pad = b.mul(_ceil_div(b, N, i64(nr)), i64(nr))
     n_ir = _ceil_div(b, mc, i64(MR))
     with for_range(b, 0, n_kb, "pc") as pc:
         k0 = b.mul(pc, kcb)
         kc = _imin(b, kcb, b.sub(K, k0))
-        if gathered:
-            b.call(pack_a, [mc, kc, A, a_rs, k0, Ap, fn.args[13]])
-        else:
-            b.call(pack_a, [mc, kc, gep_f(b, A, b.mul(k0, a_cs)), a_rs, a_cs, Ap])
+        b.call(pack_a, [mc, kc, gep_f(b, A, b.mul(k0, a_cs)), a_rs, a_cs, Ap])
         acc = b.select(b.icmp_signed(">", pc, i64(0)), ir.Constant(I32, 1), accumulate)
         b_blk = gep_f(b, Bp, b.mul(k0, n_pad))
         with for_range(b, 0, b.sdiv(n_pad, i64(nr)), "jr") as jr:

@@ -4,27 +4,26 @@ A convolution is window → reshape → matmul (ir/primitives_spatial.py). Writt
 (im2col) of a 3x3 convolution is 9x its input — for the guide's VGG-like model 340 MB per batch
 of 32, written to memory and read back by the gemm's packing. When every user of a window is a
 matmul reading it as A (the forward product and the kernel gradient), fusion hands the matmul
-the window's input instead (`Kernel.a_window`) and the gemm packs its A blocks straight from it.
+the window's input instead (`Kernel.a_window`) and the gemm's micro-kernels read A straight from
+it: nothing of A is packed.
 
 Element (i, k) of such an A lies at offset row_offset(i) + k_offset(k) of the window's input:
 the row index and the column index each decode, as mixed-radix numbers, into window coordinates
 (rows: batch, output positions; columns: window positions, channel — or the other way round for
 a transposed A) with one stride per digit. `GatherA.digits` holds both decoders as data, at most
 MAX_DIGITS digits each, innermost first; the code reads them at run time from a small constant
-table, so one packing routine serves every convolution of a module.
+table, so one panel routine serves every convolution of a module.
 
-Per block (at most MC rows x KC columns) the code decodes its first row and column with
+Per block (at most MC rows x KC columns) the panel routine decodes its first row and column with
 divisions once and fills a table of row offsets and one of column offsets by counting (carry digit
-to digit, no division). Then one of two panel routines:
-  * direct (columns run contiguously for at least DIRECT_MIN_RUN elements: a forward convolution
-    or an input gradient, whose columns are a window position's channels, or its whole window row):
-    nothing is packed. The column table becomes a list of runs (offset, length) and the direct
-    micro-kernels broadcast A straight from the input, row r at X + row_offset[r] + run offset + t,
-    against the packed B, with the micro-kernel's register tile;
-  * packed (the kernel gradient's A, whose columns are output positions): pack_gather copies 6-row
-    micro-panels in the gemm's layout — 8-column register transposes where columns run in 8s,
-    6 floats per column where 6 rows are contiguous channels, element by element otherwise — and
-    the gemm's own panel routine and micro-kernels run on them.
+to digit, no division). The direct micro-kernels then broadcast A[r, k] from
+X + row_offset[r] + column_offset[k] against the packed B, with the gemm's register tile
+(gemm.RowSums). Where the columns run contiguously for at least DIRECT_MIN_RUN elements (a forward
+convolution or an input gradient: a window position's channels, or a whole window row) the column
+table is first turned into runs (offset, length), so the k loop reads A sequentially with no table
+loads; otherwise (the kernel gradient, whose columns are output positions) each step loads its
+column's offset from the table. Packing A instead (the earlier design) cost ~10% of a VGG-like
+training step more: for the small N of convolutions it is about half the work of the products.
 Offsets come only from decoded in-range indices, so nothing outside the window's input is read.
 """
 from __future__ import annotations
@@ -33,14 +32,12 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from .gemm import (KC, MC, MR, UNROLL, V8, RowSums, _ceil_div, _f, _imin, _internal, _load_v8, _panel_fn,
-                   _store_v8, _transpose8, store_tile, tile_columns)
+from .gemm import KC, MC, MR, UNROLL, RowSums, _ceil_div, _imin, _internal, store_tile, tile_columns
 from .llvm_util import F32, I32, I64, PTR, for_range, gep_f, i64
 
 MAX_DIGITS = 4                  # batch + 3 spatial axes, or 3 window axes + channels
 UNBOUNDED = (1 << 63) - 1       # the radix of a group's outermost digit (never carries)
-TABLE_SIZE = 4 * MAX_DIGITS     # i64: per group MAX_DIGITS radices then MAX_DIGITS strides
-DIRECT_MIN_RUN = 8              # columns contiguous in runs at least this long: no packing of A
+DIRECT_MIN_RUN = 8              # columns contiguous in runs at least this long: read as runs
 
 
 @dataclass(frozen=True)
@@ -71,9 +68,7 @@ class GatherA:
 
     def panel_fn(self, module):
         """The gemm panel routine for this operand (gemm._row_panels calls it per row panel)."""
-        if self.column_run >= DIRECT_MIN_RUN:
-            return direct_panel_fn(module)
-        return _panel_fn(module, pack_gather_fn(module))
+        return direct_panel_fn(module, runs=self.column_run >= DIRECT_MIN_RUN)
 
     def offset(self, i, k):
         """Python mirror of the generated decoding (for tests and the GPU emitter's reference)."""
@@ -144,99 +139,13 @@ def _fill_offsets(b, table, group, out, start, count, digit, offset):
         bump(0)
 
 
-def pack_gather_fn(module):
-    """void pack_gather(mc, kc, X, row0, k0, Ap, table): rows [row0, row0+mc) x columns [k0, k0+kc)
-    of the gathered A into 6-row micro-panels, exactly as the gemm's pack_a lays them out."""
-    name = "kcompile.gemm.pack_gather"
-    if name in module.globals:
-        return module.globals[name]
-    fn, b = _internal(module, name, [I64, I64, PTR, I64, I64, PTR, PTR])
-    mc, kc, X, row0, k0, Ap, table = fn.args
-    for p in (X, Ap):
-        p.add_attribute("noalias")
-    row_off = b.alloca(I64, size=i64(MC))
-    col_off = b.alloca(I64, size=i64(KC))
-    runs8 = b.alloca(ir.IntType(1), size=i64(KC // 8))
-    counters = [([b.alloca(I64) for _ in range(MAX_DIGITS)], b.alloca(I64)) for _ in range(2)]
-    _fill_offsets(b, table, 0, row_off, row0, mc, *counters[0])
-    _fill_offsets(b, table, 1, col_off, k0, kc, *counters[1])
-    col = lambda k: b.load(b.gep(col_off, [k], source_etype=I64), typ=I64)  # noqa: E731
-    row = lambda i: b.load(b.gep(row_off, [i], source_etype=I64), typ=I64)  # noqa: E731
-
-    # which 8-column chunks are contiguous in X (the same for every row)
-    n8 = b.sdiv(kc, i64(8))
-    with for_range(b, 0, n8, "c8") as c8:
-        k = b.mul(c8, i64(8))
-        first = col(k)
-        ok = ir.Constant(ir.IntType(1), 1)
-        for c in range(1, 8):
-            ok = b.and_(ok, b.icmp_signed("==", col(b.add(k, i64(c))), b.add(first, i64(c))))
-        b.store(ok, b.gep(runs8, [c8], source_etype=ir.IntType(1)))
-
-    zero = ir.Constant(V8, [_f(0.0)] * 8)
-    n_full = b.sdiv(mc, i64(MR))
-
-    def scalar_columns(ptrs, dst, k_lo, k_hi):
-        with for_range(b, k_lo, k_hi, "ks") as k:
-            off = col(k)
-            for r in range(MR):
-                b.store(b.load(gep_f(b, ptrs[r], off), typ=F32), gep_f(b, dst, b.add(b.mul(k, i64(MR)), i64(r))))
-
-    with for_range(b, 0, n_full, "ip") as ip:
-        i0 = b.mul(ip, i64(MR))
-        dst = gep_f(b, Ap, b.mul(b.mul(ip, kc), i64(MR)))
-        offs = [row(b.add(i0, i64(r))) for r in range(MR)]
-        ptrs = [gep_f(b, X, o) for o in offs]
-        rows_run = ir.Constant(ir.IntType(1), 1)
-        for r in range(1, MR):
-            rows_run = b.and_(rows_run, b.icmp_signed("==", offs[r], b.add(offs[0], i64(r))))
-        with b.if_else(rows_run) as (contiguous_rows, other):
-            with contiguous_rows:
-                v4, v2 = ir.VectorType(F32, 4), ir.VectorType(F32, 2)
-                with for_range(b, 0, kc, "kr") as k:
-                    src = gep_f(b, ptrs[0], col(k))
-                    out = gep_f(b, dst, b.mul(k, i64(MR)))
-                    b.store(b.load(src, typ=v4, align=4), out, align=4)
-                    b.store(b.load(gep_f(b, src, i64(4)), typ=v2, align=4), gep_f(b, out, i64(4)), align=4)
-            with other:
-                with for_range(b, 0, n8, "kv") as kv:
-                    k = b.mul(kv, i64(8))
-                    run = b.load(b.gep(runs8, [kv], source_etype=ir.IntType(1)), typ=ir.IntType(1))
-                    with b.if_else(run, likely=True) as (vector, scalar):
-                        with vector:
-                            # each 8-wide store lands column k and 2 floats the next store overwrites
-                            off = col(k)
-                            cols = _transpose8(b, [_load_v8(b, p, off) for p in ptrs] + [zero, zero])
-                            for c in range(8):
-                                _store_v8(b, cols[c], dst, b.mul(b.add(k, i64(c)), i64(MR)))
-                        with scalar:
-                            scalar_columns(ptrs, dst, k, b.add(k, i64(8)))
-                scalar_columns(ptrs, dst, b.mul(n8, i64(8)), kc)
-
-    # the last, partial micro-panel: rows past mc are zeros (and never decoded or read)
-    with b.if_then(b.icmp_signed("<", b.mul(n_full, i64(MR)), mc)):
-        i0 = b.mul(n_full, i64(MR))
-        valid = b.sub(mc, i0)
-        dst = gep_f(b, Ap, b.mul(b.mul(n_full, kc), i64(MR)))
-        with for_range(b, 0, kc, "kp") as k:
-            off = col(k)
-            out = gep_f(b, dst, b.mul(k, i64(MR)))
-            with for_range(b, 0, valid, "rp") as r:
-                b.store(b.load(gep_f(b, X, b.add(row(b.add(i0, r)), off)), typ=F32), gep_f(b, out, r))
-            with for_range(b, valid, i64(MR), "rz") as r:
-                b.store(_f(0.0), gep_f(b, out, r))
-    b.ret_void()
-    return fn
-
-
-
-def direct_panel_fn(module):
+def direct_panel_fn(module, runs=True):
     """void panel(mc, N, K, X, row0, 0, Bp, kcb, n_kb, C, ldc, accumulate, Ap, table): rows
     [row0, row0 + mc) of a gemm whose A is gathered from X, A not packed (Ap unused).
 
-    Per k-block: the column offsets as runs, then for each NR-column B micro-panel (outer) and
-    6-row micro-tile (inner) the direct micro-kernel, as the packed panel routine does."""
-    name = "kcompile.gemm.panel.direct"
+    Per k-block: the column offsets (as runs, with `runs`), then for each NR-column B micro-panel
+    (outer) and 6-row micro-tile (inner) the direct micro-kernel, as the packed panel routine does."""
+    name = "kcompile.gemm.panel.direct" + ("" if runs else "_table")
     if name in module.globals:
         return module.globals[name]
     fn, b = _internal(module, name, [I64, I64, I64, PTR, I64, I64, PTR, I64, I64, PTR, I64, I32, PTR, PTR])
@@ -245,10 +154,10 @@ def direct_panel_fn(module):
         p.add_attribute("noalias")
     row_off = b.alloca(I64, size=i64(MC))
     col_off = b.alloca(I64, size=i64(KC))
-    runs = b.alloca(I64, size=i64(2 * KC))
+    runs_table = b.alloca(I64, size=i64(2 * KC))
     counters = [([b.alloca(I64) for _ in range(MAX_DIGITS)], b.alloca(I64)) for _ in range(2)]
     n_runs_slot, start_slot = b.alloca(I64), b.alloca(I64)
-    kernels = [None] + [_direct_kernel_fn(module, rows) for rows in range(1, MR + 1)]
+    kernels = [None] + [_direct_kernel_fn(module, rows, runs) for rows in range(1, MR + 1)]
     _fill_offsets(b, table, 0, row_off, row0, mc, *counters[0])
     nr = tile_columns(module)
     n_pad = b.mul(_ceil_div(b, N, i64(nr)), i64(nr))
@@ -258,22 +167,25 @@ def direct_panel_fn(module):
         k0 = b.mul(pc, kcb)
         kc = _imin(b, kcb, b.sub(K, k0))
         _fill_offsets(b, table, 1, col_off, k0, kc, *counters[1])
-        # runs: maximal stretches t where col_off[t] = col_off[t - 1] + 1
-        b.store(i64(0), n_runs_slot)
-        b.store(i64(0), start_slot)
-        with for_range(b, 1, b.add(kc, i64(1)), "t") as t:
-            at_end = b.icmp_signed("==", t, kc)
-            prev = b.load(slot(col_off, b.sub(t, i64(1))), typ=I64)
-            cur = b.load(slot(col_off, b.select(at_end, b.sub(t, i64(1)), t)), typ=I64)
-            brk = b.or_(at_end, b.icmp_signed("!=", cur, b.add(prev, i64(1))))
-            with b.if_then(brk):
-                start = b.load(start_slot, typ=I64)
-                n = b.load(n_runs_slot, typ=I64)
-                b.store(b.load(slot(col_off, start), typ=I64), slot(runs, b.mul(n, i64(2))))
-                b.store(b.sub(t, start), slot(runs, b.add(b.mul(n, i64(2)), i64(1))))
-                b.store(b.add(n, i64(1)), n_runs_slot)
-                b.store(t, start_slot)
-        n_runs = b.load(n_runs_slot, typ=I64)
+        if runs:
+            # runs: maximal stretches t where col_off[t] = col_off[t - 1] + 1
+            b.store(i64(0), n_runs_slot)
+            b.store(i64(0), start_slot)
+            with for_range(b, 1, b.add(kc, i64(1)), "t") as t:
+                at_end = b.icmp_signed("==", t, kc)
+                prev = b.load(slot(col_off, b.sub(t, i64(1))), typ=I64)
+                cur = b.load(slot(col_off, b.select(at_end, b.sub(t, i64(1)), t)), typ=I64)
+                brk = b.or_(at_end, b.icmp_signed("!=", cur, b.add(prev, i64(1))))
+                with b.if_then(brk):
+                    start = b.load(start_slot, typ=I64)
+                    n = b.load(n_runs_slot, typ=I64)
+                    b.store(b.load(slot(col_off, start), typ=I64), slot(runs_table, b.mul(n, i64(2))))
+                    b.store(b.sub(t, start), slot(runs_table, b.add(b.mul(n, i64(2)), i64(1))))
+                    b.store(b.add(n, i64(1)), n_runs_slot)
+                    b.store(t, start_slot)
+            columns, count = runs_table, b.load(n_runs_slot, typ=I64)
+        else:
+            columns, count = col_off, kc
         acc = b.select(b.icmp_signed(">", pc, i64(0)), ir.Constant(I32, 1), accumulate)
         b_blk = gep_f(b, Bp, b.mul(k0, n_pad))
         with for_range(b, 0, b.sdiv(n_pad, i64(nr)), "jr") as jr:
@@ -283,7 +195,7 @@ def direct_panel_fn(module):
             with for_range(b, 0, n_ir, "ir") as ir_:
                 i0 = b.mul(ir_, i64(MR))
                 rows = b.sub(mc, i0)
-                call_args = [X, slot(row_off, i0), runs, n_runs, b_panel, gep_f(b, C, b.add(b.mul(i0, ldc), j0)),
+                call_args = [X, slot(row_off, i0), columns, count, b_panel, gep_f(b, C, b.add(b.mul(i0, ldc), j0)),
                              ldc, nv, acc]
                 full = b.icmp_signed(">=", rows, i64(MR))
                 with b.if_else(full, likely=True) as (then, otherwise):
@@ -303,16 +215,17 @@ def direct_panel_fn(module):
     return fn
 
 
-def _direct_kernel_fn(module, rows):
-    """void udk(X, row_off, runs, n_runs, Bp, C, ldc, nv, accumulate): the micro-kernel with A read
-    in place: C[r*ldc + j] (+)= sum over the runs (off, len), t < len, of
-    X[row_off[r] + off + t] * Bp[16k + j] (k counting through the runs), r < rows, j < nv."""
+def _direct_kernel_fn(module, rows, runs=True):
+    """void udk(X, row_off, columns, count, Bp, C, ldc, nv, accumulate): the micro-kernel with A read
+    in place: C[r*ldc + j] (+)= sum over k of A[r, k] * Bp[NR*k + j], r < rows, j < nv, where
+    A[r, k] = X[row_off[r] + column offset of k], the columns given as `count` runs (offset, length)
+    (with `runs`) or as a table of `count` offsets."""
     nr = tile_columns(module)
-    name = f"kcompile.gemm.udk{rows}x{nr}"
+    name = f"kcompile.gemm.udk{rows}x{nr}" + ("" if runs else "t")
     if name in module.globals:
         return module.globals[name]
     fn, b = _internal(module, name, [PTR, PTR, PTR, I64, PTR, PTR, I64, I64, I32])
-    X, row_off, runs, n_runs, Bp, C, ldc, nv, accumulate = fn.args
+    X, row_off, columns, count, Bp, C, ldc, nv, accumulate = fn.args
     for p in (X, Bp, C):
         p.add_attribute("noalias")
     sums = RowSums(module, rows)
@@ -323,27 +236,35 @@ def _direct_kernel_fn(module, rows):
     b.store(Bp, b_ptr)
     bases = [gep_f(b, X, b.load(b.gep(row_off, [i64(r)], source_etype=I64), typ=I64)) for r in range(rows)]
 
-    def steps(a_rows, t, count):
+    def steps(address, t, n):
+        """n k steps from t; address(r, k): the pointer of A[r, k]."""
         pb = b.load(b_ptr, typ=PTR)
         values = [b.load(a, typ=sums.ty) for a in accs]
-        for s in range(count):
+        for s in range(n):
             k = b.add(t, i64(s))
             bv = sums.load_b(b, gep_f(b, pb, i64(nr * s)), 4 * sums.lanes)
-            a_values = [b.load(gep_f(b, a_rows[r], k), typ=F32, align=4) for r in range(rows)]
-            values = sums.step(b, values, a_values, bv)
+            values = sums.step(b, values, [b.load(address(r, k), typ=F32, align=4) for r in range(rows)], bv)
         for a, v in zip(accs, values):
             b.store(v, a)
-        b.store(gep_f(b, pb, i64(nr * count)), b_ptr)
+        b.store(gep_f(b, pb, i64(nr * n)), b_ptr)
 
-    with for_range(b, 0, n_runs, "run") as q:
-        off = b.load(b.gep(runs, [b.mul(q, i64(2))], source_etype=I64), typ=I64)
-        length = b.load(b.gep(runs, [b.add(b.mul(q, i64(2)), i64(1))], source_etype=I64), typ=I64)
-        a_rows = [gep_f(b, base, off) for base in bases]
+    def unrolled(length, address):
         main = b.sdiv(length, i64(UNROLL))
         with for_range(b, 0, main, "tu") as tu:
-            steps(a_rows, b.mul(tu, i64(UNROLL)), UNROLL)
+            steps(address, b.mul(tu, i64(UNROLL)), UNROLL)
         with for_range(b, b.mul(main, i64(UNROLL)), length, "tr") as t:
-            steps(a_rows, t, 1)
+            steps(address, t, 1)
+
+    if runs:
+        with for_range(b, 0, count, "run") as q:
+            off = b.load(b.gep(columns, [b.mul(q, i64(2))], source_etype=I64), typ=I64)
+            length = b.load(b.gep(columns, [b.add(b.mul(q, i64(2)), i64(1))], source_etype=I64), typ=I64)
+            a_rows = [gep_f(b, base, off) for base in bases]
+            unrolled(length, lambda r, k: gep_f(b, a_rows[r], k))
+    else:
+        def address(r, k):    # (the column's offset is loaded once per step: the optimizer shares it)
+            return gep_f(b, bases[r], b.load(b.gep(columns, [k], source_etype=I64), typ=I64))
+        unrolled(count, address)
     c_rows = [gep_f(b, C, b.mul(i64(r), ldc)) for r in range(rows)]
     store_tile(b, module, sums.pieces(b, [b.load(a, typ=sums.ty) for a in accs]), c_rows, nv, accumulate)
     b.ret_void()
