@@ -211,5 +211,6 @@ def test_gemm_machine_code_is_avx2_or_avx512_fma(vector_bits):
     kernel = jit.assembly.split(f"kcompile.gemm.uk{gemm.MR}x{nr}:")[1].split(".Lfunc_end")[0]
     blocks = kernel.split("\n.LBB")
     hot = max(blocks, key=lambda blk: blk.count("vfmadd231ps"))   # the unrolled k loop
+    hot = hot.split("\tjne")[0]                                     # up to its back edge
     assert hot.count("vfmadd231ps") == 2 * gemm.MR * gemm.UNROLL and ("ymm" if vector_bits == 256 else "zmm") in hot
     assert "(%rsp)" not in hot, "the k loop spills"

@@ -73,6 +73,7 @@ A_FLOATS = MC * KC + A_PAD
 KC_MAX_WORKERS = 8
 WORKER_SCRATCH_BYTES = 256 * 1024
 PARALLEL_MIN_WORK = 1 << 18
+IN_PLACE_B_ROWS = 48      # B is read in place (not packed) by gemms of at most this many rows
 assert 4 * A_FLOATS <= WORKER_SCRATCH_BYTES
 
 
@@ -290,25 +291,36 @@ def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False,
             epilogue(b, i64(0), M, extra)
         b.ret_void()
 
+    # rows in n_ic panels of equal size (rounded up to MR), at most MC
+    n_ic = _ceil_div(b, M, i64(MC))
+    mcb = b.mul(_ceil_div(b, _ceil_div(b, M, _imax(b, n_ic, i64(1))), i64(MR)), i64(MR))
+
+    # B read in place (b_step = its row stride), when its rows are contiguous and whole
+    # micro-panels wide, and either already laid out as one micro-panel (N = NR: a convolution's
+    # output gradient as B of its kernel gradient) or read by few rows (M <= IN_PLACE_B_ROWS: an
+    # RNN step's recurrent kernel, a Dense layer's weights at a small batch), where packing copies
+    # more than it saves. Otherwise (b_step = 0) it is packed: a wide B's rows, read in place by many
+    # micro-panels, would fight over L1 sets (a 1 KiB row stride: 256x256 ran at 78%).
+    nr = tile_columns(module)
+    whole = b.and_(b.icmp_signed("==", b_cs, i64(1)), b.icmp_signed("==", b.srem(N, i64(nr)), i64(0)))
+    in_place = b.and_(whole, b.or_(b.icmp_signed("==", b_rs, i64(nr)), b.icmp_signed("<=", M, i64(IN_PLACE_B_ROWS))))
+    b_base = b.select(in_place, B, b_pack)
+    b_step = b.select(in_place, b_rs, i64(0))
     threads = getattr(module, "kc_executor", "serial") == "threads"
-    with b.if_then(b.icmp_signed(">", M, i64(0))):
+    with b.if_then(b.and_(b.icmp_signed(">", M, i64(0)), b.not_(in_place))):
         if threads:
             _pack_b_parallel(b, module, [K, N, B, b_rs, b_cs, b_pack, kcb, n_kb])
         else:
             b.call(_pack_b_fn(module), [K, N, B, b_rs, b_cs, b_pack, kcb, i64(0), n_kb])
-
-    # rows in n_ic panels of equal size (rounded up to MR), at most MC
-    n_ic = _ceil_div(b, M, i64(MC))
-    mcb = b.mul(_ceil_div(b, _ceil_div(b, M, _imax(b, n_ic, i64(1))), i64(MR)), i64(MR))
     if not threads:
-        _row_panels(b, module, i64(0), n_ic, mcb, M, N, K, A, a_rs, a_cs, b_pack, kcb, n_kb, C, ldc, accumulate,
-                    a_pack, epilogue, extra, gather)
+        _row_panels(b, module, i64(0), n_ic, mcb, M, N, K, A, a_rs, a_cs, b_base, b_step, kcb, n_kb, C, ldc,
+                    accumulate, a_pack, epilogue, extra, gather)
         b.ret_void()
         return fn
     # threads: the row-panel loop is a task over [begin, end) of the panels, run by kc_parallel_for
     # when the work is big enough. The driver's values travel in a ctx struct on its stack.
     # (an array of i64 slots: pointers through ptrtoint, the i32 flag sign-extended)
-    values = [M, N, K, A, a_rs, a_cs, b_pack, kcb, n_kb, C, ldc, accumulate, a_pack, mcb] + extra
+    values = [M, N, K, A, a_rs, a_cs, b_base, b_step, kcb, n_kb, C, ldc, accumulate, a_pack, mcb] + extra
     ctx = b.alloca(I64, size=i64(len(values)), name="ctx")
     for i, v in enumerate(values):
         if v.type == I64:
@@ -348,7 +360,7 @@ def _epilogue_fn(module, name, epilogue, extra_arg_types):
     return lambda b, r0, r1, extra: b.call(fn, [r0, r1] + list(extra))
 
 
-def _row_panels(b, module, first, last, mcb, M, N, K, A, a_rs, a_cs, b_pack, kcb, n_kb, C, ldc, accumulate,
+def _row_panels(b, module, first, last, mcb, M, N, K, A, a_rs, a_cs, b_base, b_step, kcb, n_kb, C, ldc, accumulate,
                 a_pack, epilogue, extra, gather=None):
     """Row panels [first, last) of mcb rows: the A block packed into a_pack, then the panel routine and the epilogue.
 
@@ -360,10 +372,11 @@ def _row_panels(b, module, first, last, mcb, M, N, K, A, a_rs, a_cs, b_pack, kcb
         mc = _imin(b, b.sub(M, r0), mcb)
         c_rows = gep_f(b, C, b.mul(r0, ldc))
         if gather is None:
-            b.call(panel, [mc, N, K, gep_f(b, A, b.mul(r0, a_rs)), a_rs, a_cs, b_pack, kcb, n_kb,
+            b.call(panel, [mc, N, K, gep_f(b, A, b.mul(r0, a_rs)), a_rs, a_cs, b_base, b_step, kcb, n_kb,
                            c_rows, ldc, accumulate, a_pack])
         else:
-            b.call(panel, [mc, N, K, A, r0, i64(0), b_pack, kcb, n_kb, c_rows, ldc, accumulate, a_pack, gather[0]])
+            b.call(panel, [mc, N, K, A, r0, i64(0), b_base, b_step, kcb, n_kb, c_rows, ldc, accumulate, a_pack,
+                           gather[0]])
         if epilogue is not None:
             epilogue(b, r0, b.add(r0, mc), extra)
 
@@ -384,8 +397,8 @@ def _panel_task_fn(module, name, types, epilogue, gather=None):
     for i, t in enumerate(types):
         slot = b.load(b.gep(ctx, [i64(i)], inbounds=True, source_etype=I64), typ=I64)
         fields.append(slot if t == I64 else b.trunc(slot, t) if t == I32 else b.inttoptr(slot, t))
-    M, N, K, A, a_rs, a_cs, b_pack, kcb, n_kb, C, ldc, accumulate, a_own, mcb = fields[:14]
-    extra = fields[14:]
+    M, N, K, A, a_rs, a_cs, b_base, b_step, kcb, n_kb, C, ldc, accumulate, a_own, mcb = fields[:15]
+    extra = fields[15:]
     scratch_fn = module.globals.get("kc_worker_scratch")
     if scratch_fn is None:
         scratch_fn = ir.Function(module, ir.FunctionType(PTR, [I64]), "kc_worker_scratch")
@@ -399,7 +412,7 @@ def _panel_task_fn(module, name, types, epilogue, gather=None):
     a_pack = b.phi(PTR, "a_pack")
     a_pack.add_incoming(a_own, blk_own)
     a_pack.add_incoming(theirs, blk_pool)
-    _row_panels(b, module, begin, end, mcb, M, N, K, A, a_rs, a_cs, b_pack, kcb, n_kb, C, ldc, accumulate,
+    _row_panels(b, module, begin, end, mcb, M, N, K, A, a_rs, a_cs, b_base, b_step, kcb, n_kb, C, ldc, accumulate,
                 a_pack, epilogue, extra, gather)
     b.ret_void()
     return fn
@@ -412,8 +425,18 @@ def _parallel_for_fn(module):
     return fn
 
 
+def b_tile(b, module, Bp, b_step, k0, kc, j0, n_pad):
+    """(pointer to B's row k0 at column j0, floats from one k to the next) for a micro-kernel: in
+    the packed layout (b_step 0: the k-block's micro-panel of column j0, NR floats per k) or read
+    in place (b_step: B's row stride)."""
+    packed = b.icmp_signed("==", b_step, i64(0))
+    in_packed = gep_f(b, Bp, b.add(b.mul(k0, n_pad), b.mul(j0, kc)))
+    in_place = gep_f(b, Bp, b.add(b.mul(k0, b_step), j0))
+    return b.select(packed, in_packed, in_place), b.select(packed, i64(tile_columns(module)), b_step)
+
+
 def _panel_fn(module):
-    """void panel(mc, N, K, A, a_rs, a_cs, Bp, kcb, n_kb, C, ldc, accumulate, Ap): rows [0, mc) of C.
+    """void panel(mc, N, K, A, a_rs, a_cs, Bp, b_step, kcb, n_kb, C, ldc, accumulate, Ap): rows [0, mc) of C.
 
     For each k-block: pack the mc x kc block of A, then sweep NR-column B micro-panels (outer)
     and 6-row A micro-panels (inner) with the micro-kernel. (A gathered A has panel routines of
@@ -422,8 +445,8 @@ def _panel_fn(module):
     name = "kcompile.gemm.panel"
     if name in module.globals:
         return module.globals[name]
-    fn, b = _internal(module, name, [I64, I64, I64, PTR, I64, I64, PTR, I64, I64, PTR, I64, I32, PTR])
-    mc, N, K, A, a_rs, a_cs, Bp, kcb, n_kb, C, ldc, accumulate, Ap = fn.args
+    fn, b = _internal(module, name, [I64, I64, I64, PTR, I64, I64, PTR, I64, I64, I64, PTR, I64, I32, PTR])
+    mc, N, K, A, a_rs, a_cs, Bp, b_step, kcb, n_kb, C, ldc, accumulate, Ap = fn.args
     for p in (A, Bp, C, Ap):
         p.add_attribute("noalias")
     kernels = [None] + [_micro_kernel_fn(module, rows) for rows in range(1, MR + 1)]
@@ -436,20 +459,20 @@ def _panel_fn(module):
         kc = _imin(b, kcb, b.sub(K, k0))
         b.call(pack_a, [mc, kc, gep_f(b, A, b.mul(k0, a_cs)), a_rs, a_cs, Ap])
         acc = b.select(b.icmp_signed(">", pc, i64(0)), ir.Constant(I32, 1), accumulate)
-        b_blk = gep_f(b, Bp, b.mul(k0, n_pad))
         with for_range(b, 0, b.sdiv(n_pad, i64(nr)), "jr") as jr:
             j0 = b.mul(jr, i64(nr))
             nv = _imin(b, b.sub(N, j0), i64(nr))
-            b_panel = gep_f(b, b_blk, b.mul(j0, kc))
+            b_panel, k_step = b_tile(b, module, Bp, b_step, k0, kc, j0, n_pad)
             with for_range(b, 0, n_ir, "ir") as ir_:
                 i0 = b.mul(ir_, i64(MR))
                 rows = b.sub(mc, i0)
                 a_panel = gep_f(b, Ap, b.mul(b.mul(ir_, kc), i64(MR)))
                 c_tile = gep_f(b, C, b.add(b.mul(i0, ldc), j0))
-                # each call prefetches a quarter of the next B micro-panel (past the last: harmless)
+                # each call prefetches a quarter of the next packed B micro-panel (past the last, or
+                # of a B read in place: harmless)
                 quarter = b.mul(b.and_(ir_, i64(3)), b.mul(kc, i64(nr // 4)))
                 b_next = b.gep(b_panel, [b.add(b.mul(kc, i64(nr)), quarter)], source_etype=F32)
-                call_args = [kc, a_panel, b_panel, c_tile, ldc, nv, acc, b_next]
+                call_args = [kc, a_panel, b_panel, c_tile, ldc, nv, acc, b_next, k_step]
                 full = b.icmp_signed(">=", rows, i64(MR))
                 with b.if_else(full, likely=True) as (then, otherwise):
                     with then:
@@ -540,7 +563,7 @@ def _gemv_fn(module, rows):
 
 
 def _micro_kernel_fn(module, rows):
-    """void uk(kc, Ap, Bp, C, ldc, nv, accumulate, b_next): C[r*ldc + j] (+)= sum_k Ap[6k + r] * Bp[16k + j]
+    """void uk(kc, Ap, Bp, C, ldc, nv, accumulate, b_next, k_step): C[r*ldc + j] (+)= sum_k Ap[6k + r] * Bp[k_step*k + j]
 
     for r < rows, j < nv (nv <= 16; nv < 16 goes through masked loads and stores). Prefetches the
     C tile into L1 and kc/4 lines from b_next into L2.
@@ -549,8 +572,8 @@ def _micro_kernel_fn(module, rows):
     name = f"kcompile.gemm.uk{rows}x{nr}"
     if name in module.globals:
         return module.globals[name]
-    fn, b = _internal(module, name, [I64, PTR, PTR, PTR, I64, I64, I32, PTR])
-    kc, Ap, Bp, C, ldc, nv, accumulate, b_next = fn.args
+    fn, b = _internal(module, name, [I64, PTR, PTR, PTR, I64, I64, I32, PTR, I64])
+    kc, Ap, Bp, C, ldc, nv, accumulate, b_next, k_step = fn.args
     for p in (Ap, Bp, C):
         p.add_attribute("noalias")
     sums = RowSums(module, rows)
@@ -563,7 +586,7 @@ def _micro_kernel_fn(module, rows):
 
     def step(a_ptr, b_ptr, accs):
         a_values = [b.load(gep_f(b, a_ptr, i64(r)), typ=F32, align=4) for r in range(rows)]
-        return sums.step(b, accs, a_values, sums.load_b(b, b_ptr, 4 * sums.lanes))
+        return sums.step(b, accs, a_values, sums.load_b(b, b_ptr, 4))
 
     def loop(count, a_start, b_start, accs_in, steps, label):
         """count iterations of `steps` k steps; returns (a_end, b_end, accs) as seen after it."""
@@ -590,11 +613,13 @@ def _micro_kernel_fn(module, rows):
         if steps > 1:   # one line of the next B micro-panel per iteration, into L2 (prefetcht1)
             b.call(prefetch, [pn, ir.Constant(I32, 0), ir.Constant(I32, 2), ir.Constant(I32, 1)])
         pn.add_incoming(b.gep(pn, [i64(16)], source_etype=F32), body)
-        for s in range(steps):
-            cur = step(gep_f(b, pa, i64(MR * s)), gep_f(b, pb, i64(nr * s)), cur)
+        b_row = pb
+        for s in range(steps):   # (B's row pointer walks by k_step: fewer live registers than pb + s*k_step)
+            cur = step(gep_f(b, pa, i64(MR * s)), b_row, cur)
+            b_row = gep_f(b, b_row, k_step)
         i.add_incoming(b.add(i, i64(1), flags=("nsw",)), body)
         pa.add_incoming(gep_f(b, pa, i64(MR * steps)), body)
-        pb.add_incoming(gep_f(b, pb, i64(nr * steps)), body)
+        pb.add_incoming(b_row, body)
         for phi, v in zip(accs, cur):
             phi.add_incoming(v, body)
         b.branch(head)

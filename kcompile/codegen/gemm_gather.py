@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from .gemm import KC, MC, MR, UNROLL, RowSums, _ceil_div, _imin, _internal, store_tile, tile_columns
+from .gemm import KC, MC, MR, UNROLL, RowSums, _ceil_div, _imin, _internal, b_tile, store_tile, tile_columns
 from .llvm_util import F32, I32, I64, PTR, for_range, gep_f, i64
 
 MAX_DIGITS = 4                  # batch + 3 spatial axes, or 3 window axes + channels
@@ -140,7 +140,7 @@ def _fill_offsets(b, table, group, out, start, count, digit, offset):
 
 
 def direct_panel_fn(module, runs=True):
-    """void panel(mc, N, K, X, row0, 0, Bp, kcb, n_kb, C, ldc, accumulate, Ap, table): rows
+    """void panel(mc, N, K, X, row0, 0, Bp, b_step, kcb, n_kb, C, ldc, accumulate, Ap, table): rows
     [row0, row0 + mc) of a gemm whose A is gathered from X, A not packed (Ap unused).
 
     Per k-block: the column offsets (as runs, with `runs`), then for each NR-column B micro-panel
@@ -148,8 +148,8 @@ def direct_panel_fn(module, runs=True):
     name = "kcompile.gemm.panel.direct" + ("" if runs else "_table")
     if name in module.globals:
         return module.globals[name]
-    fn, b = _internal(module, name, [I64, I64, I64, PTR, I64, I64, PTR, I64, I64, PTR, I64, I32, PTR, PTR])
-    mc, N, K, X, row0, _, Bp, kcb, n_kb, C, ldc, accumulate, _, table = fn.args
+    fn, b = _internal(module, name, [I64, I64, I64, PTR, I64, I64, PTR, I64, I64, I64, PTR, I64, I32, PTR, PTR])
+    mc, N, K, X, row0, _, Bp, b_step, kcb, n_kb, C, ldc, accumulate, _, table = fn.args
     for p in (X, Bp, C):
         p.add_attribute("noalias")
     row_off = b.alloca(I64, size=i64(MC))
@@ -187,16 +187,15 @@ def direct_panel_fn(module, runs=True):
         else:
             columns, count = col_off, kc
         acc = b.select(b.icmp_signed(">", pc, i64(0)), ir.Constant(I32, 1), accumulate)
-        b_blk = gep_f(b, Bp, b.mul(k0, n_pad))
         with for_range(b, 0, b.sdiv(n_pad, i64(nr)), "jr") as jr:
             j0 = b.mul(jr, i64(nr))
             nv = _imin(b, b.sub(N, j0), i64(nr))
-            b_panel = gep_f(b, b_blk, b.mul(j0, kc))
+            b_panel, k_step = b_tile(b, module, Bp, b_step, k0, kc, j0, n_pad)
             with for_range(b, 0, n_ir, "ir") as ir_:
                 i0 = b.mul(ir_, i64(MR))
                 rows = b.sub(mc, i0)
                 call_args = [X, slot(row_off, i0), columns, count, b_panel, gep_f(b, C, b.add(b.mul(i0, ldc), j0)),
-                             ldc, nv, acc]
+                             ldc, nv, acc, k_step]
                 full = b.icmp_signed(">=", rows, i64(MR))
                 with b.if_else(full, likely=True) as (then, otherwise):
                     with then:
@@ -216,16 +215,16 @@ def direct_panel_fn(module, runs=True):
 
 
 def _direct_kernel_fn(module, rows, runs=True):
-    """void udk(X, row_off, columns, count, Bp, C, ldc, nv, accumulate): the micro-kernel with A read
-    in place: C[r*ldc + j] (+)= sum over k of A[r, k] * Bp[NR*k + j], r < rows, j < nv, where
+    """void udk(X, row_off, columns, count, Bp, C, ldc, nv, accumulate, k_step): the micro-kernel with
+    A read in place: C[r*ldc + j] (+)= sum over k of A[r, k] * Bp[k_step*k + j], r < rows, j < nv, where
     A[r, k] = X[row_off[r] + column offset of k], the columns given as `count` runs (offset, length)
     (with `runs`) or as a table of `count` offsets."""
     nr = tile_columns(module)
     name = f"kcompile.gemm.udk{rows}x{nr}" + ("" if runs else "t")
     if name in module.globals:
         return module.globals[name]
-    fn, b = _internal(module, name, [PTR, PTR, PTR, I64, PTR, PTR, I64, I64, I32])
-    X, row_off, columns, count, Bp, C, ldc, nv, accumulate = fn.args
+    fn, b = _internal(module, name, [PTR, PTR, PTR, I64, PTR, PTR, I64, I64, I32, I64])
+    X, row_off, columns, count, Bp, C, ldc, nv, accumulate, k_step = fn.args
     for p in (X, Bp, C):
         p.add_attribute("noalias")
     sums = RowSums(module, rows)
@@ -242,11 +241,11 @@ def _direct_kernel_fn(module, rows, runs=True):
         values = [b.load(a, typ=sums.ty) for a in accs]
         for s in range(n):
             k = b.add(t, i64(s))
-            bv = sums.load_b(b, gep_f(b, pb, i64(nr * s)), 4 * sums.lanes)
+            bv = sums.load_b(b, gep_f(b, pb, b.mul(k_step, i64(s))), 4)
             values = sums.step(b, values, [b.load(address(r, k), typ=F32, align=4) for r in range(rows)], bv)
         for a, v in zip(accs, values):
             b.store(v, a)
-        b.store(gep_f(b, pb, i64(nr * n)), b_ptr)
+        b.store(gep_f(b, pb, b.mul(k_step, i64(n))), b_ptr)
 
     def unrolled(length, address):
         main = b.sdiv(length, i64(UNROLL))
