@@ -6,6 +6,7 @@ Every run uses the fast profile ("ci") unless asked for another: `pytest --hypot
 import os
 import pathlib
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -18,3 +19,12 @@ settings.register_profile(
     "thorough", max_examples=100, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))   # --hypothesis-profile overrides this
+
+
+@pytest.fixture
+def compile_cache_dir(tmp_path, monkeypatch):
+    """A private, empty on-disk compile cache for one test (KCOMPILE_CACHE_DIR)."""
+    directory = tmp_path / "cache"
+    monkeypatch.setenv("KCOMPILE_CACHE_DIR", str(directory))
+    monkeypatch.setenv("KCOMPILE_CACHE", "1")
+    return directory

@@ -18,14 +18,6 @@ from kcompile.runtime.state import StatePool
 
 
 @pytest.fixture
-def cache(tmp_path, monkeypatch):
-    directory = tmp_path / "cache"
-    monkeypatch.setenv("KCOMPILE_CACHE_DIR", str(directory))
-    monkeypatch.setenv("KCOMPILE_CACHE", "1")
-    return directory
-
-
-@pytest.fixture
 def lowerings(monkeypatch):
     """How many times a module was lowered (build_module: every compile that is not a hit)."""
     calls = []
@@ -57,7 +49,7 @@ def _run(model):
     return np.asarray(loss), model.predict_on_batch(x)
 
 
-def test_a_warm_hit_skips_the_lowering_and_llvm(cache, lowerings, monkeypatch, capfd):
+def test_a_warm_hit_skips_the_lowering_and_llvm(compile_cache_dir, lowerings, monkeypatch, capfd):
     want = _run(_mlp())
     assert len(lowerings) == 1
     monkeypatch.setenv("KCOMPILE_TIMINGS", "1")
@@ -71,7 +63,7 @@ def test_a_warm_hit_skips_the_lowering_and_llvm(cache, lowerings, monkeypatch, c
         np.testing.assert_array_equal(a, b)
 
 
-def test_a_changed_graph_misses(cache, lowerings):
+def test_a_changed_graph_misses(compile_cache_dir, lowerings):
     _run(_mlp())
     _run(_mlp(units=32))                   # other shapes
     _run(_mlp(rate=0.25))                  # the same shapes, another constant
@@ -80,7 +72,7 @@ def test_a_changed_graph_misses(cache, lowerings):
     assert len(lowerings) == 3
 
 
-def test_a_changed_target_or_source_misses(cache, lowerings, monkeypatch):
+def test_a_changed_target_or_source_misses(compile_cache_dir, lowerings, monkeypatch):
     _run(_mlp())
     if jit.thread_pool() is not None:
         monkeypatch.setenv("KCOMPILE_THREADS", "0")     # the executor "serial": another target
@@ -100,7 +92,7 @@ def _scaled(factor):
     return {"predict": Graph([x], {"y0": y}, [], {}, name="predict")}
 
 
-def test_constant_values_are_part_of_the_key(cache, lowerings):
+def test_constant_values_are_part_of_the_key(compile_cache_dir, lowerings):
     x = np.arange(8, dtype=np.float32).reshape(2, 4)
     outs = []
     for factor in (2.0, 3.0, 2.0):
@@ -113,9 +105,9 @@ def test_constant_values_are_part_of_the_key(cache, lowerings):
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "manifest"])
-def test_a_corrupt_entry_is_discarded_with_a_warning_and_recompiled(cache, lowerings, damage):
+def test_a_corrupt_entry_is_discarded_with_a_warning_and_recompiled(compile_cache_dir, lowerings, damage):
     want = _run(_mlp())
-    (path,) = [p for p in cache.iterdir() if p.suffix == ".o"]
+    (path,) = [p for p in compile_cache_dir.iterdir() if p.suffix == ".o"]
     data = bytearray(path.read_bytes())
     if damage == "truncate":
         data = data[:len(data) // 2]
@@ -134,7 +126,7 @@ def test_a_corrupt_entry_is_discarded_with_a_warning_and_recompiled(cache, lower
     assert len(lowerings) == 2
 
 
-def test_results_equal_with_and_without_the_cache(cache, monkeypatch):
+def test_results_equal_with_and_without_the_cache(compile_cache_dir, monkeypatch):
     x, y = _data()
     runs = []
     for setting in ("0", "1", "1"):          # off, then on: a miss, then a hit
@@ -158,7 +150,7 @@ def test_the_memory_cache_serves_when_the_disk_cache_is_off(monkeypatch, lowerin
         np.testing.assert_array_equal(a, b)
 
 
-def test_the_train_entry_is_compiled_once(cache, lowerings, monkeypatch, capfd):
+def test_the_train_entry_is_compiled_once(compile_cache_dir, lowerings, monkeypatch, capfd):
     """compile() builds predict, train and evaluate together; the first fit, train_on_batch,
     predict and evaluate after it compile nothing more (with or without a cache hit)."""
     monkeypatch.setenv("KCOMPILE_TIMINGS", "1")
@@ -176,7 +168,7 @@ def test_the_train_entry_is_compiled_once(cache, lowerings, monkeypatch, capfd):
     assert len(lowerings) == 1
 
 
-def test_a_changed_setting_or_patched_pass_misses(cache, lowerings, monkeypatch):
+def test_a_changed_setting_or_patched_pass_misses(compile_cache_dir, lowerings, monkeypatch):
     """What a caller changes at run time is part of the key: a module setting (a size limit,
     a threshold) or a pass replaced by monkeypatching."""
     from kcompile.codegen import lower
@@ -222,7 +214,7 @@ def test_split_library_declares_what_it_moves():
     assert jit.split_library(reading) == (reading, [])
 
 
-def test_another_process_hits_the_entry(cache):
+def test_another_process_hits_the_entry(compile_cache_dir):
     """The key holds nothing of one process's own (node ids, slot uids, addresses, the hash seed):
     a second process compiling the same model loads the first one's entry."""
     import os
@@ -235,7 +227,7 @@ def test_another_process_hits_the_entry(cache):
             "print(float(m.predict_on_batch(np.ones((2, 16), np.float32)).sum()))")
     lines = []
     for seed in ("1", "2"):
-        env = dict(os.environ, KCOMPILE_CACHE_DIR=str(cache), KCOMPILE_TIMINGS="1", PYTHONHASHSEED=seed)
+        env = dict(os.environ, KCOMPILE_CACHE_DIR=str(compile_cache_dir), KCOMPILE_TIMINGS="1", PYTHONHASHSEED=seed)
         done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         lines.append([l for l in done.stderr.splitlines() if l.startswith("kcompile: compiled")])

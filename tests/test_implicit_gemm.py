@@ -80,6 +80,11 @@ def test_convolutions_match_the_interpreter(rank, channels, filters, kernel, str
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(batch,) + shape).astype(np.float32)
     y = rng.normal(size=(batch, 3)).astype(np.float32)
+    _assert_compiled_step_matches_interpreter(model, x, y, threads, learning_rate=0.05, atol=1e-4)
+
+
+def _assert_compiled_step_matches_interpreter(model, x, y, threads, learning_rate, atol):
+    """predict_on_batch and one SGD step, native on `threads` threads and on the interpreter."""
     before = keras.config.get_num_threads()
     keras.config.set_num_threads(threads)
     try:
@@ -87,16 +92,16 @@ def test_convolutions_match_the_interpreter(rank, channels, filters, kernel, str
         results = []
         for eager in (False, True):
             model.set_weights(start)
-            model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse", run_eagerly=eager)
+            model.compile(optimizer=keras.optimizers.SGD(learning_rate), loss="mse", run_eagerly=eager)
             predicted = model.predict_on_batch(x)
             results.append((predicted, model.train_on_batch(x, y), model.get_weights()))
     finally:
         keras.config.set_num_threads(before)
     (pc, lc, wc), (pe, le, we) = results
-    np.testing.assert_allclose(pc, pe, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(pc, pe, rtol=1e-4, atol=atol)
     np.testing.assert_allclose(lc, le, rtol=1e-4, atol=1e-5)
     for a, e in zip(wc, we):
-        np.testing.assert_allclose(a, e, rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(a, e, rtol=1e-3, atol=atol)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -107,22 +112,7 @@ def test_large_blocks_and_panels_match_the_interpreter(threads):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3, 12, 12, 32)).astype(np.float32)
     y = rng.normal(size=(3, 20)).astype(np.float32)
-    before = keras.config.get_num_threads()
-    keras.config.set_num_threads(threads)
-    try:
-        start = model.get_weights()
-        results = []
-        for eager in (False, True):
-            model.set_weights(start)
-            model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", run_eagerly=eager)
-            results.append((model.predict_on_batch(x), model.train_on_batch(x, y), model.get_weights()))
-    finally:
-        keras.config.set_num_threads(before)
-    (pc, lc, wc), (pe, le, we) = results
-    np.testing.assert_allclose(pc, pe, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(lc, le, rtol=1e-4)
-    for a, e in zip(wc, we):
-        np.testing.assert_allclose(a, e, rtol=1e-3, atol=1e-5)
+    _assert_compiled_step_matches_interpreter(model, x, y, threads, learning_rate=0.1, atol=1e-5)
 
 
 def test_pooling_reads_its_window_in_place():

@@ -135,14 +135,6 @@ def test_set_weights_while_predicting_is_never_seen_half_done():
 
 
 # ------------------------------------------------------------------ the compile cache
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    directory = tmp_path / "cache"
-    monkeypatch.setenv("KCOMPILE_CACHE_DIR", str(directory))
-    monkeypatch.setenv("KCOMPILE_CACHE", "1")
-    return directory
-
-
 def _compile_and_predict():
     model = _model(5)
     return model.predict_on_batch(np.ones((2, 16), np.float32))
@@ -153,10 +145,10 @@ def _entries(directory):
 
 
 @pytest.mark.parametrize("damage", ["truncate", "random", "flip", "header"])
-def test_a_damaged_cache_entry_is_discarded_and_recompiled(cache, damage):
+def test_a_damaged_cache_entry_is_discarded_and_recompiled(compile_cache_dir, damage):
     want = _compile_and_predict()
-    entries = _entries(cache)
-    assert entries and oct(cache.stat().st_mode & 0o777) == "0o700"
+    entries = _entries(compile_cache_dir)
+    assert entries and oct(compile_cache_dir.stat().st_mode & 0o777) == "0o700"
     for path in entries:
         data = bytearray(path.read_bytes())
         if damage == "truncate":
@@ -178,25 +170,25 @@ def test_a_damaged_cache_entry_is_discarded_and_recompiled(cache, damage):
         np.testing.assert_array_equal(_compile_and_predict(), want)
 
 
-def test_a_cache_folder_others_can_write_is_not_used(cache):
-    cache.mkdir(mode=0o777)
-    os.chmod(cache, 0o777)
+def test_a_cache_folder_others_can_write_is_not_used(compile_cache_dir):
+    compile_cache_dir.mkdir(mode=0o777)
+    os.chmod(compile_cache_dir, 0o777)
     with pytest.warns(RuntimeWarning, match="other users can write"):
         assert jit.cache_dir() is None
 
 
-def test_two_processes_compiling_the_same_model_share_the_cache(cache):
+def test_two_processes_compiling_the_same_model_share_the_cache(compile_cache_dir):
     code = ("import numpy as np, kcompile as k; from kcompile import layers; k.set_random_seed(5);"
             "m = k.Sequential([layers.Dense(32, activation='relu', input_shape=(16,)), layers.Dense(10, "
             "activation='softmax')]); m.compile(optimizer='sgd', loss='categorical_crossentropy');"
             "print(float(m.predict_on_batch(np.ones((2, 16), np.float32)).sum()))")
-    env = dict(os.environ, KCOMPILE_CACHE_DIR=str(cache))
+    env = dict(os.environ, KCOMPILE_CACHE_DIR=str(compile_cache_dir))
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
     assert all("corrupt" not in o[1] for o in outs)
-    assert not [p for p in cache.iterdir() if p.suffix == ".tmp"]
+    assert not [p for p in compile_cache_dir.iterdir() if p.suffix == ".tmp"]
 
 
 def test_compile_phase_timings_are_reported(monkeypatch, capfd):

@@ -472,23 +472,26 @@ def _panel_fn(module):
                 # of a B read in place: harmless)
                 quarter = b.mul(b.and_(ir_, i64(3)), b.mul(kc, i64(nr // 4)))
                 b_next = b.gep(b_panel, [b.add(b.mul(kc, i64(nr)), quarter)], source_etype=F32)
-                call_args = [kc, a_panel, b_panel, c_tile, ldc, nv, acc, b_next, k_step]
-                full = b.icmp_signed(">=", rows, i64(MR))
-                with b.if_else(full, likely=True) as (then, otherwise):
-                    with then:
-                        b.call(kernels[MR], call_args)
-                    with otherwise:
-                        after = b.append_basic_block("rows.done")
-                        sw = b.switch(rows, after)
-                        for r in range(1, MR):
-                            blk = b.append_basic_block(f"rows{r}")
-                            sw.add_case(i64(r), blk)
-                            b.position_at_end(blk)
-                            b.call(kernels[r], call_args)
-                            b.branch(after)
-                        b.position_at_end(after)
+                call_by_rows(b, kernels, rows, [kc, a_panel, b_panel, c_tile, ldc, nv, acc, b_next, k_step])
     b.ret_void()
     return fn
+
+
+def call_by_rows(b, kernels, rows, args):
+    """kernels[MR](args) when the micro-panel has MR or more rows left, else kernels[rows](args)."""
+    with b.if_else(b.icmp_signed(">=", rows, i64(MR)), likely=True) as (then, otherwise):
+        with then:
+            b.call(kernels[MR], args)
+        with otherwise:
+            after = b.append_basic_block("rows.done")
+            sw = b.switch(rows, after)
+            for r in range(1, MR):
+                blk = b.append_basic_block(f"rows{r}")
+                sw.add_case(i64(r), blk)
+                b.position_at_end(blk)
+                b.call(kernels[r], args)
+                b.branch(after)
+            b.position_at_end(after)
 
 
 def _gemv_fn(module, rows):

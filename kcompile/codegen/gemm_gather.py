@@ -32,7 +32,8 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from .gemm import KC, MC, MR, UNROLL, RowSums, _ceil_div, _imin, _internal, b_tile, store_tile, tile_columns
+from .gemm import (KC, MC, MR, UNROLL, RowSums, _ceil_div, _imin, _internal, b_tile, call_by_rows, store_tile,
+                   tile_columns)
 from .llvm_util import F32, I32, I64, PTR, for_range, gep_f, i64
 
 MAX_DIGITS = 4                  # batch + 3 spatial axes, or 3 window axes + channels
@@ -194,22 +195,8 @@ def direct_panel_fn(module, runs=True):
             with for_range(b, 0, n_ir, "ir") as ir_:
                 i0 = b.mul(ir_, i64(MR))
                 rows = b.sub(mc, i0)
-                call_args = [X, slot(row_off, i0), columns, count, b_panel, gep_f(b, C, b.add(b.mul(i0, ldc), j0)),
-                             ldc, nv, acc, k_step]
-                full = b.icmp_signed(">=", rows, i64(MR))
-                with b.if_else(full, likely=True) as (then, otherwise):
-                    with then:
-                        b.call(kernels[MR], call_args)
-                    with otherwise:
-                        after = b.append_basic_block("rows.done")
-                        sw = b.switch(rows, after)
-                        for r in range(1, MR):
-                            blk = b.append_basic_block(f"rows{r}")
-                            sw.add_case(i64(r), blk)
-                            b.position_at_end(blk)
-                            b.call(kernels[r], call_args)
-                            b.branch(after)
-                        b.position_at_end(after)
+                call_by_rows(b, kernels, rows, [X, slot(row_off, i0), columns, count, b_panel,
+                                                gep_f(b, C, b.add(b.mul(i0, ldc), j0)), ldc, nv, acc, k_step])
     b.ret_void()
     return fn
 
