@@ -202,3 +202,19 @@ def test_compile_phase_timings_are_reported(monkeypatch, capfd):
     for phase in ("trace", "passes", "lowering", "llvm-parse", "llvm-codegen"):
         assert re.search(rf"\b{phase} \d+\.\d\d\b", line[0]), (phase, line[0])
     assert re.search(r"object cache: (hit|miss)", line[0])
+
+
+def test_the_state_pool_reserves_once_and_keeps_values():
+    """reserve() makes room for slots in one allocation; adding them then never reallocates, and
+    values already in the pool survive a reservation."""
+    from kcompile.runtime.state import Slot, StatePool
+    pool = StatePool()
+    pool.add(Slot("a", (3,), "float32"), initial=np.arange(3, dtype=np.float32))
+    slots = [Slot(f"s{i}", (1000,), "float32") for i in range(5)]
+    pool.reserve(slots + [Slot("a", (3,), "float32")])
+    buffer = pool.buffer
+    for i, slot in enumerate(slots):
+        pool.add(slot, initial=np.full(1000, i, np.float32))
+    assert pool.buffer is buffer
+    np.testing.assert_array_equal(pool.view("a"), [0, 1, 2])
+    assert [float(pool.view(f"s{i}")[0]) for i in range(5)] == [0, 1, 2, 3, 4]

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..ir import builder as irb
 from ..ir.autodiff import grad
-from ..ir.graph import BATCH, Graph, concrete_shape
+from ..ir.graph import BATCH, Graph
 from ..ir.primitives_collective import HOST_ALL_REDUCE
 from ..layers.base import flatten
 from ..layers.dynamic_shapes import concrete_input_shape
@@ -292,6 +292,7 @@ class CompiledModel:
                 graphs["train"] = self.train_graph(y_shapes)
             graphs["evaluate"] = self.eval_graph(y_shapes)
         self._variables = self.all_variables()
+        self.pool.reserve([v.slot for v in self._variables])
         for v in self._variables:
             v.adopt_into(self.pool)
         _adoptions[0] += 1      # variables may have left other models' pools (sync_state)
