@@ -27,7 +27,8 @@ def guide_mlp():
 
 def vgg_like():
     model = keras.Sequential([
-        layers.Conv2D(8, (3, 3), activation="relu", input_shape=(12, 12, 3)), layers.Conv2D(8, (3, 3), activation="relu"),
+        # 32 filters first: its kernel gradient's B (the output gradient, 32 wide) is read in place
+        layers.Conv2D(32, (3, 3), activation="relu", input_shape=(12, 12, 3)), layers.Conv2D(8, (3, 3), activation="relu"),
         layers.MaxPooling2D((2, 2)), layers.Dropout(0.25), layers.Conv2D(16, (3, 3), activation="relu"),
         layers.MaxPooling2D((2, 2)), layers.Flatten(), layers.Dense(32, activation="relu"), layers.Dropout(0.5),
         layers.Dense(10, activation="softmax")], name="vgg_like")
