@@ -45,7 +45,7 @@ def build_module(programs, state, target="host", name="model", initial_state=Non
     entries = {}
     for entry, program in programs.items():
         symbol = f"{name}__{entry}"
-        workspace = lower_program(module, program, symbol, offsets)
+        workspace = lower_program(module, program, symbol, offsets, flush_denormals=True)
         entries[entry] = info = EntryInfo.of_graph(program.graph, symbol, workspace, program.schedule)
         if info.loop_symbol:
             lower_step_loop(module, program, symbol)
