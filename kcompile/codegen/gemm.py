@@ -453,28 +453,37 @@ def _panel_fn(module):
     pack_a = _pack_a_fn(module)
     nr = tile_columns(module)
     n_pad = b.mul(_ceil_div(b, N, i64(nr)), i64(nr))
-    n_ir = _ceil_div(b, mc, i64(MR))
     with for_range(b, 0, n_kb, "pc") as pc:
         k0 = b.mul(pc, kcb)
         kc = _imin(b, kcb, b.sub(K, k0))
         b.call(pack_a, [mc, kc, gep_f(b, A, b.mul(k0, a_cs)), a_rs, a_cs, Ap])
         acc = b.select(b.icmp_signed(">", pc, i64(0)), ir.Constant(I32, 1), accumulate)
-        with for_range(b, 0, b.sdiv(n_pad, i64(nr)), "jr") as jr:
-            j0 = b.mul(jr, i64(nr))
-            nv = _imin(b, b.sub(N, j0), i64(nr))
-            b_panel, k_step = b_tile(b, module, Bp, b_step, k0, kc, j0, n_pad)
-            with for_range(b, 0, n_ir, "ir") as ir_:
-                i0 = b.mul(ir_, i64(MR))
-                rows = b.sub(mc, i0)
-                a_panel = gep_f(b, Ap, b.mul(b.mul(ir_, kc), i64(MR)))
-                c_tile = gep_f(b, C, b.add(b.mul(i0, ldc), j0))
-                # each call prefetches a quarter of the next packed B micro-panel (past the last, or
-                # of a B read in place: harmless)
-                quarter = b.mul(b.and_(ir_, i64(3)), b.mul(kc, i64(nr // 4)))
-                b_next = b.gep(b_panel, [b.add(b.mul(kc, i64(nr)), quarter)], source_etype=F32)
-                call_by_rows(b, kernels, rows, [kc, a_panel, b_panel, c_tile, ldc, nv, acc, b_next, k_step])
+
+        def tile(ir_, i0, j0, nv, b_panel, k_step):
+            a_panel = gep_f(b, Ap, b.mul(b.mul(ir_, kc), i64(MR)))
+            c_tile = gep_f(b, C, b.add(b.mul(i0, ldc), j0))
+            # each call prefetches a quarter of the next packed B micro-panel (past the last, or
+            # of a B read in place: harmless)
+            quarter = b.mul(b.and_(ir_, i64(3)), b.mul(kc, i64(nr // 4)))
+            b_next = b.gep(b_panel, [b.add(b.mul(kc, i64(nr)), quarter)], source_etype=F32)
+            return [kc, a_panel, b_panel, c_tile, ldc, nv, acc, b_next, k_step]
+        sweep_tiles(b, module, kernels, N, mc, n_pad, Bp, b_step, k0, kc, tile)
     b.ret_void()
     return fn
+
+
+def sweep_tiles(b, module, kernels, N, mc, n_pad, Bp, b_step, k0, kc, tile_args):
+    """One k-block of a panel: for each NR-column B micro-panel (outer) and MR-row micro-tile
+    (inner), the micro-kernel for the rows left, on tile_args(ir, i0, j0, nv, b_panel, k_step)."""
+    nr = tile_columns(module)
+    n_ir = _ceil_div(b, mc, i64(MR))
+    with for_range(b, 0, b.sdiv(n_pad, i64(nr)), "jr") as jr:
+        j0 = b.mul(jr, i64(nr))
+        nv = _imin(b, b.sub(N, j0), i64(nr))
+        b_panel, k_step = b_tile(b, module, Bp, b_step, k0, kc, j0, n_pad)
+        with for_range(b, 0, n_ir, "ir") as ir_:
+            i0 = b.mul(ir_, i64(MR))
+            call_by_rows(b, kernels, b.sub(mc, i0), tile_args(ir_, i0, j0, nv, b_panel, k_step))
 
 
 def call_by_rows(b, kernels, rows, args):

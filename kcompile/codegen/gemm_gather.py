@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from .gemm import (KC, MC, MR, UNROLL, RowSums, _ceil_div, _imin, _internal, b_tile, call_by_rows, store_tile,
+from .gemm import (KC, MC, MR, UNROLL, RowSums, _ceil_div, _imin, _internal, store_tile, sweep_tiles,
                    tile_columns)
 from .llvm_util import F32, I32, I64, PTR, for_range, gep_f, i64
 
@@ -162,7 +162,6 @@ def direct_panel_fn(module, runs=True):
     _fill_offsets(b, table, 0, row_off, row0, mc, *counters[0])
     nr = tile_columns(module)
     n_pad = b.mul(_ceil_div(b, N, i64(nr)), i64(nr))
-    n_ir = _ceil_div(b, mc, i64(MR))
     slot = lambda base, i: b.gep(base, [i], source_etype=I64)  # noqa: E731
     with for_range(b, 0, n_kb, "pc") as pc:
         k0 = b.mul(pc, kcb)
@@ -188,15 +187,10 @@ def direct_panel_fn(module, runs=True):
         else:
             columns, count = col_off, kc
         acc = b.select(b.icmp_signed(">", pc, i64(0)), ir.Constant(I32, 1), accumulate)
-        with for_range(b, 0, b.sdiv(n_pad, i64(nr)), "jr") as jr:
-            j0 = b.mul(jr, i64(nr))
-            nv = _imin(b, b.sub(N, j0), i64(nr))
-            b_panel, k_step = b_tile(b, module, Bp, b_step, k0, kc, j0, n_pad)
-            with for_range(b, 0, n_ir, "ir") as ir_:
-                i0 = b.mul(ir_, i64(MR))
-                rows = b.sub(mc, i0)
-                call_by_rows(b, kernels, rows, [X, slot(row_off, i0), columns, count, b_panel,
-                                                gep_f(b, C, b.add(b.mul(i0, ldc), j0)), ldc, nv, acc, k_step])
+        sweep_tiles(b, module, kernels, N, mc, n_pad, Bp, b_step, k0, kc,
+                    lambda ir_, i0, j0, nv, b_panel, k_step, columns=columns, count=count, acc=acc: [
+                        X, slot(row_off, i0), columns, count, b_panel, gep_f(b, C, b.add(b.mul(i0, ldc), j0)),
+                        ldc, nv, acc, k_step])
     b.ret_void()
     return fn
 
