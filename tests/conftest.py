@@ -5,6 +5,7 @@ Every run uses the fast profile ("ci") unless asked for another: `pytest --hypot
 """
 import os
 import pathlib
+import threading
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -28,3 +29,21 @@ def compile_cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("KCOMPILE_CACHE_DIR", str(directory))
     monkeypatch.setenv("KCOMPILE_CACHE", "1")
     return directory
+
+
+def run_in_threads(workers, jobs):
+    """Run `workers` threads at once, thread i running jobs[i % len(jobs)]; fail with every error
+    any of them raised."""
+    errors = []
+
+    def run(job):
+        try:
+            job()
+        except Exception as exc:   # noqa: BLE001 - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=run, args=(jobs[i % len(jobs)],)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors

@@ -14,6 +14,8 @@ from kcompile import layers
 from kcompile.ir.graph import Slot
 from kcompile.runtime import native
 
+from conftest import run_in_threads
+
 
 def _guide_mlp(seed=0):
     keras.set_random_seed(seed)
@@ -198,28 +200,19 @@ def test_four_threads_at_once_get_their_own_results():
     model = _guide_mlp()
     inputs = [_rows(n, seed) for seed, n in enumerate((1, 1, 2, 5, 1, 17, 3, 1))]
     want = [_reference(model.get_weights(), x) for x in inputs]
-    errors = []
     barrier = threading.Barrier(4)
 
     def worker(k):
-        try:
-            barrier.wait()
-            kept = []
-            for rep in range(400):
-                i = (k * 3 + rep) % len(inputs)
-                got = model.predict_on_batch(inputs[i])
-                kept.append((i, got))
-            for i, got in kept:                     # every result still holds its own call's values
-                np.testing.assert_allclose(got, want[i], rtol=1e-4, atol=1e-6)
-        except Exception as exc:   # noqa: BLE001 - reported below
-            errors.append(exc)
+        barrier.wait()
+        kept = []
+        for rep in range(400):
+            i = (k * 3 + rep) % len(inputs)
+            got = model.predict_on_batch(inputs[i])
+            kept.append((i, got))
+        for i, got in kept:                     # every result still holds its own call's values
+            np.testing.assert_allclose(got, want[i], rtol=1e-4, atol=1e-6)
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    run_in_threads(4, [lambda k=k: worker(k) for k in range(4)])
 
 
 def test_readers_in_threads_while_weights_change_see_whole_weight_sets():

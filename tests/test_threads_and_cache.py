@@ -17,6 +17,8 @@ import kcompile as keras
 from kcompile import layers
 from kcompile.codegen import jit
 
+from conftest import run_in_threads
+
 
 def _model(seed=0):
     keras.set_random_seed(seed)
@@ -24,22 +26,6 @@ def _model(seed=0):
                               layers.Dense(10, activation="softmax")])
     model.compile(optimizer="sgd", loss="categorical_crossentropy")
     return model
-
-
-def _hammer(workers, jobs):
-    errors = []
-
-    def run(job):
-        try:
-            job()
-        except Exception as exc:   # noqa: BLE001 - reported below
-            errors.append(exc)
-    threads = [threading.Thread(target=run, args=(jobs[i % len(jobs)],)) for i in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
 
 
 def test_concurrent_readers_of_different_batch_sizes_match_serial_results():
@@ -58,7 +44,7 @@ def test_concurrent_readers_of_different_batch_sizes_match_serial_results():
                     model.predict(x, verbose=0, batch_size=128) if how == 1 else np.asarray(model(x))
                 results.setdefault(k, []).append(((k + rep) % len(inputs), got))
         return job
-    _hammer(8, [reader(k) for k in range(8)])
+    run_in_threads(8, [reader(k) for k in range(8)])
     for runs in results.values():
         for index, got in runs:
             np.testing.assert_allclose(got, want[index], rtol=1e-6, atol=1e-7)
@@ -85,7 +71,7 @@ def test_training_while_others_predict_sees_whole_steps_and_matches_serial_train
         while not stop.is_set():
             out = shared.predict_on_batch(x[:50])
             assert np.isfinite(out).all() and np.allclose(out.sum(axis=1), 1, atol=1e-5)
-    _hammer(4, [train, predict, predict, predict])
+    run_in_threads(4, [train, predict, predict, predict])
     for a, b in zip(shared.get_weights(), serial.get_weights()):
         np.testing.assert_array_equal(a, b)
 
@@ -106,7 +92,7 @@ def test_fit_in_one_thread_and_predict_in_others():
     def predict():
         while not done.is_set():
             assert np.isfinite(model.predict_on_batch(x[:100])).all()
-    _hammer(3, [fit, predict, predict])
+    run_in_threads(3, [fit, predict, predict])
     assert all(np.isfinite(w).all() for w in model.get_weights())
 
 
@@ -131,7 +117,7 @@ def test_set_weights_while_predicting_is_never_seen_half_done():
         while not done.is_set():
             out = model.predict_on_batch(x)
             assert np.array_equal(out, want_a) or np.array_equal(out, want_b)
-    _hammer(3, [flip, read, read])
+    run_in_threads(3, [flip, read, read])
 
 
 # ------------------------------------------------------------------ the compile cache
