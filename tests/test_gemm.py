@@ -136,6 +136,25 @@ def _call(a, w, m, n, k, c, ldc, accumulate, scratch):
       w.strides[1] // 4, c.ctypes.data, ldc, int(accumulate), scratch.ctypes.data, n, ldc, c.ctypes.data, c.ctypes.data)
 
 
+@pytest.mark.parametrize("a_layout", ["n", "t"])
+@pytest.mark.parametrize("m,k", [(7, 5), (150, 257), (300, 40)])
+def test_a_read_in_place_gives_the_packed_paths_bits(vector_bits, a_layout, m, k):
+    """Up to DIRECT_A_PANELS micro-panels of columns A is read in place (not packed); one column
+    more and it is packed. Both give every element the same bits (one FMA chain in k order),
+    contiguous or transposed A, across k-blocks and row panels."""
+    from kcompile.codegen.gemm import DIRECT_A_PANELS, NR, NR_WIDE
+    n = DIRECT_A_PANELS * (NR_WIDE if vector_bits >= 512 else NR)
+    rng = np.random.default_rng(m + k)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    a = np.asfortranarray(a) if a_layout == "t" else a
+    w = rng.standard_normal((k, n + 1)).astype(np.float32)
+    direct, packed = np.zeros((m, n), np.float32), np.zeros((m, n + 1), np.float32)
+    _call(a, np.ascontiguousarray(w[:, :n]), m, n, k, direct, n, False, _scratch(k, n)[0])
+    _call(a, w, m, n + 1, k, packed, n + 1, False, _scratch(k, n + 1)[0])
+    np.testing.assert_array_equal(direct, packed[:, :n])
+    np.testing.assert_allclose(direct, a.astype(np.float64) @ w[:, :n], rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("n", [1, 15, 16, 17, 40, 70])
 @pytest.mark.parametrize("k", [1, 9, 257, 600])
 def test_gemv_rows_are_the_packed_paths_rows_bit_for_bit(n, k):

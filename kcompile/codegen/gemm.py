@@ -16,7 +16,9 @@ BLIS-style blocking for one core, tuned on Zen 3 (32 KiB L1d, 512 KiB L2, AVX2 +
   * M is split into equal row panels of at most MC = 144 rows. Per panel and k-block the
     mc x kc block of A is packed into MR = 6 row micro-panels (kc x 6, k-major, zero padded
     past M; 144 KiB, it stays in L2), then the macro-kernel sweeps B micro-panels (outer; each,
-    16 KiB, stays in L1) against the A micro-panels (inner).
+    16 KiB, stays in L1) against the A micro-panels (inner). When N spans at most
+    DIRECT_A_PANELS micro-panels, A is not packed: the direct micro-kernels of gemm_gather.py
+    read it in place with its strides (packing would cost more than the reads it saves).
   * The 6x16 micro-kernel keeps 12 <8 x float> accumulators in registers through the k loop
     (unrolled by 4): per k two aligned B loads, six A broadcasts, twelve llvm.fma.v8f32. It
     prefetches its C tile and, spread over the calls of a sweep, the next B micro-panel into L2.
@@ -74,6 +76,7 @@ KC_MAX_WORKERS = 8
 WORKER_SCRATCH_BYTES = 256 * 1024
 PARALLEL_MIN_WORK = 1 << 18
 IN_PLACE_B_ROWS = 48      # B is read in place (not packed) by gemms of at most this many rows
+DIRECT_A_PANELS = 8       # A is read in place (not packed) by gemms of at most this many B micro-panels
 assert 4 * A_FLOATS <= WORKER_SCRATCH_BYTES
 
 
@@ -239,10 +242,14 @@ def _internal(module, name, arg_types):
 # ---------------------------------------------------------------------------------------------
 # the gemm
 
-def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False, a_gather=None):
+def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False, a_gather=None, a_read=None):
     """The gemm function NAME (signature in the module docstring). `a_gather` (a gemm_gather.GatherA):
     A is not a strided matrix but read through a window's index decoding from the array passed as
-    A (a_rs and a_cs are then ignored): implicit GEMM, see gemm_gather.py."""
+    A (a_rs and a_cs are then ignored): implicit GEMM, see gemm_gather.py.
+
+    a_read: how a strided A is read, when the caller knows N and a_cs (a_read_for): "packed",
+    "runs" (in place, a_cs = 1) or "table" (in place, strided columns); None decides at run time
+    (then the module holds the code of every path)."""
     args = [I64, I64, I64, PTR, I64, I64, PTR, I64, I64, PTR, I64, I32, PTR] + list(extra_arg_types)
     fn = ir.Function(module, ir.FunctionType(VOID, args), name)
     if not exported:
@@ -314,7 +321,7 @@ def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False,
             b.call(_pack_b_fn(module), [K, N, B, b_rs, b_cs, b_pack, kcb, i64(0), n_kb])
     if not threads:
         _row_panels(b, module, i64(0), n_ic, mcb, M, N, K, A, a_rs, a_cs, b_base, b_step, kcb, n_kb, C, ldc,
-                    accumulate, a_pack, epilogue, extra, gather)
+                    accumulate, a_pack, epilogue, extra, gather, a_read)
         b.ret_void()
         return fn
     # threads: the row-panel loop is a task over [begin, end) of the panels, run by kc_parallel_for
@@ -332,7 +339,7 @@ def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False,
         else:
             raise TypeError(f"gemm: an extra argument of type {v.type} cannot go to the thread pool")
         b.store(slot, b.gep(ctx, [i64(i)], inbounds=True, source_etype=I64))
-    task = _panel_task_fn(module, f"{name}.task", [v.type for v in values], epilogue, gather)
+    task = _panel_task_fn(module, f"{name}.task", [v.type for v in values], epilogue, gather, a_read)
     work = b.mul(b.mul(M, N), K)
     big = b.and_(b.icmp_signed(">=", work, i64(PARALLEL_MIN_WORK)), b.icmp_signed(">", n_ic, i64(1)))
     with b.if_else(big) as (parallel, serial):
@@ -361,27 +368,52 @@ def _epilogue_fn(module, name, epilogue, extra_arg_types):
 
 
 def _row_panels(b, module, first, last, mcb, M, N, K, A, a_rs, a_cs, b_base, b_step, kcb, n_kb, C, ldc, accumulate,
-                a_pack, epilogue, extra, gather=None):
+                a_pack, epilogue, extra, gather=None, a_read=None):
     """Row panels [first, last) of mcb rows: the A block packed into a_pack, then the panel routine and the epilogue.
 
     With `gather` (table, panel) that panel gets A unshifted, its first row in place of a_rs and the
     GatherA table as a last argument."""
-    panel = _panel_fn(module) if gather is None else gather[1]
     with for_range(b, first, last, "ic") as ic:
         r0 = b.mul(ic, mcb)
         mc = _imin(b, b.sub(M, r0), mcb)
         c_rows = gep_f(b, C, b.mul(r0, ldc))
         if gather is None:
-            b.call(panel, [mc, N, K, gep_f(b, A, b.mul(r0, a_rs)), a_rs, a_cs, b_base, b_step, kcb, n_kb,
-                           c_rows, ldc, accumulate, a_pack])
+            args = [mc, N, K, gep_f(b, A, b.mul(r0, a_rs)), a_rs, a_cs, b_base, b_step, kcb, n_kb,
+                    c_rows, ldc, accumulate, a_pack]
+            if a_read is None:
+                few_panels = b.icmp_signed("<=", N, i64(DIRECT_A_PANELS * tile_columns(module)))
+                with b.if_else(few_panels) as (direct, packed):
+                    with direct:
+                        b.call(_a_panel_fn(module, None), args)
+                    with packed:
+                        b.call(_a_panel_fn(module, "packed"), args)
+            else:
+                b.call(_a_panel_fn(module, a_read), args)
         else:
-            b.call(panel, [mc, N, K, A, r0, i64(0), b_base, b_step, kcb, n_kb, c_rows, ldc, accumulate, a_pack,
-                           gather[0]])
+            b.call(gather[1], [mc, N, K, A, r0, i64(0), b_base, b_step, kcb, n_kb, c_rows, ldc, accumulate,
+                               a_pack, gather[0]])
         if epilogue is not None:
             epilogue(b, r0, b.add(r0, mc), extra)
 
 
-def _panel_task_fn(module, name, types, epilogue, gather=None):
+def a_read_for(n, a_cs, module):
+    """define_gemm's a_read for a static N and column stride of A: few B micro-panels read each A
+    block, so the direct micro-kernels read A where it is (a Dense layer's M x K x 64 product ran
+    10-20% faster than packing it; at N = 1024 packing wins by 15%); else A is packed."""
+    if n > DIRECT_A_PANELS * tile_columns(module):
+        return "packed"
+    return "runs" if a_cs == 1 else "table"
+
+
+def _a_panel_fn(module, a_read):
+    """The panel routine for a strided A read as `a_read` (define_gemm; None: in place, a_cs at run time)."""
+    if a_read == "packed":
+        return _panel_fn(module)
+    from .gemm_gather import strided_panel_fn      # (it imports this module)
+    return strided_panel_fn(module, runs={None: None, "runs": True, "table": False}[a_read])
+
+
+def _panel_task_fn(module, name, types, epilogue, gather=None, a_read=None):
     """void task(ptr ctx, i64 begin, i64 end, i64 worker): row panels [begin, end) of one gemm call.
 
     Worker 0 (the caller, or any call the pool runs inline) packs A into the call's scratch;
@@ -413,7 +445,7 @@ def _panel_task_fn(module, name, types, epilogue, gather=None):
     a_pack.add_incoming(a_own, blk_own)
     a_pack.add_incoming(theirs, blk_pool)
     _row_panels(b, module, begin, end, mcb, M, N, K, A, a_rs, a_cs, b_base, b_step, kcb, n_kb, C, ldc, accumulate,
-                a_pack, epilogue, extra, gather)
+                a_pack, epilogue, extra, gather, a_read)
     b.ret_void()
     return fn
 

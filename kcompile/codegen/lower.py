@@ -572,8 +572,11 @@ class _KernelEmitter:
 
         extra = [self.n] + self.args
         gather = gather_operand(self.kernel)
+        a_read = None
+        if gather is None and N.k == 0 and a_cs.k == 0:
+            a_read = gemm.a_read_for(N.c, a_cs.c, self.module)
         gemm_fn = gemm.define_gemm(self.module, f"{self.name}.gemm", epilogue=epilogue if fused else None,
-                                   extra_arg_types=[I64] + [PTR] * len(self.args), a_gather=gather)
+                                   extra_arg_types=[I64] + [PTR] * len(self.args), a_gather=gather, a_read=a_read)
         scratch = self.args[self.buf_index["gemm_scratch"]]
         v = lambda m: m.value(b, self.n)  # noqa: E731
         a_ptr, a_rs_v = self.ptr(a if gather is None else self.kernel.a_window.inputs[0]), v(a_rs)
