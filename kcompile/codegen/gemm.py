@@ -249,17 +249,73 @@ def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False,
 
     a_read: how a strided A is read, when the caller knows N and a_cs (a_read_for): "packed",
     "runs" (in place, a_cs = 1) or "table" (in place, strided columns); None decides at run time
-    (then the module holds the code of every path)."""
+    (then the module holds the code of every path).
+
+    NAME itself is small: it stores its extra arguments in a block on its stack and calls the
+    module's shared driver for this way of reading A (_driver_fn: the GEMV, packing, panel and
+    thread-pool logic, one copy per module and a library function of the JIT), handing it the
+    epilogue function, that block and the gather table."""
     args = [I64, I64, I64, PTR, I64, I64, PTR, I64, I64, PTR, I64, I32, PTR] + list(extra_arg_types)
     fn = ir.Function(module, ir.FunctionType(VOID, args), name)
     if not exported:
         fn.linkage = "internal"
-    M, N, K, A, a_rs, a_cs, B, b_rs, b_cs, C, ldc, accumulate, scratch = fn.args[:13]
-    extra = list(fn.args[13:])
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    epilogue = _epilogue_fn(module, name, epilogue, extra_arg_types)
-    # a gathered A: (its decoding table, the panel routine that reads through it)
-    gather = None if a_gather is None else (a_gather.table(module, f"{name}.gather"), a_gather.panel_fn(module))
+    extra = list(fn.args[13:])
+    block = b.alloca(I64, size=i64(max(len(extra), 1)), name="extra")
+    for i, v in enumerate(extra):
+        b.store(_to_slot(b, v), b.gep(block, [i64(i)], inbounds=True, source_etype=I64))
+    null = ir.Constant(PTR, None)
+    epilogue_fn = _epilogue_fn(module, name, epilogue, extra_arg_types)
+    table = null if a_gather is None else a_gather.table(module, f"{name}.gather")
+    kind = ("gather_" + ("runs" if a_gather.runs else "table")) if a_gather is not None else (a_read or "any")
+    b.call(_driver_fn(module, kind), list(fn.args[:13]) + [epilogue_fn or null, block, table])
+    b.ret_void()
+    return fn
+
+
+EPILOGUE_TYPE = ir.FunctionType(VOID, [I64, I64, PTR])   # epilogue(row_start, row_end, extra block)
+
+
+class _Indirect:
+    """A function pointer as llvmlite's call() takes it (an opaque pointer knows no function type)."""
+
+    def __init__(self, pointer, function_type):
+        self.pointer, self.function_type, self.type = pointer, function_type, pointer.type
+
+    def get_reference(self):
+        return self.pointer.get_reference()
+
+
+def _to_slot(b, v):
+    """v as an i64 slot of a block handed through memory (pointers through ptrtoint, i32 sign-extended)."""
+    if v.type == I64:
+        return v
+    if v.type == I32:
+        return b.sext(v, I64)
+    if isinstance(v.type, ir.PointerType):
+        return b.ptrtoint(v, I64)
+    raise TypeError(f"gemm: an argument of type {v.type} cannot be handed through a block of i64 slots")
+
+
+def _from_slots(b, block, types):
+    values = []
+    for i, t in enumerate(types):
+        slot = b.load(b.gep(block, [i64(i)], inbounds=True, source_etype=I64), typ=I64)
+        values.append(slot if t == I64 else b.trunc(slot, t) if t == I32 else b.inttoptr(slot, t))
+    return values
+
+
+def _driver_fn(module, kind):
+    """void driver(M, N, K, A, a_rs, a_cs, B, b_rs, b_cs, C, ldc, accumulate, scratch, epilogue, extra,
+    table): the gemm for one way of reading A — `kind` "gather_runs" / "gather_table" (implicit GEMM
+    through `table`), "packed", "runs", "table" or "any" (define_gemm's a_read) — calling
+    epilogue(row_start, row_end, extra) on each finished row panel when `epilogue` is not null."""
+    name = f"kcompile.gemm.driver.{kind}"
+    if name in module.globals:
+        return module.globals[name]
+    fn, b = _internal(module, name, [I64, I64, I64, PTR, I64, I64, PTR, I64, I64, PTR, I64, I32, PTR, PTR, PTR, PTR])
+    M, N, K, A, a_rs, a_cs, B, b_rs, b_cs, C, ldc, accumulate, scratch, epilogue_ptr, extra_block, table = fn.args
+    gathered = kind.startswith("gather_")
 
     # 64-byte align the scratch ourselves (it should already be): packed panels use aligned loads
     base = b.ptrtoint(scratch, I64)
@@ -274,29 +330,28 @@ def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False,
 
     # at most MR rows with B's rows contiguous (batch-1 predictions, small batches): the GEMV
     # path reads A and B where they are, no packing, the same sums in the same order; rows go in
-    # groups of GEMV_ROWS (B is read at most twice), the last group 1 or 2 rows
-    tiny = b.and_(b.and_(b.icmp_signed(">", M, i64(0)), b.icmp_signed("<=", M, i64(MR))),
-                  b.icmp_signed("==", b_cs, i64(1)))
-    if gather is not None:
-        tiny = ir.Constant(ir.IntType(1), 0)     # a gathered A has panel routines of its own (no GEMV)
-    with b.if_then(tiny, likely=False):
-        with for_range(b, 0, _ceil_div(b, M, i64(GEMV_ROWS)), "gv") as g:
-            r0 = b.mul(g, i64(GEMV_ROWS))
-            rows = _imin(b, b.sub(M, r0), i64(GEMV_ROWS))
-            args = [N, K, gep_f(b, A, b.mul(r0, a_rs)), a_rs, a_cs, B, b_rs, gep_f(b, C, b.mul(r0, ldc)), ldc,
-                    accumulate, kcb, n_kb]
-            after = b.append_basic_block("gemv.done")
-            sw = b.switch(rows, after)
-            for r in range(1, GEMV_ROWS + 1):
-                blk = b.append_basic_block(f"gemv{r}")
-                sw.add_case(i64(r), blk)
-                b.position_at_end(blk)
-                b.call(_gemv_fn(module, r), args)
-                b.branch(after)
-            b.position_at_end(after)
-        if epilogue is not None:
-            epilogue(b, i64(0), M, extra)
-        b.ret_void()
+    # groups of GEMV_ROWS (B is read at most twice), the last group 1 or 2 rows.
+    # (a gathered A has panel routines of its own: no GEMV)
+    if not gathered:
+        tiny = b.and_(b.and_(b.icmp_signed(">", M, i64(0)), b.icmp_signed("<=", M, i64(MR))),
+                      b.icmp_signed("==", b_cs, i64(1)))
+        with b.if_then(tiny, likely=False):
+            with for_range(b, 0, _ceil_div(b, M, i64(GEMV_ROWS)), "gv") as g:
+                r0 = b.mul(g, i64(GEMV_ROWS))
+                rows = _imin(b, b.sub(M, r0), i64(GEMV_ROWS))
+                args = [N, K, gep_f(b, A, b.mul(r0, a_rs)), a_rs, a_cs, B, b_rs, gep_f(b, C, b.mul(r0, ldc)), ldc,
+                        accumulate, kcb, n_kb]
+                after = b.append_basic_block("gemv.done")
+                sw = b.switch(rows, after)
+                for r in range(1, GEMV_ROWS + 1):
+                    blk = b.append_basic_block(f"gemv{r}")
+                    sw.add_case(i64(r), blk)
+                    b.position_at_end(blk)
+                    b.call(_gemv_fn(module, r), args)
+                    b.branch(after)
+                b.position_at_end(after)
+            _call_epilogue(b, epilogue_ptr, i64(0), M, extra_block)
+            b.ret_void()
 
     # rows in n_ic panels of equal size (rounded up to MR), at most MC
     n_ic = _ceil_div(b, M, i64(MC))
@@ -319,27 +374,18 @@ def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False,
             _pack_b_parallel(b, module, [K, N, B, b_rs, b_cs, b_pack, kcb, n_kb])
         else:
             b.call(_pack_b_fn(module), [K, N, B, b_rs, b_cs, b_pack, kcb, i64(0), n_kb])
+    values = [M, N, K, A, a_rs, a_cs, b_base, b_step, kcb, n_kb, C, ldc, accumulate, a_pack, mcb,
+              epilogue_ptr, extra_block, table]
     if not threads:
-        _row_panels(b, module, i64(0), n_ic, mcb, M, N, K, A, a_rs, a_cs, b_base, b_step, kcb, n_kb, C, ldc,
-                    accumulate, a_pack, epilogue, extra, gather, a_read)
+        _row_panels(b, module, i64(0), n_ic, mcb, *values[:14], values[15:], kind)
         b.ret_void()
         return fn
     # threads: the row-panel loop is a task over [begin, end) of the panels, run by kc_parallel_for
-    # when the work is big enough. The driver's values travel in a ctx struct on its stack.
-    # (an array of i64 slots: pointers through ptrtoint, the i32 flag sign-extended)
-    values = [M, N, K, A, a_rs, a_cs, b_base, b_step, kcb, n_kb, C, ldc, accumulate, a_pack, mcb] + extra
+    # when the work is big enough. The driver's values travel in a block of i64 slots on its stack.
     ctx = b.alloca(I64, size=i64(len(values)), name="ctx")
     for i, v in enumerate(values):
-        if v.type == I64:
-            slot = v
-        elif v.type == I32:
-            slot = b.sext(v, I64)
-        elif isinstance(v.type, ir.PointerType):
-            slot = b.ptrtoint(v, I64)
-        else:
-            raise TypeError(f"gemm: an extra argument of type {v.type} cannot go to the thread pool")
-        b.store(slot, b.gep(ctx, [i64(i)], inbounds=True, source_etype=I64))
-    task = _panel_task_fn(module, f"{name}.task", [v.type for v in values], epilogue, gather, a_read)
+        b.store(_to_slot(b, v), b.gep(ctx, [i64(i)], inbounds=True, source_etype=I64))
+    task = _panel_task_fn(module, f"{name}.task", [v.type for v in values], kind)
     work = b.mul(b.mul(M, N), K)
     big = b.and_(b.icmp_signed(">=", work, i64(PARALLEL_MIN_WORK)), b.icmp_signed(">", n_ic, i64(1)))
     with b.if_else(big) as (parallel, serial):
@@ -351,36 +397,44 @@ def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False,
     return fn
 
 
+def _call_epilogue(b, epilogue_ptr, row_start, row_end, extra_block):
+    with b.if_then(b.icmp_unsigned("!=", epilogue_ptr, ir.Constant(PTR, None))):
+        b.call(_Indirect(epilogue_ptr, EPILOGUE_TYPE), [row_start, row_end, extra_block])
+
+
 def _epilogue_fn(module, name, epilogue, extra_arg_types):
-    """The epilogue as one function NAME.epilogue(i64 row_start, i64 row_end, extra...), emitted once
-    and called by the GEMV, serial and pool paths (not inlined: one copy of its loops to compile);
-    returned as a callback with the epilogue's signature, or None."""
+    """The epilogue as one function NAME.epilogue(i64 row_start, i64 row_end, ptr extra) (EPILOGUE_TYPE),
+    its extra arguments read from the block define_gemm stored them in; or None."""
     if epilogue is None:
         return None
-    fn = ir.Function(module, ir.FunctionType(VOID, [I64, I64] + list(extra_arg_types)), f"{name}.epilogue")
+    fn = ir.Function(module, EPILOGUE_TYPE, f"{name}.epilogue")
     fn.linkage = "internal"
     fn.attributes.add("noinline")
     fn.attributes.add("nounwind")
     eb = ir.IRBuilder(fn.append_basic_block("entry"))
-    epilogue(eb, fn.args[0], fn.args[1], list(fn.args[2:]))
+    epilogue(eb, fn.args[0], fn.args[1], _from_slots(eb, fn.args[2], extra_arg_types))
     eb.ret_void()
-    return lambda b, r0, r1, extra: b.call(fn, [r0, r1] + list(extra))
+    return fn
 
 
 def _row_panels(b, module, first, last, mcb, M, N, K, A, a_rs, a_cs, b_base, b_step, kcb, n_kb, C, ldc, accumulate,
-                a_pack, epilogue, extra, gather=None, a_read=None):
-    """Row panels [first, last) of mcb rows: the A block packed into a_pack, then the panel routine and the epilogue.
-
-    With `gather` (table, panel) that panel gets A unshifted, its first row in place of a_rs and the
-    GatherA table as a last argument."""
+                a_pack, tail, kind):
+    """Row panels [first, last) of mcb rows: the panel routine for A read as `kind` (_driver_fn), then
+    the epilogue. tail = (epilogue pointer, extra block, gather table). A gathered A's panel routine
+    gets A unshifted, its first row in place of a_rs and the table as a last argument."""
+    epilogue_ptr, extra_block, table = tail
     with for_range(b, first, last, "ic") as ic:
         r0 = b.mul(ic, mcb)
         mc = _imin(b, b.sub(M, r0), mcb)
         c_rows = gep_f(b, C, b.mul(r0, ldc))
-        if gather is None:
+        if kind.startswith("gather_"):
+            from .gemm_gather import direct_panel_fn      # (it imports this module)
+            b.call(direct_panel_fn(module, runs=kind == "gather_runs"),
+                   [mc, N, K, A, r0, i64(0), b_base, b_step, kcb, n_kb, c_rows, ldc, accumulate, a_pack, table])
+        else:
             args = [mc, N, K, gep_f(b, A, b.mul(r0, a_rs)), a_rs, a_cs, b_base, b_step, kcb, n_kb,
                     c_rows, ldc, accumulate, a_pack]
-            if a_read is None:
+            if kind == "any":
                 few_panels = b.icmp_signed("<=", N, i64(DIRECT_A_PANELS * tile_columns(module)))
                 with b.if_else(few_panels) as (direct, packed):
                     with direct:
@@ -388,12 +442,8 @@ def _row_panels(b, module, first, last, mcb, M, N, K, A, a_rs, a_cs, b_base, b_s
                     with packed:
                         b.call(_a_panel_fn(module, "packed"), args)
             else:
-                b.call(_a_panel_fn(module, a_read), args)
-        else:
-            b.call(gather[1], [mc, N, K, A, r0, i64(0), b_base, b_step, kcb, n_kb, c_rows, ldc, accumulate,
-                               a_pack, gather[0]])
-        if epilogue is not None:
-            epilogue(b, r0, b.add(r0, mc), extra)
+                b.call(_a_panel_fn(module, kind), args)
+        _call_epilogue(b, epilogue_ptr, r0, b.add(r0, mc), extra_block)
 
 
 def a_read_for(n, a_cs, module):
@@ -413,24 +463,18 @@ def _a_panel_fn(module, a_read):
     return strided_panel_fn(module, runs={None: None, "runs": True, "table": False}[a_read])
 
 
-def _panel_task_fn(module, name, types, epilogue, gather=None, a_read=None):
-    """void task(ptr ctx, i64 begin, i64 end, i64 worker): row panels [begin, end) of one gemm call.
+def _panel_task_fn(module, name, types, kind):
+    """void task(ptr ctx, i64 begin, i64 end, i64 worker): row panels [begin, end) of one gemm call
+    (the driver's values in ctx).
 
     Worker 0 (the caller, or any call the pool runs inline) packs A into the call's scratch;
     pool worker w >= 1 into its own buffer, kc_worker_scratch(w). Each C element is computed by
     one worker with the serial code, so the result does not depend on the thread count.
     """
-    fn = ir.Function(module, ir.FunctionType(VOID, [PTR, I64, I64, I64]), name)
-    fn.linkage = "internal"
-    fn.attributes.add("nounwind")
+    fn, b = _internal(module, name, [PTR, I64, I64, I64])
     ctx, begin, end, worker = fn.args
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    fields = []
-    for i, t in enumerate(types):
-        slot = b.load(b.gep(ctx, [i64(i)], inbounds=True, source_etype=I64), typ=I64)
-        fields.append(slot if t == I64 else b.trunc(slot, t) if t == I32 else b.inttoptr(slot, t))
+    fields = _from_slots(b, ctx, types)
     M, N, K, A, a_rs, a_cs, b_base, b_step, kcb, n_kb, C, ldc, accumulate, a_own, mcb = fields[:15]
-    extra = fields[15:]
     scratch_fn = module.globals.get("kc_worker_scratch")
     if scratch_fn is None:
         scratch_fn = ir.Function(module, ir.FunctionType(PTR, [I64]), "kc_worker_scratch")
@@ -445,7 +489,7 @@ def _panel_task_fn(module, name, types, epilogue, gather=None, a_read=None):
     a_pack.add_incoming(a_own, blk_own)
     a_pack.add_incoming(theirs, blk_pool)
     _row_panels(b, module, begin, end, mcb, M, N, K, A, a_rs, a_cs, b_base, b_step, kcb, n_kb, C, ldc, accumulate,
-                a_pack, epilogue, extra, gather, a_read)
+                a_pack, fields[15:], kind)
     b.ret_void()
     return fn
 

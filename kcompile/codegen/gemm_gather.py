@@ -67,9 +67,10 @@ class GatherA:
             run *= radix
         return run
 
-    def panel_fn(self, module):
-        """The gemm panel routine for this operand (gemm._row_panels calls it per row panel)."""
-        return direct_panel_fn(module, runs=self.column_run >= DIRECT_MIN_RUN)
+    @property
+    def runs(self):
+        """Whether the panel routine reads columns as runs (direct_panel_fn), not one offset per step."""
+        return self.column_run >= DIRECT_MIN_RUN
 
     def offset(self, i, k):
         """Python mirror of the generated decoding (for tests and the GPU emitter's reference)."""
