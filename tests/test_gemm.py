@@ -155,6 +155,24 @@ def test_a_read_in_place_gives_the_packed_paths_bits(vector_bits, a_layout, m, k
     np.testing.assert_allclose(direct, a.astype(np.float64) @ w[:, :n], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("n", [10, 16, 40, 48])
+@pytest.mark.parametrize("a_layout", ["n", "t"])
+def test_narrow_tiles_give_the_wide_tiles_bits(vector_bits, n, a_layout):
+    """On 512-bit tiles a last micro-panel of at most 16 columns takes the narrow kernels (one
+    accumulator per row): its columns get the bits the wide kernels give them in a wider product,
+    A packed (300 columns) or read in place, rows past a multiple of 6 included."""
+    rng = np.random.default_rng(n)
+    for wide_n in (n + 16, 300):
+        m, k = 13, 37
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        a = np.asfortranarray(a) if a_layout == "t" else a
+        w = rng.standard_normal((k, wide_n)).astype(np.float32)
+        narrow, wide = np.zeros((m, n), np.float32), np.zeros((m, wide_n), np.float32)
+        _call(a, np.ascontiguousarray(w[:, :n]), m, n, k, narrow, n, False, _scratch(k, n)[0])
+        _call(a, w, m, wide_n, k, wide, wide_n, False, _scratch(k, wide_n)[0])
+        np.testing.assert_array_equal(narrow, wide[:, :n])
+
+
 @pytest.mark.parametrize("n", [1, 15, 16, 17, 40, 70])
 @pytest.mark.parametrize("k", [1, 9, 257, 600])
 def test_gemv_rows_are_the_packed_paths_rows_bit_for_bit(n, k):

@@ -193,22 +193,24 @@ def tile_columns(module):
 
 
 class RowSums:
-    """A micro-tile's arithmetic, shared by the packed and the direct micro-kernels: per row two
-    accumulators of `lanes` floats (its NR columns), each column one FMA chain in k order — the
-    same sums for every column on every target and path (the GEMV path's too)."""
+    """A micro-tile's arithmetic, shared by the packed and the direct micro-kernels: per row `halves`
+    accumulators of `lanes` floats — two (the tile's NR columns), or one for a narrow tile (the last
+    micro-panel of B when at most NR / 2 columns are left: a 10-class output layer) — each column
+    one FMA chain in k order: the same sums for every column on every target and path (the GEMV
+    path's too)."""
 
-    def __init__(self, module, rows):
-        self.module, self.rows = module, rows
-        self.nr = tile_columns(module)
-        self.lanes = self.nr // 2
+    def __init__(self, module, rows, halves=2):
+        self.module, self.rows, self.halves = module, rows, halves
+        self.lanes = tile_columns(module) // 2
+        self.nr = self.lanes * halves
         self.ty = ir.VectorType(F32, self.lanes)
 
     def zeros(self):
-        return [ir.Constant(self.ty, [_f(0.0)] * self.lanes)] * (2 * self.rows)
+        return [ir.Constant(self.ty, [_f(0.0)] * self.lanes)] * (self.halves * self.rows)
 
     def load_b(self, b, ptr, align):
-        """One k step's NR values of a packed B micro-panel at ptr."""
-        return [b.load(gep_f(b, ptr, i64(self.lanes * h)), typ=self.ty, align=align) for h in range(2)]
+        """One k step's values of a B micro-panel at ptr (this tile's columns of it)."""
+        return [b.load(gep_f(b, ptr, i64(self.lanes * h)), typ=self.ty, align=align) for h in range(self.halves)]
 
     def step(self, b, accs, a_values, bv):
         """accs after one k step: a_values[r] (scalars, one per row) times the B values bv."""
@@ -216,8 +218,9 @@ class RowSums:
         out = list(accs)
         for r, a in enumerate(a_values):
             av = _splat(b, a, self.lanes)
-            for h in range(2):
-                out[2 * r + h] = b.call(fma, [av, bv[h], out[2 * r + h]])
+            for h in range(self.halves):
+                j = self.halves * r + h
+                out[j] = b.call(fma, [av, bv[h], out[j]])
         return out
 
     def pieces(self, b, accs):
@@ -525,7 +528,6 @@ def _panel_fn(module):
     mc, N, K, A, a_rs, a_cs, Bp, b_step, kcb, n_kb, C, ldc, accumulate, Ap = fn.args
     for p in (A, Bp, C, Ap):
         p.add_attribute("noalias")
-    kernels = [None] + [_micro_kernel_fn(module, rows) for rows in range(1, MR + 1)]
     pack_a = _pack_a_fn(module)
     nr = tile_columns(module)
     n_pad = b.mul(_ceil_div(b, N, i64(nr)), i64(nr))
@@ -543,23 +545,39 @@ def _panel_fn(module):
             quarter = b.mul(b.and_(ir_, i64(3)), b.mul(kc, i64(nr // 4)))
             b_next = b.gep(b_panel, [b.add(b.mul(kc, i64(nr)), quarter)], source_etype=F32)
             return [kc, a_panel, b_panel, c_tile, ldc, nv, acc, b_next, k_step]
-        sweep_tiles(b, module, kernels, N, mc, n_pad, Bp, b_step, k0, kc, tile)
+        sweep_tiles(b, module, lambda rows, halves: _micro_kernel_fn(module, rows, halves), N, mc, n_pad, Bp,
+                    b_step, k0, kc, tile)
     b.ret_void()
     return fn
 
 
-def sweep_tiles(b, module, kernels, N, mc, n_pad, Bp, b_step, k0, kc, tile_args):
+def sweep_tiles(b, module, make_kernel, N, mc, n_pad, Bp, b_step, k0, kc, tile_args):
     """One k-block of a panel: for each NR-column B micro-panel (outer) and MR-row micro-tile
-    (inner), the micro-kernel for the rows left, on tile_args(ir, i0, j0, nv, b_panel, k_step)."""
+    (inner), the micro-kernel make_kernel(rows, halves) for the rows left, on
+    tile_args(ir, i0, j0, nv, b_panel, k_step). On 512-bit targets a micro-panel with at most
+    NR / 2 columns left takes the narrow kernels (halves = 1: half the FMAs; the guide MLP's
+    10-column output layer ran 1.6x faster)."""
     nr = tile_columns(module)
+    kernels = [None] + [make_kernel(rows, 2) for rows in range(1, MR + 1)]
+    narrow = [None] + [make_kernel(rows, 1) for rows in range(1, MR + 1)] if wide_tiles(module) else None
     n_ir = _ceil_div(b, mc, i64(MR))
     with for_range(b, 0, b.sdiv(n_pad, i64(nr)), "jr") as jr:
         j0 = b.mul(jr, i64(nr))
         nv = _imin(b, b.sub(N, j0), i64(nr))
         b_panel, k_step = b_tile(b, module, Bp, b_step, k0, kc, j0, n_pad)
-        with for_range(b, 0, n_ir, "ir") as ir_:
-            i0 = b.mul(ir_, i64(MR))
-            call_by_rows(b, kernels, b.sub(mc, i0), tile_args(ir_, i0, j0, nv, b_panel, k_step))
+
+        def rows_loop(kernel_set):
+            with for_range(b, 0, n_ir, "ir") as ir_:
+                i0 = b.mul(ir_, i64(MR))
+                call_by_rows(b, kernel_set, b.sub(mc, i0), tile_args(ir_, i0, j0, nv, b_panel, k_step))
+        if narrow is None:
+            rows_loop(kernels)
+        else:
+            with b.if_else(b.icmp_signed("<=", nv, i64(nr // 2))) as (few, many):
+                with few:
+                    rows_loop(narrow)
+                with many:
+                    rows_loop(kernels)
 
 
 def call_by_rows(b, kernels, rows, args):
@@ -650,13 +668,14 @@ def _gemv_fn(module, rows):
     return fn
 
 
-def _micro_kernel_fn(module, rows):
+def _micro_kernel_fn(module, rows, halves=2):
     """void uk(kc, Ap, Bp, C, ldc, nv, accumulate, b_next, k_step): C[r*ldc + j] (+)= sum_k Ap[6k + r] * Bp[k_step*k + j]
 
-    for r < rows, j < nv (nv <= 16; nv < 16 goes through masked loads and stores). Prefetches the
-    C tile into L1 and kc/4 lines from b_next into L2.
+    for r < rows, j < nv (nv <= the tile's columns, RowSums(module, rows, halves).nr; fewer go through
+    masked loads and stores). Prefetches the C tile into L1 and kc/4 lines from b_next into L2.
     """
-    nr = tile_columns(module)
+    sums = RowSums(module, rows, halves)
+    nr = sums.nr
     name = f"kcompile.gemm.uk{rows}x{nr}"
     if name in module.globals:
         return module.globals[name]
@@ -664,7 +683,6 @@ def _micro_kernel_fn(module, rows):
     kc, Ap, Bp, C, ldc, nv, accumulate, b_next, k_step = fn.args
     for p in (Ap, Bp, C):
         p.add_attribute("noalias")
-    sums = RowSums(module, rows)
     prefetch = _prefetch_fn(module)
     c_rows = [gep_f(b, C, b.mul(i64(r), ldc)) for r in range(rows)]
     for r in range(rows):      # the C tile is needed at the end: start bringing it in now
@@ -689,7 +707,7 @@ def _micro_kernel_fn(module, rows):
         pb = b.phi(PTR, "pb")
         pn = b.phi(PTR, "pn")
         pn.add_incoming(b_next, pre)
-        accs = [b.phi(sums.ty, f"acc{j}") for j in range(2 * rows)]
+        accs = [b.phi(sums.ty, f"acc{j}") for j in range(len(accs_in))]
         i.add_incoming(i64(0), pre)
         pa.add_incoming(a_start, pre)
         pb.add_incoming(b_start, pre)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from .gemm import (KC, MC, MR, UNROLL, RowSums, _ceil_div, _imin, _internal, store_tile, sweep_tiles,
+from .gemm import (KC, MC, UNROLL, RowSums, _ceil_div, _imin, _internal, store_tile, sweep_tiles,
                    tile_columns)
 from .llvm_util import F32, I32, I64, PTR, for_range, gep_f, i64
 
@@ -159,7 +159,6 @@ def direct_panel_fn(module, runs=True):
     runs_table = b.alloca(I64, size=i64(2 * KC))
     counters = [([b.alloca(I64) for _ in range(MAX_DIGITS)], b.alloca(I64)) for _ in range(2)]
     n_runs_slot, start_slot = b.alloca(I64), b.alloca(I64)
-    kernels = [None] + [_direct_kernel_fn(module, rows, runs) for rows in range(1, MR + 1)]
     _fill_offsets(b, table, 0, row_off, row0, mc, *counters[0])
     nr = tile_columns(module)
     n_pad = b.mul(_ceil_div(b, N, i64(nr)), i64(nr))
@@ -188,7 +187,8 @@ def direct_panel_fn(module, runs=True):
         else:
             columns, count = col_off, kc
         acc = b.select(b.icmp_signed(">", pc, i64(0)), ir.Constant(I32, 1), accumulate)
-        sweep_tiles(b, module, kernels, N, mc, n_pad, Bp, b_step, k0, kc,
+        sweep_tiles(b, module, lambda rows, halves: _direct_kernel_fn(module, rows, runs, halves),
+                    N, mc, n_pad, Bp, b_step, k0, kc,
                     lambda ir_, i0, j0, nv, b_panel, k_step, columns=columns, count=count, acc=acc: [
                         X, slot(row_off, i0), columns, count, b_panel, gep_f(b, C, b.add(b.mul(i0, ldc), j0)),
                         ldc, nv, acc, k_step])
@@ -196,21 +196,20 @@ def direct_panel_fn(module, runs=True):
     return fn
 
 
-def _direct_kernel_fn(module, rows, runs=True):
+def _direct_kernel_fn(module, rows, runs=True, halves=2):
     """void udk(X, row_off, columns, count, Bp, C, ldc, nv, accumulate, k_step): the micro-kernel with
     A read in place: C[r*ldc + j] (+)= sum over k of A[r, k] * Bp[k_step*k + j], r < rows, j < nv, where
     A[r, k] = X[row_off[r] + column offset of k], the columns given as `count` runs (offset, length)
     (with `runs`) or as a table of `count` offsets."""
-    nr = tile_columns(module)
-    name = f"kcompile.gemm.udk{rows}x{nr}" + ("" if runs else "t")
+    sums = RowSums(module, rows, halves)
+    name = f"kcompile.gemm.udk{rows}x{sums.nr}" + ("" if runs else "t")
     if name in module.globals:
         return module.globals[name]
     fn, b = _internal(module, name, [PTR, PTR, PTR, I64, PTR, PTR, I64, I64, I32, I64])
     X, row_off, columns, count, Bp, C, ldc, nv, accumulate, k_step = fn.args
     for p in (X, Bp, C):
         p.add_attribute("noalias")
-    sums = RowSums(module, rows)
-    accs = [b.alloca(sums.ty) for _ in range(2 * rows)]       # (promoted to registers by the optimizer)
+    accs = [b.alloca(sums.ty) for _ in sums.zeros()]       # (promoted to registers by the optimizer)
     b_ptr = b.alloca(PTR)
     for a, zero in zip(accs, sums.zeros()):
         b.store(zero, a)
@@ -282,9 +281,9 @@ def strided_panel_fn(module, runs=None):
         else:
             with for_range(b, 0, kc, "t") as t:
                 b.store(b.mul(b.add(k0, t), a_cs), slot(col_off, t))
-        kernels = [None] + [_direct_kernel_fn(module, rows, as_runs) for rows in range(1, MR + 1)]
         count = i64(1) if as_runs else kc
-        sweep_tiles(b, module, kernels, N, mc, n_pad, Bp, b_step, k0, kc,
+        sweep_tiles(b, module, lambda rows, halves: _direct_kernel_fn(module, rows, as_runs, halves),
+                    N, mc, n_pad, Bp, b_step, k0, kc,
                     lambda ir_, i0, j0, nv, b_panel, k_step: [
                         A, slot(row_off, i0), col_off, count, b_panel, gep_f(b, C, b.add(b.mul(i0, ldc), j0)),
                         ldc, nv, acc, k_step])
