@@ -117,3 +117,24 @@ def test_slices_read_in_place_match_reference(data):
     want, got = run_both(graph, feeds, batch)
     for key in outputs:
         np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-5, err_msg=key)
+
+
+@pytest.mark.parametrize("width", [1, 3, 10, 32, 33])
+@pytest.mark.parametrize("batch", [1, 7, 100])
+def test_short_last_axis_reductions_add_in_index_order(width, batch):
+    """A reduced innermost axis of at most SHORT_REDUCTION runs outside the rows' loop (the rows
+    vectorize: a softmax over 10 classes): each row still adds its values in index order, so sum
+    and max equal a float32 loop over the columns exactly; longer axes keep their own loop."""
+    x = b.input("x", (BATCH, width))
+    graph = Graph([x], {"sum": b.reduce_sum(x, axis=1), "max": b.reduce_max(x, axis=1)}, [])
+    rng = np.random.default_rng(width * 1000 + batch)
+    data = (rng.standard_normal((batch, width)) * 10.0 ** rng.integers(-3, 4, (batch, width))).astype(np.float32)
+    _, got = run_both(graph, {"x": data}, batch)
+    total, top = np.zeros(batch, np.float32), np.full(batch, -np.inf, np.float32)
+    for c in range(width):
+        total = total + data[:, c]
+        top = np.maximum(top, data[:, c])
+    if width <= 32:
+        np.testing.assert_array_equal(got["sum"], total)
+    np.testing.assert_allclose(got["sum"], total, rtol=1e-4, atol=1e-3)
+    np.testing.assert_array_equal(got["max"], top)
