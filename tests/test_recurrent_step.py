@@ -220,3 +220,51 @@ def test_gate_style_scan_gradients_compiled_vs_interpreter(T, N, U, seed):
             minus[name][idx] -= 1e-6
             num[idx] = (np_loss(plus) - np_loss(minus)) / 2e-6
         np.testing.assert_allclose(want[key], num, rtol=2e-3, atol=2e-3, err_msg=name)
+
+
+@settings(deadline=None, max_examples=5)
+@given(T=st.integers(1, 5), N=st.integers(1, 4), U=st.integers(1, 4), reverse=st.booleans(), seed=st.integers(0, 99))
+def test_scan_over_several_inputs(T, N, U, reverse, seed):
+    """A scan may take several per-step inputs (its backward scan does: the output cotangent, the
+    rows each step started from and the forward inputs, with no per-step array concatenated from
+    them). Values and gradients of every input: compiled vs interpreter vs finite differences."""
+    x, m, h0 = b.input("x", (T, BATCH, U)), b.input("m", (T, BATCH, 1), index=1), b.input("h0", (BATCH, U), index=2)
+    Uw = b.input("U", (U, U), index=3)
+
+    def step(prev, inputs, cs):
+        xt, mt = inputs
+        return b.add(b.mul(mt, b.tanh(b.add(xt, b.matmul(prev, Uw)))), b.mul(b.sub(1.0, mt), prev))
+    seq = scan(step, h0, [x, m], reverse=reverse)
+    assert seq.attrs["xs"] == 2
+    loss = b.reduce_sum(b.mul(seq, b.cos(seq)))
+    names = ("x", "m", "h0", "U")
+    grads = grad(loss, [x, m, h0, Uw])
+    graph = Graph([x, m, h0, Uw], {"loss": loss, **{f"d{k}": g for k, g in zip(names, grads)}})
+    rng = np.random.default_rng(seed)
+    feeds = {"x": rng.normal(size=(T, N, U)).astype(np.float32),
+             "m": rng.uniform(size=(T, N, 1)).astype(np.float32),
+             "h0": rng.normal(size=(N, U)).astype(np.float32),
+             "U": (0.5 * rng.normal(size=(U, U))).astype(np.float32)}
+    want, _ = evaluate(graph, feeds, {}, batch=N)
+    native = jit_executable({"f": lower_to_kernels(graph)}, StatePool())
+    got = native.run("f", N, [feeds[k] for k in names])
+    native.close()
+    for name, value in zip(graph.outputs, got):
+        np.testing.assert_allclose(value, want[name], rtol=1e-4, atol=1e-4, err_msg=name)
+
+    def np_loss(f):
+        h, total = f["h0"], 0.0
+        for t in (range(T - 1, -1, -1) if reverse else range(T)):
+            h = f["m"][t] * np.tanh(f["x"][t] + h @ f["U"]) + (1 - f["m"][t]) * h
+            total += float((h * np.cos(h)).sum())
+        return total
+    f64 = {k: v.astype(np.float64) for k, v in feeds.items()}
+    for name in names:
+        num = np.zeros_like(f64[name])
+        for idx in np.ndindex(num.shape):
+            plus, minus = dict(f64), dict(f64)
+            plus[name], minus[name] = f64[name].copy(), f64[name].copy()
+            plus[name][idx] += 1e-6
+            minus[name][idx] -= 1e-6
+            num[idx] = (np_loss(plus) - np_loss(minus)) / 2e-6
+        np.testing.assert_allclose(want["d" + name], num, rtol=2e-3, atol=2e-3, err_msg=name)

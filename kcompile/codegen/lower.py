@@ -593,7 +593,8 @@ class _KernelEmitter:
         """The time loop of a scan (ir/scan.py): the body is a program of its own, called per step."""
         b = self.b
         node = self.kernel.root
-        init, xs = node.inputs[0], node.inputs[1]
+        m = node.attrs["xs"]
+        init, xss = node.inputs[0], node.inputs[1:1 + m]
         body_name = f"{self.name}.body"
         body_size = lower_program(self.module, self.kernel.body, body_name, {})
         body_fn = self.module.globals[body_name]
@@ -604,11 +605,11 @@ class _KernelEmitter:
         scratch = self.args[self.buf_index["gemm_scratch"]]
         ins, outs = scratch, b.gep(scratch, [i64(count)], source_etype=PTR)
         ws = byte_offset(b, scratch, i64(pointer_bytes))
-        for j, c in enumerate(node.inputs[2:], start=2):
+        for j, c in enumerate(node.inputs[1 + m:], start=1 + m):
             b.store(self.ptr(c), b.gep(ins, [i64(j)], source_etype=PTR))
         steps = node.shape[0]
         row_bytes = b.mul(self.n, i64(4 * int(init.shape[1])))
-        x_bytes = (prod(xs.shape[1:]) * Mono(4)).value(b, self.n)
+        x_bytes = [(prod(x.shape[1:]) * Mono(4)).value(b, self.n) for x in xss]
         out, first = self.ptr(node), self.ptr(init)
         with for_range(b, 0, steps, "t") as i:
             if node.attrs["reverse"]:
@@ -617,7 +618,8 @@ class _KernelEmitter:
                 t, before = i, b.sub(i, i64(1))
             prev = b.select(b.icmp_signed("==", i, i64(0)), first, byte_offset(b, out, b.mul(before, row_bytes)))
             b.store(prev, ins)
-            b.store(byte_offset(b, self.ptr(xs), b.mul(t, x_bytes)), b.gep(ins, [i64(1)], source_etype=PTR))
+            for j, (x, size) in enumerate(zip(xss, x_bytes), start=1):
+                b.store(byte_offset(b, self.ptr(x), b.mul(t, size)), b.gep(ins, [i64(j)], source_etype=PTR))
             b.store(byte_offset(b, out, b.mul(t, row_bytes)), outs)
             b.call(body_fn, [self.n, ins, outs, ir.Constant(PTR, None), ws])
 

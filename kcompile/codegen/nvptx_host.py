@@ -77,14 +77,17 @@ class _Writer:
         i = indent + 1
         self.emit(f"uint64_t out{e} = {self.address(plan, launch.output, d)};", i)
         self.emit(f"uint64_t row{e} = (uint64_t){_poly(launch.row_bytes)};", i)
-        self.emit(f"uint64_t xrow{e} = (uint64_t){_poly(launch.x_bytes)};", i)
+        m = len(launch.x_bytes)
+        for j, size in enumerate(launch.x_bytes):
+            self.emit(f"uint64_t xrow{e}_{j} = (uint64_t){_poly(size)};", i)
         self.emit(f"uint64_t ws{e} = ws{d} + (uint64_t)((({_plan_ws(plan)}) + 63) / 64 * 64);", i)
         self.emit(f"for (int64_t i{e} = 0; i{e} < {launch.steps}; i{e}++) {{", i)
         t = f"({launch.steps - 1} - i{e})" if launch.reverse else f"i{e}"
         before = f"({t} + 1)" if launch.reverse else f"({t} - 1)"
         self.emit(f"int64_t t{e} = {t};", i + 1)
-        self.emit(f"uint64_t ins{e}[] = {{i{e} == 0 ? {operands[0]} : out{e} + (uint64_t){before} * row{e}, "
-                  f"{operands[1]} + (uint64_t)t{e} * xrow{e}" + "".join(f", {o}" for o in operands[2:]) + "};", i + 1)
+        xs = "".join(f", {operands[1 + j]} + (uint64_t)t{e} * xrow{e}_{j}" for j in range(m))
+        self.emit(f"uint64_t ins{e}[] = {{i{e} == 0 ? {operands[0]} : out{e} + (uint64_t){before} * row{e}"
+                  + xs + "".join(f", {o}" for o in operands[1 + m:]) + "};", i + 1)
         self.emit(f"uint64_t outs{e}[] = {{out{e} + (uint64_t)t{e} * row{e}}};", i + 1)
         self.emit(f"(void)ins{e}; (void)outs{e}; (void)ws{e};", i + 1)
         self.launches(launch.body, launch.body_plan, e, i + 1)

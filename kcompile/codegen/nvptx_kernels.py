@@ -115,7 +115,7 @@ class OpaqueKernels:
     def _grid_scan(self):
         node = self.kernel.root
         body = self.kernel.body
-        init, xs = node.inputs[0], node.inputs[1]
+        init, xss = node.inputs[0], node.inputs[1:1 + node.attrs["xs"]]
         body_launches = []
         for pos, step in enumerate(body.schedule):
             emitter = type(self)(self.module, f"{self.name}_s_k{step.kernel}", body.kernels[step.kernel],
@@ -126,7 +126,8 @@ class OpaqueKernels:
         self.launches.append(ScanLaunch(
             self.step, self.kernel_index, "scan", self.name, steps, bool(node.attrs["reverse"]),
             tuple(body_launches), body.memory, operands, self.plan.buffers[node.id],
-            row_bytes=Poly.of(prod(node.shape[1:]) * Mono(4)), x_bytes=Poly.of(prod(xs.shape[1:]) * Mono(4))))
+            row_bytes=Poly.of(prod(node.shape[1:]) * Mono(4)),
+            x_bytes=tuple(Poly.of(prod(x.shape[1:]) * Mono(4)) for x in xss)))
         assert base_of(init).op not in ("const", "batch_size")
 
 

@@ -29,10 +29,10 @@ class ScanLaunch:
     reverse: bool
     body: tuple                # the body program's launches (Launch / ScanLaunch)
     body_plan: object          # the body program's MemoryPlan
-    operands: tuple            # Buffer of init, xs, then each loop-invariant operand
+    operands: tuple            # Buffer of init, each xs, then each loop-invariant operand
     output: object             # Buffer of the (steps, N, R) result
     row_bytes: Poly            # bytes of one step's output row block (N, R)
-    x_bytes: Poly              # bytes of one step's xs block
+    x_bytes: tuple             # Poly per xs: bytes of one step's block of it
 
     def describe(self):
         return {"step": self.step, "kernel": self.kernel, "kind": self.kind, "symbol": self.symbol,
@@ -68,16 +68,19 @@ def walk_launches(launches, plan, n, inputs, outputs, state, workspace, issue, a
     """
     for launch in launches:
         if isinstance(launch, ScanLaunch):
-            init, xs, *consts = [address(plan, b, n, inputs, outputs, state, workspace) for b in launch.operands]
+            m = len(launch.x_bytes)
+            init, *rest = [address(plan, b, n, inputs, outputs, state, workspace) for b in launch.operands]
+            xs, consts = rest[:m], rest[m:]
             out = address(plan, launch.output, n, inputs, outputs, state, workspace)
-            row, xrow = launch.row_bytes(n), launch.x_bytes(n)
+            row, xrows = launch.row_bytes(n), [x(n) for x in launch.x_bytes]
             body_ws = workspace + _align(plan.workspace_bytes(n))
             for i in range(launch.steps):
                 t = launch.steps - 1 - i if launch.reverse else i
                 before = t + 1 if launch.reverse else t - 1
                 prev = init if i == 0 else out + before * row
-                walk_launches(launch.body, launch.body_plan, n, [prev, xs + t * xrow] + consts, [out + t * row],
-                              {}, body_ws, issue, address)
+                step_inputs = [prev] + [x + t * xr for x, xr in zip(xs, xrows)] + consts
+                walk_launches(launch.body, launch.body_plan, n, step_inputs, [out + t * row], {}, body_ws, issue,
+                              address)
             continue
         count = launch.count(n)
         if count <= 0:

@@ -1,16 +1,18 @@
 """`scan`: a loop over time in the IR, so a recurrent layer is one node, not T copies of its cell.
 
-    out = scan(init, xs, *consts; body, reverse)
+    out = scan(init, xs_0, ..., xs_{m-1}, *consts; body, reverse, xs=m)
     init (N, R)      the packed row before the first step (its carry part, e.g. [h | c])
-    xs   (T, N, F)   per-step inputs, time-major so each step's slab is contiguous
-    out  (T, N, R)   out[t] = body(prev, xs[t], *consts), prev = out[t-1] (init at the first step)
+    xs_j (T, N, ...) per-step inputs, time-major so each step's slab is contiguous
+    out  (T, N, R)   out[t] = body(prev, xs_0[t], ..., *consts), prev = out[t-1] (init at the first step)
 
-`body` is a Graph whose inputs are placeholders (prev, x, consts) and whose one output is the
-next row. A row may carry more than the state (e.g. a per-step output after it); the body reads
+`body` is a Graph whose inputs are placeholders (prev, x_0 ... x_{m-1}, consts) and whose one
+output is the next row. A row may carry more than the state (e.g. a per-step output after it); the body reads
 what it needs of `prev`. `reverse` walks t from T-1 down to 0 (out stays indexed by t).
 
 The gradient is another, reversed scan whose body recomputes the forward step from the stored
-rows and applies the body's own VJP; where the step's own stored row holds a value the VJP needs
+rows and applies the body's own VJP (its per-step inputs: the output cotangent, the rows each
+step started from, maybe the stored rows, and the forward inputs, each an xs of its own: nothing
+is concatenated into one per-step array); where the step's own stored row holds a value the VJP needs
 and that takes the recurrent matmul out of the backward step (a SimpleRNN's tanh output), it is
 read instead of recomputed. A value the backward row would hold twice (d x and the cotangent of
 the matmul x + h·U) is stored once, and `tidy` keeps both step bodies free of the layout kernels
@@ -48,21 +50,25 @@ def clone(roots, mapping):
 
 
 def scan(step, init, xs, consts=(), reverse=False):
-    """Build a scan node; `step(prev, x, consts) -> row` builds the body from placeholders.
+    """Build a scan node; `step(prev, x, consts) -> row` builds the body from placeholders (x: one
+    placeholder, or a list of them when xs is a list of per-step inputs).
 
     Everything in the body that does not depend on `prev` or `x` is loop-invariant: weights,
     masks, other tensors of the enclosing graph and expressions of them (a slice of a weight)
     are computed once outside the loop and become the scan's const operands.
     """
-    init, xs = b.as_node(init), b.as_node(xs)
+    several = isinstance(xs, (list, tuple))
+    init, xs = b.as_node(init), [b.as_node(x) for x in (xs if several else [xs])]
     if len(init.shape) != 2 or init.shape[0] is not BATCH:
         raise ShapeError(f"scan: the initial row must be (batch, width), got {format_shape(init.shape)}")
-    if len(xs.shape) < 2 or xs.shape[1] is not BATCH or xs.shape[0] is BATCH:
-        raise ShapeError(f"scan: inputs must be time-major (time, batch, ...), got {format_shape(xs.shape)}")
+    for x in xs:
+        if len(x.shape) < 2 or x.shape[1] is not BATCH or x.shape[0] is BATCH or x.shape[0] != xs[0].shape[0]:
+            raise ShapeError("scan: inputs must be time-major (time, batch, ...) with one length, got "
+                             + ", ".join(format_shape(v.shape) for v in xs))
     prev = b.input("scan_prev", init.shape, init.dtype, index=0)
-    x = b.input("scan_x", xs.shape[1:], xs.dtype, index=1)
+    x = [b.input("scan_x" if j == 0 else f"scan_x{j}", v.shape[1:], v.dtype, index=1 + j) for j, v in enumerate(xs)]
     placeholders = [b.input(f"scan_arg{i}", c.shape, c.dtype) for i, c in enumerate(consts)]
-    row = b.as_node(step(prev, x, placeholders))
+    row = b.as_node(step(prev, x if several else x[0], placeholders))
     if row.shape != init.shape or row.dtype != init.dtype:
         raise ShapeError(f"scan: the step returns {format_shape(row.shape)} {row.dtype}, but the row is "
                          f"{format_shape(init.shape)} {init.dtype}")
@@ -70,8 +76,9 @@ def scan(step, init, xs, consts=(), reverse=False):
         (row,) = clone([row], {p.id: c for p, c in zip(placeholders, consts)})
     (row,) = tidy([row])
     row, captured = _hoist_invariants(row, prev, x)
-    body = Graph([prev, x] + [inner for _, inner in captured], {"row": row}, name="scan_body")
-    return b.node("scan", [init, xs] + [outer for outer, _ in captured], {"body": body, "reverse": bool(reverse)})
+    body = Graph([prev] + x + [inner for _, inner in captured], {"row": row}, name="scan_body")
+    return b.node("scan", [init] + xs + [outer for outer, _ in captured],
+                  {"body": body, "reverse": bool(reverse), "xs": len(xs)})
 
 
 def tidy(roots, keep=()):
@@ -177,10 +184,10 @@ def _filled_const(node, value=None):
     return node.op == "const" and (value is None or bool(np.all(node.attrs["value"] == value)))
 
 
-def _hoist_invariants(row, prev, x):
+def _hoist_invariants(row, prev, xs):
     """Replace the body's loop-invariant values by placeholders; returns (row, [(outer, placeholder)])."""
     order = toposort([row])
-    per_step = {prev.id, x.id}
+    per_step = {prev.id} | {x.id for x in xs}
     for node in order:
         if any(i.id in per_step for i in node.inputs):
             per_step.add(node.id)
@@ -193,12 +200,12 @@ def _hoist_invariants(row, prev, x):
                 continue
             if _filled_const(i):
                 continue              # a filled constant (autodiff's ones): computed in the step, not read
-            ph = b.input(f"scan_c{len(captured)}", i.shape, i.dtype, index=2 + len(captured))
+            ph = b.input(f"scan_c{len(captured)}", i.shape, i.dtype, index=1 + len(xs) + len(captured))
             captured.append((i, ph))
             mapping[i.id] = ph
     if row.id not in per_step:        # a step that ignores its inputs: copy so the body computes
         row = b.add(b.copy(row), b.mul(b.reduce_sum(prev, keepdims=True), 0.0))
-        return _hoist_invariants(row, prev, x)
+        return _hoist_invariants(row, prev, xs)
     if captured:
         (row,) = clone([row], mapping)
     return row, captured
@@ -207,39 +214,42 @@ def _hoist_invariants(row, prev, x):
 # ---------------------------------------------------------------- rule table entry
 
 def _scan_rule(inputs, attrs):
-    init, xs = inputs[0], inputs[1]
+    m = attrs["xs"]
+    init, xs = inputs[0], inputs[1:1 + m]
     body = attrs["body"]
     expected = [i.shape for i in body.inputs]
-    got = [init.shape, xs.shape[1:]] + [c.shape for c in inputs[2:]]
+    got = [init.shape] + [x.shape[1:] for x in xs] + [c.shape for c in inputs[1 + m:]]
     if expected != got:
         raise ShapeError("scan operands do not match its body: "
                          + ", ".join(f"{format_shape(g)} vs {format_shape(e)}" for g, e in zip(got, expected)))
-    return (xs.shape[0],) + tuple(init.shape), init.dtype
+    if any(x.shape[0] != xs[0].shape[0] for x in xs):
+        raise ShapeError("scan inputs of different lengths: " + ", ".join(format_shape(x.shape) for x in xs))
+    return (xs[0].shape[0],) + tuple(init.shape), init.dtype
 
 
 def _scan_reference(args, attrs, shape):
     from .interpreter import evaluate
-    init, xs, consts = args[0], args[1], args[2:]
+    m = attrs["xs"]
+    init, xs, consts = args[0], args[1:1 + m], args[1 + m:]
     body = attrs["body"]
     names = [i.attrs["name"] for i in body.inputs]
     out = np.empty(shape, dtype=init.dtype)
-    steps = range(xs.shape[0] - 1, -1, -1) if attrs["reverse"] else range(xs.shape[0])
+    steps = range(shape[0] - 1, -1, -1) if attrs["reverse"] else range(shape[0])
     prev = init
     for t in steps:
-        feeds = dict(zip(names, [prev, xs[t]] + list(consts)))
+        feeds = dict(zip(names, [prev] + [x[t] for x in xs] + list(consts)))
         outputs, _ = evaluate(body, feeds, {}, batch=init.shape[0])
         out[t] = prev = outputs["row"]
     return out
 
 
 def _scan_vjp(bb, node, g):
-    """Cotangents of (init, xs, *consts) from a reversed scan; see the module docstring."""
-    init, xs, consts = node.inputs[0], node.inputs[1], list(node.inputs[2:])
+    """Cotangents of (init, *xs, *consts) from a reversed scan; see the module docstring."""
+    m = node.attrs["xs"]
+    init, xss, consts = node.inputs[0], list(node.inputs[1:1 + m]), list(node.inputs[1 + m:])
     body, reverse = node.attrs["body"], node.attrs["reverse"]
-    T = xs.shape[0]
+    T = xss[0].shape[0]
     R = init.shape[1]
-    F = static_size(xs.shape[2:])
-    x_shape = xs.shape[1:]
 
     # the row each step started from, stacked like the outputs
     row0 = b.reshape(init, (1,) + init.shape)
@@ -247,32 +257,34 @@ def _scan_vjp(bb, node, g):
         prevs = b.concat([b.slice(node, _bounds(node.shape, 0, 1, T)), row0], 0) if T > 1 else row0
     else:
         prevs = b.concat([row0, b.slice(node, _bounds(node.shape, 0, 0, T - 1))], 0) if T > 1 else row0
-    const_ids = [p.id for p in body.inputs[2:]]
+    x_holders = body.inputs[1:1 + m]
+    const_ids = [p.id for p in body.inputs[1 + m:]]
     plan = _backward_plan(body, const_ids)
 
     def backward_pieces(gprev, xin, cs, use_out):
-        """[(key, value)]: d prev, d x, then per plan node its per-step operands and cotangent.
+        """[(key, value)]: d prev, d x per input, then per plan node its per-step operands and cotangent.
 
-        With use_out, xin holds the step's stored row after prev, and every piece of the row (an
-        operand of its concat, or the row itself) is read from it wherever the gradient needs its
-        value, instead of being recomputed: the recurrent matmul behind a stored piece (a
-        SimpleRNN's new state, whose tanh VJP needs only it) then drops out of the backward step.
+        xin: this step's output cotangent, the row it started from, with use_out its stored row,
+        then its forward inputs. With use_out every piece of the row (an operand of its concat, or
+        the row itself) is read from the stored row wherever the gradient needs its value, instead
+        of being recomputed: the recurrent matmul behind a stored piece (a SimpleRNN's new state,
+        whose tanh VJP needs only it) then drops out of the backward step.
         """
-        g_t = b.slice(xin, ((0, None), (0, R)))
-        prev_t = b.slice(xin, ((0, None), (R, 2 * R)))
-        x0 = 3 * R if use_out else 2 * R
-        x_t = b.reshape(b.slice(xin, ((0, None), (x0, x0 + F))), x_shape)
-        mapping = {body.inputs[0].id: prev_t, body.inputs[1].id: x_t}
+        g_t, prev_t = xin[0], xin[1]
+        out_t = xin[2] if use_out else None
+        x_ts = list(xin[3 if use_out else 2:])
+        mapping = {body.inputs[0].id: prev_t}
+        mapping.update({h.id: x for h, x in zip(x_holders, x_ts)})
         mapping.update({pid: c for pid, c in zip(const_ids, cs)})
         uses = [u for u, _ in plan]
-        cloned = tidy(clone([body.outputs["row"]] + uses, mapping), keep=(x_t.id, prev_t.id))
+        cloned = tidy(clone([body.outputs["row"]] + uses, mapping), keep=[prev_t.id] + [x.id for x in x_ts])
         row, uses_now = cloned[0], cloned[1:]
         total = b.add(g_t, b.slice(gprev, ((0, None), (0, R))))
         from .autodiff import grad
         loss = b.reduce_sum(b.mul(row, total))
-        grads = grad(loss, [prev_t, x_t] + uses_now)
-        pieces = [("d_prev", grads[0]), ("d_x", b.reshape(grads[1], (BATCH, F)))]
-        for j, ((u, operand_positions), u_now, g_u) in enumerate(zip(plan, uses_now, grads[2:])):
+        grads = grad(loss, [prev_t] + x_ts + uses_now)
+        pieces = [("d_prev", grads[0])] + [(("d_x", j), _flat(grads[1 + j])) for j in range(m)]
+        for j, ((u, operand_positions), u_now, g_u) in enumerate(zip(plan, uses_now, grads[1 + m:])):
             for k in operand_positions:
                 pieces.append(((j, k), _flat(u_now.inputs[k])))
             pieces.append(((j, "g"), _flat(g_u)))
@@ -282,7 +294,7 @@ def _scan_vjp(bb, node, g):
             for piece in (row.inputs if row.op == "concat" and row.attrs["axis"] == 1 else (row,)):
                 w = piece.shape[1]
                 if piece.op not in ("input", "const") and piece.id not in stored:
-                    stored[piece.id] = b.slice(xin, ((0, None), (2 * R + at, 2 * R + at + w)))
+                    stored[piece.id] = b.slice(out_t, ((0, None), (at, at + w)))
                 at += w
             keys = [k for k, _ in pieces]
             values = clone([v for _, v in pieces], stored)
@@ -305,21 +317,21 @@ def _scan_vjp(bb, node, g):
 
     def trial(use_out):
         """A first build on placeholders: the layout of the row, whose width the initial row needs."""
-        pieces, read = backward_pieces(b.input("trial_prev", (BATCH, R)),
-                                       b.input("trial_x", (BATCH, (3 if use_out else 2) * R + F)),
+        rows = [b.input(f"trial_{name}", (BATCH, R)) for name in ("g", "prev", "out")[:3 if use_out else 2]]
+        xs_now = [b.input(f"trial_x{j}", x.shape[1:], x.dtype) for j, x in enumerate(xss)]
+        pieces, read = backward_pieces(b.input("trial_carry", (BATCH, R)), rows + xs_now,
                                        [b.input(f"trial_c{i}", c.shape, c.dtype) for i, c in enumerate(consts)],
                                        use_out)
         matmuls = sum(n.op == "matmul" for n in toposort([v for _, v in pieces]))
         return columns(pieces), bool(read), matmuls
-    # read the stored row only where that takes a matmul out of the backward step: copying it
-    # into the per-step inputs costs more than recomputing elementwise values from it
+    # read the stored row only where that takes a matmul out of the backward step: reading it
+    # costs more than recomputing elementwise values from it
     (where, _, width), use_out, with_out = trial(True)
     if use_out:
         layout, _, without = trial(False)
         if with_out >= without:
             use_out, (where, _, width) = False, layout
-    outs = [node] if use_out else []
-    per_step = b.concat([g, prevs] + outs + [b.reshape(xs, (T, BATCH, F))], 2)
+    per_step = [g, prevs] + ([node] if use_out else []) + xss
 
     def backward_step(gprev, xin, cs):
         where_now, unique, width_now = columns(backward_pieces(gprev, xin, cs, use_out)[0])
@@ -336,7 +348,7 @@ def _scan_vjp(bb, node, g):
 
     first = T - 1 if reverse else 0
     d_init = b.reshape(b.slice(back, _bounds3(back.shape, (first, first + 1), (0, R))), init.shape)
-    d_xs = stacked("d_x", xs.shape[1:])
+    d_xs = [stacked(("d_x", j), x.shape[1:]) for j, x in enumerate(xss)]
     d_consts = [None] * len(consts)
     for j, (u, positions) in enumerate(plan):
         operands = {k: stacked((j, k), u.inputs[k].shape) for k in positions}
@@ -350,7 +362,7 @@ def _scan_vjp(bb, node, g):
                 continue
             j2 = const_ids.index(pid)
             d_consts[j2] = gi if d_consts[j2] is None else b.add(d_consts[j2], gi)
-    return [d_init, d_xs] + d_consts
+    return [d_init] + d_xs + d_consts
 
 
 def _backward_plan(body, const_ids):
