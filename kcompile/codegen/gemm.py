@@ -555,11 +555,12 @@ def sweep_tiles(b, module, make_kernel, N, mc, n_pad, Bp, b_step, k0, kc, tile_a
     """One k-block of a panel: for each NR-column B micro-panel (outer) and MR-row micro-tile
     (inner), the micro-kernel make_kernel(rows, halves) for the rows left, on
     tile_args(ir, i0, j0, nv, b_panel, k_step). On 512-bit targets a micro-panel with at most
-    NR / 2 columns left takes the narrow kernels (halves = 1: half the FMAs; the guide MLP's
+    NR / 2 columns left takes the narrow MR-row kernel (halves = 1: half the FMAs; the guide MLP's
     10-column output layer ran 1.6x faster)."""
     nr = tile_columns(module)
     kernels = [None] + [make_kernel(rows, 2) for rows in range(1, MR + 1)]
-    narrow = [None] + [make_kernel(rows, 1) for rows in range(1, MR + 1)] if wide_tiles(module) else None
+    # (ragged rows of a narrow panel take the wide edge kernels: fewer library functions to compile)
+    narrow = kernels[:MR] + [make_kernel(MR, 1)] if wide_tiles(module) else None
     n_ir = _ceil_div(b, mc, i64(MR))
     with for_range(b, 0, b.sdiv(n_pad, i64(nr)), "jr") as jr:
         j0 = b.mul(jr, i64(nr))

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from .gemm import (KC, MC, UNROLL, RowSums, _ceil_div, _imin, _internal, store_tile, sweep_tiles,
+from .gemm import (KC, MC, MR, UNROLL, RowSums, _ceil_div, _imin, _internal, store_tile, sweep_tiles,
                    tile_columns)
 from .llvm_util import F32, I32, I64, PTR, for_range, gep_f, i64
 
@@ -229,6 +229,10 @@ def _direct_kernel_fn(module, rows, runs=True, halves=2):
         b.store(gep_f(b, pb, b.mul(k_step, i64(n))), b_ptr)
 
     def unrolled(length, address):
+        if rows < MR:       # the edge kernels (ragged M only): not unrolled, less code to compile
+            with for_range(b, 0, length, "t") as t:
+                steps(address, t, 1)
+            return
         main = b.sdiv(length, i64(UNROLL))
         with for_range(b, 0, main, "tu") as tu:
             steps(address, b.mul(tu, i64(UNROLL)), UNROLL)
