@@ -96,24 +96,31 @@ def test_the_cases_cover_every_registered_primitive():
 @given(data=st.data())
 def test_slices_read_in_place_match_reference(data):
     """Slices read by elementwise, reduce and matmul kernels are not copied (Kernel.views): the
-    readers index the sliced input directly. Values against the interpreter."""
+    readers index the sliced input directly — a matmul's A or B, transposed or not, also through
+    a reshape that keeps the last axis (a weight gradient over the pieces of a scan's rows).
+    Values against the interpreter."""
     width, n = data.draw(st.integers(2, 24)), data.draw(st.integers(1, 9))
     lo = data.draw(st.integers(0, width - 1))
     hi = data.draw(st.integers(lo + 1, width))
     x = b.input("x", (BATCH, width))
     w = b.input("w", (hi - lo, n), index=1)
+    v = b.input("v", (n, width), index=2)
     part = b.slice(x, ((0, None), (lo, hi)))
     other = b.slice(x, ((0, None), (0, hi - lo)))
     outputs = {"gate": b.mul(b.sigmoid(part), b.tanh(other)),        # elementwise over two slices
                "sum": b.reduce_sum(part, axis=1),                      # a reduction over one
-               "mm": b.matmul(part, w)}                                # a matmul's A with a longer row stride
-    graph = Graph([x, w], outputs, [])
+               "mm": b.matmul(part, w),                                # a matmul's A with a longer row stride
+               "wg": b.matmul(part, other, transpose_a=True),           # A and B in place, A transposed
+               "r3": b.matmul(b.reshape(part, (BATCH, 1, hi - lo)), w),  # A through a reshape
+               "bt": b.matmul(part, b.slice(v, ((0, n), (lo, hi))), transpose_b=True)}  # B: a slice, transposed
+    graph = Graph([x, w, v], outputs, [])
     program = lower_to_kernels(graph)
     assert not any(k.kind == "layout" for k in program.kernels)
     batch = data.draw(st.sampled_from([1, 3, 8]))
     rng = np.random.default_rng(data.draw(st.integers(0, 99)))
     feeds = {"x": rng.standard_normal((batch, width)).astype(np.float32),
-             "w": rng.standard_normal((hi - lo, n)).astype(np.float32)}
+             "w": rng.standard_normal((hi - lo, n)).astype(np.float32),
+             "v": rng.standard_normal((n, width)).astype(np.float32)}
     want, got = run_both(graph, feeds, batch)
     for key in outputs:
         np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-5, err_msg=key)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
+from ..ir.passes.fusion import rows_of
 from ..ir.passes.memory import base_of, buffer_of
 from ..ir.primitives_spatial import window_strides
 from . import collective, gemm
@@ -153,15 +154,30 @@ def matmul_geometry(node):
     return M, N, K, a_strides, b_strides
 
 
-def a_slice_view(kernel):
-    """(input node, offset of the first element, row stride) of a matmul kernel's A when it is a
-    slice read in place (Kernel.views; only the last axis sliced, fusion.last_axis_slice), or None."""
-    a = kernel.root.inputs[0]
-    v = kernel.views.get(a.id)
+def matmul_operands(kernel):
+    """matmul_geometry of a matmul kernel's root with its operands as read: for A and B, None or
+    (input node, first element) of a slice read in place (operand_view), whose strides replace
+    the contiguous ones (shared by the CPU and GPU kernels)."""
+    M, N, K, a_strides, b_strides = matmul_geometry(kernel.root)
+    views = [operand_view(kernel, p) for p in (0, 1)]
+    a_strides = views[0][2] if views[0] is not None else a_strides
+    b_strides = views[1][2] if views[1] is not None else b_strides
+    return M, N, K, a_strides, b_strides, [view[:2] if view is not None else None for view in views]
+
+
+def operand_view(kernel, p):
+    """(input node, offset of the first element, (row, column) strides as Monos) of a matmul
+    kernel's operand p (0: A, 1: B) when it is a slice read in place (Kernel.views: only the last
+    axis sliced, fusion.last_axis_slice; maybe through reshapes that keep that axis), or None.
+    Its rows are the sliced input's rows: the row stride is the input's width."""
+    node = kernel.root
+    v = kernel.views.get(rows_of(node.inputs[p]).id)
     if v is None or v.op != "slice":
         return None
     x = v.inputs[0]
-    return x, int(v.attrs["bounds"][-1][0]), int(x.shape[-1])
+    width = Mono(int(x.shape[-1]))
+    transposed = node.attrs["transpose_a" if p == 0 else "transpose_b"]
+    return x, int(v.attrs["bounds"][-1][0]), (ONE, width) if transposed else (width, ONE)
 
 
 def gather_operand(kernel):
@@ -558,7 +574,7 @@ class _KernelEmitter:
         b = self.b
         node = self.kernel.root
         a, w = node.inputs
-        M, N, K, (a_rs, a_cs), (b_rs, b_cs) = matmul_geometry(node)
+        M, N, K, (a_rs, a_cs), (b_rs, b_cs), views = matmul_operands(self.kernel)
         self.scratch_needs.append(4 * gemm.scratch_floats(Poly.of(K), Poly.of(N)))
         members = self.kernel.members
         fused = bool(members) and self._epilogue_collapses(members, node.shape)
@@ -579,12 +595,10 @@ class _KernelEmitter:
                                    extra_arg_types=[I64] + [PTR] * len(self.args), a_gather=gather, a_read=a_read)
         scratch = self.args[self.buf_index["gemm_scratch"]]
         v = lambda m: m.value(b, self.n)  # noqa: E731
-        a_ptr, a_rs_v = self.ptr(a if gather is None else self.kernel.a_window.inputs[0]), v(a_rs)
-        sliced = a_slice_view(self.kernel)
-        if sliced is not None:
-            source, first, row_stride = sliced
-            a_ptr, a_rs_v = gep_f(b, self.ptr(source), i64(first)), i64(row_stride)
-        b.call(gemm_fn, [v(M), v(N), v(K), a_ptr, a_rs_v, v(a_cs), self.ptr(w), v(b_rs), v(b_cs),
+        # each operand: a slice read in place, the window's input (implicit GEMM), or its buffer
+        a_ptr, b_ptr = [gep_f(b, self.ptr(view[0]), i64(view[1])) if view is not None else self.ptr(operand)
+                        for view, operand in zip(views, (a if gather is None else self.kernel.a_window.inputs[0], w))]
+        b.call(gemm_fn, [v(M), v(N), v(K), a_ptr, v(a_rs), v(a_cs), b_ptr, v(b_rs), v(b_cs),
                          self.ptr(node), v(N), ir.Constant(I32, 0), scratch] + extra)
         if members and not fused:
             self._parallel(lambda: self._emit_elementwise_body(members, node.shape), node.shape)

@@ -59,8 +59,8 @@ from ..ir.primitives_spatial import window_strides
 from .elementwise import EMITTERS
 from .llvm_util import F32, FP_FLAGS, I32, I64, PTR, VOID, for_range, gep_f, i64, llvm_type
 from .gemm_gather import emit_offset
-from .lower import (EmitContext, _is_scalar_const, _KernelEmitter, _scale, a_slice_view, gather_operand,
-                    matmul_geometry, sum_monos)
+from .lower import (EmitContext, _is_scalar_const, _KernelEmitter, _scale, gather_operand,
+                    matmul_operands, sum_monos)
 from .loops import ONE, Access, Mono, collapse, contiguous_strides, dim, prod
 from .nvptx_kernels import OpaqueKernels, scan_problems
 from .nvptx_schedule import ScanLaunch, flat_launches, walk_launches, workspace_bytes
@@ -421,7 +421,7 @@ class _PtxKernelEmitter(OpaqueKernels, _KernelEmitter):
     def _grid_matmul(self):
         node = self.kernel.root
         a, w = node.inputs
-        M, N, K, (a_rs, a_cs), (b_rs, b_cs) = matmul_geometry(node)
+        M, N, K, (a_rs, a_cs), (b_rs, b_cs), views = matmul_operands(self.kernel)
         assert tuple(self.kernel.iter_shape) == tuple(node.shape)
         symbol = self.name
         fn = ir.Function(self.module, ir.FunctionType(VOID, [I64, I64] + [PTR] * len(self.buffers)), symbol)
@@ -480,12 +480,10 @@ class _PtxKernelEmitter(OpaqueKernels, _KernelEmitter):
         phase(zero, sync=False)
         k_tiles = b.udiv(b.add(Kv, i64(TILE_K - 1)), i64(TILE_K))
         gather = gather_operand(self.kernel)     # implicit GEMM: A read through the window
-        pa, pb = self.ptr(a if gather is None else self.kernel.a_window.inputs[0]), self.ptr(w)
+        # each operand: a slice read in place, the window's input (implicit GEMM), or its buffer
+        pa, pb = [gep_f(b, self.ptr(view[0]), i64(view[1])) if view is not None else self.ptr(operand)
+                  for view, operand in zip(views, (a if gather is None else self.kernel.a_window.inputs[0], w))]
         a_strides, b_strides = (v(a_rs), v(a_cs)), (v(b_rs), v(b_cs))
-        sliced = a_slice_view(self.kernel)       # A: a slice of a wider row, read in place
-        if sliced is not None:
-            source, first, row_stride = sliced
-            pa, a_strides = gep_f(b, self.ptr(source), i64(first)), (i64(row_stride), v(a_cs))
         # thread e of a tile load: consecutive threads along the operand's contiguous axis
         a_k_fast = a_cs == ONE
         b_k_fast = b_rs == ONE and b_cs != ONE

@@ -50,12 +50,19 @@ class Kernel:
             ins = n.inputs
             if n is self.root and self.a_window is not None:
                 ins = [self.a_window.inputs[0]] + list(n.inputs[1:])
-            ins = [self.views[i.id].inputs[0] if i.id in self.views else i for i in ins]
+            ins = [self._viewed(i) for i in ins]
             for i in ins:
                 if i.id not in inside and i.id not in seen:
                     seen.add(i.id)
                     result.append(i)
         return result
+
+    def _viewed(self, node):
+        """What reading `node` reads: a view's input (also through reshapes: a matmul operand)."""
+        base = node
+        while base.op == "reshape":
+            base = base.inputs[0]
+        return self.views[base.id].inputs[0] if base.id in self.views else node
 
     def describe(self):
         ops = "+".join(n.op for n in self.computed())
@@ -193,6 +200,15 @@ def last_axis_slice(node):
     return all(lo == 0 and hi in (None, x.shape[j]) for j, (lo, hi) in enumerate(node.attrs["bounds"][:-1]))
 
 
+def rows_of(node):
+    """The node whose rows `node`'s rows are, through reshapes that keep the last axis (a matmul
+    reads its operands as matrices of rows), else `node`."""
+    base = node
+    while base.op == "reshape" and base.shape[-1:] == base.inputs[0].shape[-1:]:
+        base = base.inputs[0]
+    return base
+
+
 def _window_reader(w, u, direct, rk):
     """How kernel rk's node u can read window or slice w without it being stored: ("a_window", rk)
     for a matmul's A (windows), ("view", rk) for a strided read, or None."""
@@ -202,9 +218,11 @@ def _window_reader(w, u, direct, rk):
         if w.op == "window" and rk.a_window is None and base_of(u.inputs[0]) is w and base_of(u.inputs[1]) is not w \
                 and window_matmul_split(w, u.inputs[0]):
             return "a_window", rk
-        if w.op == "slice" and u.inputs[0] is w and u.inputs[1] is not w and not u.attrs["transpose_a"] \
-                and last_axis_slice(w):
-            return "view", rk          # A with a longer row stride (an RNN step's h out of its state row)
+        reads = [p for p in (0, 1) if rows_of(u.inputs[p]) is w]
+        if w.op == "slice" and last_axis_slice(w) and reads and not (0 in reads and rk.a_window):
+            # an operand with a longer row stride: an RNN step's h out of its state row; the
+            # per-step pieces a weight gradient reads out of the backward scan's rows
+            return "view", rk
         return None
     if direct and (rk.kind == "elementwise" or rk.kind == "reduce" and u.op != "argmax"):
         return "view", rk
