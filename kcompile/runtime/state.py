@@ -8,6 +8,7 @@ a reader sees the weights of one whole step, never a torn update.
 """
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -165,7 +166,7 @@ class StatePool:
     def view(self, name):
         slot = self.slots[name]
         off = self.offsets[name]
-        nbytes = 4 * int(np.prod(slot.shape, dtype=np.int64))
+        nbytes = 4 * math.prod(slot.shape)      # (math.prod: np.prod costs ~3 us, and fit reads metrics per epoch)
         return self.buffer[off:off + nbytes].view(slot.dtype).reshape(slot.shape)
 
     def values(self, names=None):
@@ -178,5 +179,5 @@ class StatePool:
 
 def _aligned_bytes(slot):
     """Bytes a slot takes in the pool: its 4-byte elements, at least one, rounded up to ALIGN."""
-    nbytes = 4 * int(np.prod(slot.shape, dtype=np.int64))
+    nbytes = 4 * math.prod(slot.shape)
     return -(-max(nbytes, 4) // ALIGN) * ALIGN
