@@ -100,36 +100,38 @@ def bench_torch(epochs, repeat):
 
 
 NOTES = """
-Notes (this session's machine: a 2-vCPU Intel Xeon VM with AVX-512, not the Zen 3 of earlier
-tables; kcompile's kernels use 512-bit tiles there): the native training step alone (one
-`train_loop` call per epoch) is ~0.45 ms per epoch of 8 batches; `fit()` adds per-epoch Python
-(shuffling copy, metric logs, callbacks). `compile()` cold is LLVM O3 + MCJIT on the model's kernels
-(the GEMM library functions are compiled once per process); warm means the compile cache
+Notes (a 2-vCPU Intel Xeon VM with AVX-512, not the Zen 3 of earlier tables; kcompile's kernels
+use 512-bit tiles and 512-bit loops there): the native training step alone (one `train_loop` call
+per epoch) is ~0.4 ms per epoch of 8 batches; `fit()` adds per-epoch Python (shuffling copy, metric
+logs, callbacks). `compile()` cold is LLVM O3 + MCJIT on the model's kernels plus, the first time in
+a process with the cache off, the shared GEMM library (micro-kernels, panel routines and drivers:
+~0.6 s; with the cache on it is compiled once per machine); warm means the compile cache
 (`~/.cache/kcompile`) holds the whole compile of these graphs: tracing and the cache key only.
 """
 
 PEER_NOTES = """
-Measured on an idle 2-vCPU Intel Xeon VM with AVX-512 (this session's machine): PyTorch (oneDNN)
-and ONNX Runtime (MLAS) use 512-bit kernels here, and so does kcompile (6x32 micro-tiles). Each row
-is one run; the machine is shared, so repeat before reading a small ratio. What limits each row
-(perf on `kcompile build` libraries, this session):
-- MLP train: the native step is ~56 µs per batch of 128 (GEMMs of 20-64 wide, below the pool's
-  cut-off: one core); PyTorch's per-op dispatch is most of its time.
-- predict_on_batch(1): ~3 µs of Python around a 0.4 µs native call (prebound, per-thread buffers).
-- predict_on_batch(1000): GEMMs on 2 threads; the softmax over 10 columns reduces each row with
-  scalar code (~19% of a single-thread call) where ORT vectorizes across rows.
+Measured on a 2-vCPU Intel Xeon VM with AVX-512: PyTorch (oneDNN) and ONNX Runtime (MLAS) use
+512-bit kernels here, and so does kcompile (6x32 micro-tiles, 512-bit loops). Each row is one run;
+the machine is shared (other tenants' load moved numpy's SGEMM between 290 and 390 GFLOP/s within
+the hour), so read the ratios, which come from the same minutes. What limits each row (perf on
+`kcompile build` libraries):
+- MLP train: the native step is ~50 µs per batch of 128 on one core (GEMMs of 20-64 wide, A read
+  in place, below the pool's cut-off); PyTorch's per-op dispatch is most of its time.
+- predict_on_batch(1): ~3 µs of Python around a 0.5 µs native call (prebound, per-thread buffers).
+- predict_on_batch(1000): ~70% in the GEMM micro-kernels (at ~150 GFLOP/s per core), the softmax's
+  division ~10% (one masked 16-lane divide per row of 10).
 - VGG-like: convolutions are implicit GEMMs reading their input in place (direct 6x32 micro-kernels,
   ~75% of a predict, at ~185 GFLOP/s per core); the rest is bias/relu/pool nests and B packing.
   Training adds the kernel gradients (direct kernels over a column-offset table), the optimizer
   update over 8 M weights and the pooling masks; 2 threads give ~1.7x over one.
-- LSTM: one scan of 100 steps; each step runs ~4 forward and ~17 backward kernels at batch 32, a
-  32x128 GEMM among them: per-kernel overhead and the concat copies of the state row (memmove, ~11%)
-  dominate; PyTorch runs oneDNN's fused LSTM cell.
+- LSTM: one scan of 100 steps at batch 32; per step 4 forward and 17 backward kernels, three
+  32x32x128 GEMMs among them (~35% of the step), the gate activations forward and again in the
+  backward step (~25%: the backward step recomputes the forward one), the rest copies of the state
+  row and per-kernel overhead; PyTorch runs oneDNN's fused LSTM cell.
 - SGEMM: the 6x32 AVX-512 micro-kernel at 94-108% of OpenBLAS on one thread (bench/gemm.py), on
   both threads through the pool.
-- compile(): cold is LLVM's O3 pipeline and MCJIT over the model's kernels; warm is tracing the
-  model and fingerprinting its graphs (the VGG-like model's 32 MB of weights are copied into the
-  state pool while tracing).
+- compile(): cold is LLVM's O3 pipeline and MCJIT over the model's kernels and (first in a process
+  with the cache off) the shared GEMM library; warm is tracing the model and fingerprinting its graphs.
 """
 
 

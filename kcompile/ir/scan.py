@@ -316,28 +316,27 @@ def _scan_vjp(bb, node, g):
         return where, unique, at
 
     def trial(use_out):
-        """A first build on placeholders: the layout of the row, whose width the initial row needs."""
+        """The backward step built once on placeholders: ((its row layout, the row's values, width),
+        the placeholders, whether it reads the stored row, its matmul count)."""
+        # the carry: only its first R columns are read (wider than R, so that slice is not elided)
+        carry = b.input("trial_carry", (BATCH, R + 1))
         rows = [b.input(f"trial_{name}", (BATCH, R)) for name in ("g", "prev", "out")[:3 if use_out else 2]]
         xs_now = [b.input(f"trial_x{j}", x.shape[1:], x.dtype) for j, x in enumerate(xss)]
-        pieces, read = backward_pieces(b.input("trial_carry", (BATCH, R)), rows + xs_now,
-                                       [b.input(f"trial_c{i}", c.shape, c.dtype) for i, c in enumerate(consts)],
-                                       use_out)
+        cs = [b.input(f"trial_c{i}", c.shape, c.dtype) for i, c in enumerate(consts)]
+        pieces, read = backward_pieces(carry, rows + xs_now, cs, use_out)
         matmuls = sum(n.op == "matmul" for n in toposort([v for _, v in pieces]))
-        return columns(pieces), bool(read), matmuls
+        return columns(pieces), [carry] + rows + xs_now + cs, bool(read), matmuls
     # read the stored row only where that takes a matmul out of the backward step: reading it
     # costs more than recomputing elementwise values from it
-    (where, _, width), use_out, with_out = trial(True)
-    if use_out:
-        layout, _, without = trial(False)
-        if with_out >= without:
-            use_out, (where, _, width) = False, layout
+    reading, recomputing = trial(True), trial(False)
+    use_out = reading[2] and reading[3] < recomputing[3]
+    (where, unique, width), holders, _, _ = reading if use_out else recomputing
     per_step = [g, prevs] + ([node] if use_out else []) + xss
 
     def backward_step(gprev, xin, cs):
-        where_now, unique, width_now = columns(backward_pieces(gprev, xin, cs, use_out)[0])
-        if where_now != where or width_now != width:
-            raise AssertionError("scan: the backward step's row layout changed between two builds")
-        return b.concat(unique, 1)
+        """The step built above, on this scan's placeholders (its carry is the whole backward row)."""
+        real = [gprev] + list(xin) + list(cs)
+        return b.concat(clone(unique, {h.id: r for h, r in zip(holders, real)}), 1)
 
     zeros = b.broadcast_to(b.const(0.0), (BATCH, width))
     back = scan(backward_step, zeros, per_step, consts, reverse=not reverse)
