@@ -210,16 +210,7 @@ def test_gate_style_scan_gradients_compiled_vs_interpreter(T, N, U, seed):
             h = 1 / (1 + np.exp(-z[:, :U])) * h + np.tanh(z[:, U:])
             total += float((h * np.sin(h)).sum())
         return total
-    f64 = {k: v.astype(np.float64) for k, v in feeds.items()}
-    for name, key in (("x", "dx"), ("h0", "dh0"), ("U", "dU")):
-        num = np.zeros_like(f64[name])
-        for idx in np.ndindex(num.shape):
-            plus, minus = dict(f64), dict(f64)
-            plus[name], minus[name] = f64[name].copy(), f64[name].copy()
-            plus[name][idx] += 1e-6
-            minus[name][idx] -= 1e-6
-            num[idx] = (np_loss(plus) - np_loss(minus)) / 2e-6
-        np.testing.assert_allclose(want[key], num, rtol=2e-3, atol=2e-3, err_msg=name)
+    _assert_finite_differences(np_loss, feeds, want, ("x", "h0", "U"))
 
 
 @settings(deadline=None, max_examples=5)
@@ -258,6 +249,11 @@ def test_scan_over_several_inputs(T, N, U, reverse, seed):
             h = f["m"][t] * np.tanh(f["x"][t] + h @ f["U"]) + (1 - f["m"][t]) * h
             total += float((h * np.cos(h)).sum())
         return total
+    _assert_finite_differences(np_loss, feeds, want, names)
+
+
+def _assert_finite_differences(np_loss, feeds, want, names):
+    """want["d" + name] against central differences of np_loss (float64 feeds) for each name."""
     f64 = {k: v.astype(np.float64) for k, v in feeds.items()}
     for name in names:
         num = np.zeros_like(f64[name])
