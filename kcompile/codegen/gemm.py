@@ -33,10 +33,12 @@ BLIS-style blocking for one core, tuned on Zen 3 (32 KiB L1d, 512 KiB L2, AVX2 +
     layers of small batches) take the GEMV path: nothing packed, A and B read in place, rows in
     groups of 3 with the micro-kernel's accumulators and FMA order, so those rows get the same
     bits as in a larger batch (a batch-1 C call of the guide MLP: ~3.3x fewer instructions).
-The micro-kernels, GEMV, packing and panel routines are defined once per module and shared by
-every gemm in it; each `define_gemm` adds only its driver loop and its epilogue (one function,
-called by every path). With `a_gather` (implicit GEMM, gemm_gather.py) A is read through a
-convolution window's index decoding, by direct micro-kernels: A is not packed.
+The micro-kernels, GEMV, packing and panel routines, and one driver per way of reading A
+(_driver_fn: GEMV path, B packing, row panels, the thread-pool task), are defined once per module
+and shared by every gemm in it; each `define_gemm` adds only its epilogue (one function, called
+through a pointer by every path) and a small function handing its arguments to the driver. With
+`a_gather` (implicit GEMM, gemm_gather.py) A is read through a convolution window's index
+decoding, by direct micro-kernels: A is not packed.
 
 The summation order depends on the shapes only: each C element is
 ((C or 0) + block 0's sum) + block 1's sum ..., each block's sum an FMA chain in k order.
