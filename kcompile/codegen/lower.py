@@ -275,15 +275,20 @@ class _KernelEmitter:
     def _read_access(self, node, iter_shape):
         """How `node` is read over iter_shape (numpy broadcasting); a view (Kernel.views) is read
         in its input's buffer: a window with the window's strides, a slice from its first element."""
+        strides, base = self._read_strides(node, iter_shape)
+        return Access(self.ptr(node), strides, base)
+
+    def _read_strides(self, node, iter_shape):
+        """(strides, first element) of _read_access, without the pointer."""
         v = self.kernel.views.get(node.id)
         if v is None:
-            return Access(self.ptr(node), broadcast_strides(node.shape, iter_shape))
+            return broadcast_strides(node.shape, iter_shape), ZERO
         src = contiguous_strides(v.inputs[0].shape)
         if v.op == "window":
             own, base = window_strides(src, v.attrs, _scale), ZERO
         else:
             own, base = src, sum_monos([src[j] * Mono(lo) for j, (lo, _) in enumerate(v.attrs["bounds"])])
-        return Access(self.ptr(node), broadcast_strides(node.shape, iter_shape, own), base)
+        return broadcast_strides(node.shape, iter_shape, own), base
 
     def _eval_members(self, members, loaded, flat_index):
         """Compute member values in order; `loaded` maps node id -> already-available value."""
@@ -556,9 +561,8 @@ class _KernelEmitter:
         elif node.op == "concat":
             dst = contiguous_strides(node.shape)
             axis, start = node.attrs["axis"], 0
-            for x in node.inputs:
-                self._copy(x.shape, Access(self.ptr(x), contiguous_strides(x.shape)),
-                           Access(out, dst, dst[axis] * Mono(start)), x.dtype)
+            for x in node.inputs:       # (a slice is read in place: Kernel.views)
+                self._copy(x.shape, self._read_access(x, x.shape), Access(out, dst, dst[axis] * Mono(start)), x.dtype)
                 start += x.shape[axis]
         else:
             raise NotImplementedError(f"no layout kernel for {node.op!r}")

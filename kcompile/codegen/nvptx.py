@@ -590,8 +590,8 @@ class _PtxKernelEmitter(OpaqueKernels, _KernelEmitter):
         elif node.op == "concat":
             axis, start = node.attrs["axis"], 0
             for xi in node.inputs:
-                copies.append((xi.shape, xi, contiguous_strides(xi.shape), Mono(0), out_strides,
-                               out_strides[axis] * Mono(start)))
+                strides, base = self._read_strides(xi, xi.shape)     # (a slice is read in place: Kernel.views)
+                copies.append((xi.shape, xi, strides, base, out_strides, out_strides[axis] * Mono(start)))
                 start += xi.shape[axis]
         else:
             raise NotImplementedError(f"no PTX layout kernel for {node.op!r}")

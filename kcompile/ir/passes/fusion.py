@@ -7,7 +7,8 @@ Rules (applied walking the graph from outputs to inputs):
     reduction's prologue — e.g. exp(x - max) is computed inside the softmax denominator's sum;
   * an elementwise kernel that reads a matmul result of its own shape becomes the matmul's
     epilogue (bias + activation run on each finished row panel while it is hot in cache);
-  * layout ops (transpose, slice, pad, concat) are kernels of their own; reshape is a view;
+  * layout ops (transpose, slice, pad, concat) are kernels of their own; reshape is a view; a
+    concat copies a slice operand from the slice's input;
   * a convolution's window (im2col) read only as the A operand of matmuls becomes part of each of
     them (`Kernel.a_window`): the gemm packs A straight from the window's input (implicit GEMM,
     codegen/gemm_gather.py), so the 9x-larger window is never written; elementwise and reduce
@@ -226,6 +227,8 @@ def _window_reader(w, u, direct, rk):
         return None
     if direct and (rk.kind == "elementwise" or rk.kind == "reduce" and u.op != "argmax"):
         return "view", rk
+    if direct and w.op == "slice" and rk.kind == "layout" and rk.root is u and u.op == "concat":
+        return "view", rk          # a piece of a concat copied from where it lies (an RNN's rows)
     return None
 
 
