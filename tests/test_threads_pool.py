@@ -11,10 +11,10 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 
 import numpy as np
 import pytest
+from conftest import run_in_threads
 from llvmlite import ir
 
 import kcompile as keras
@@ -106,23 +106,13 @@ def test_threaded_gemm_is_bit_identical_for_every_thread_count(threads, m, n, k)
 def test_concurrent_gemm_callers_fall_back_to_serial_in_their_own_scratch(threads):
     threads(2)
     serial = {s: _gemm(600, 64, 300, seed=s)[0] for s in range(4)}
-    errors = []
 
     def caller(s):
         scratch = np.zeros(gemm.scratch_floats(300, 64) + 16, np.float32)
-        try:
-            for _ in range(15):
-                got, _ = _gemm(600, 64, 300, seed=s, scratch=scratch)
-                if not np.array_equal(got, serial[s]):
-                    errors.append(s)
-        except Exception as exc:   # noqa: BLE001 - reported below
-            errors.append(exc)
-    pool = [threading.Thread(target=caller, args=(s,)) for s in range(4)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    assert not errors, errors
+        for _ in range(15):
+            got, _ = _gemm(600, 64, 300, seed=s, scratch=scratch)
+            np.testing.assert_array_equal(got, serial[s])
+    run_in_threads(4, [lambda s=s: caller(s) for s in range(4)])
 
 
 # --- whole models -----------------------------------------------------------------------------
@@ -174,22 +164,12 @@ def test_python_threads_predicting_on_one_model_get_the_serial_result(threads):
     threads(1)
     want = [model.predict_on_batch(x) for x in inputs]
     threads(2)
-    errors = []
 
     def reader(k):
-        try:
-            for rep in range(12):
-                i = (k + rep) % len(inputs)
-                if not np.array_equal(model.predict_on_batch(inputs[i]), want[i]):
-                    errors.append((k, rep))
-        except Exception as exc:   # noqa: BLE001 - reported below
-            errors.append(exc)
-    pool = [threading.Thread(target=reader, args=(k,)) for k in range(4)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    assert not errors, errors
+        for rep in range(12):
+            i = (k + rep) % len(inputs)
+            np.testing.assert_array_equal(model.predict_on_batch(inputs[i]), want[i], err_msg=f"thread {k}, call {rep}")
+    run_in_threads(4, [lambda k=k: reader(k) for k in range(4)])
 
 
 def test_kcompile_threads_0_compiles_serial_code_with_the_same_results(threads, monkeypatch):
