@@ -7,6 +7,7 @@ import os
 import pathlib
 import threading
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -29,6 +30,17 @@ def compile_cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("KCOMPILE_CACHE_DIR", str(directory))
     monkeypatch.setenv("KCOMPILE_CACHE", "1")
     return directory
+
+
+def assert_trains_like(compiled, eager, x, y, steps):
+    """`steps` train_on_batch calls give the compiled model the eager one's losses and weights
+    (the reference interpreter runs the eager one; both start from the same weights)."""
+    eager.set_weights(compiled.get_weights())
+    for _ in range(steps):
+        lc, le = compiled.train_on_batch(x, y), eager.train_on_batch(x, y)
+        assert abs(lc - le) < 1e-4 * max(1.0, abs(le))
+    for wc, we in zip(compiled.get_weights(), eager.get_weights()):
+        np.testing.assert_allclose(wc, we, rtol=1e-4, atol=1e-5)
 
 
 def run_in_threads(workers, jobs):

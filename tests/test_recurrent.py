@@ -15,7 +15,7 @@ from kcompile.ir.scan import scan
 from kcompile.runtime.native import jit_executable
 from kcompile.runtime.state import StatePool
 
-from conftest import CONFORMANCE
+from conftest import CONFORMANCE, assert_trains_like
 from golden_helpers import close as _close, weights_from_h5 as _weights_from_h5
 from rnn_reference import REFS, ref_gru, ref_lstm, ref_simple_rnn  # noqa: F401
 
@@ -155,12 +155,7 @@ def test_compiled_step_matches_interpreter(layer_fn):
         m.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse", run_eagerly=eager)
         return m
     compiled, eager = make(False), make(True)
-    eager.set_weights(compiled.get_weights())
-    for _ in range(3):
-        lc, le = compiled.train_on_batch(x, y), eager.train_on_batch(x, y)
-        assert abs(lc - le) < 1e-4 * max(1.0, abs(le))
-    for wc, we in zip(compiled.get_weights(), eager.get_weights()):
-        np.testing.assert_allclose(wc, we, rtol=1e-4, atol=1e-5)
+    assert_trains_like(compiled, eager, x, y, steps=3)
 
 
 def test_lstm_learns_a_sequence_task():
