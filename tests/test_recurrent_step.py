@@ -136,7 +136,8 @@ def test_projection_outside_the_loop_and_one_gate_matmul_per_step(monkeypatch, k
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(4, T, F)).astype(np.float32), rng.normal(size=(4, 1)).astype(np.float32)
     model = keras.Sequential([keras.Input((T, F)), _layer(kind, U), layers.Dense(1)])
-    train = next(p for p in _programs(monkeypatch, model, x, y) if len(_scans(p)) == 2)
+    programs = _programs(monkeypatch, model, x, y)
+    train = next(p for p in programs if len(_scans(p)) == 2)
     forward, backward = _scans(train)
     # the per-step inputs are the output of one (time*batch, F) x (F, gates*U) matmul before the loop
     xs = forward.root.inputs[1]
@@ -147,8 +148,14 @@ def test_projection_outside_the_loop_and_one_gate_matmul_per_step(monkeypatch, k
     assert [k.root.inputs[1].shape for k in body_mm] == [(U, gates * U)]
     # the backward step: no zero pads summed into the gates' gradient
     assert not [k for k in backward.body.kernels if k.kind == "layout" and k.root.op == "pad"]
-    # its matmuls: the forward one recomputed (not for SimpleRNN: the stored tanh output is read) and dz·Uᵀ
-    assert len([k for k in backward.body.kernels if k.kind == "matmul"]) == (1 if kind == "SimpleRNN" else 2)
+    # its one matmul, dz·Uᵀ: the forward one is not recomputed, the values its VJP reads are stored
+    # (SimpleRNN: the tanh output, the state itself; LSTM, GRU: the gates, saved after the state)
+    assert len([k for k in backward.body.kernels if k.kind == "matmul"]) == 1
+    assert (forward.root.attrs["saved"] > 0) == (kind != "SimpleRNN")
+    # predict writes the state only: nothing reads the saved columns there
+    predict = next(p for p in programs if p.graph.name == "predict")
+    (scan,) = _scans(predict)
+    assert scan.root.attrs["saved"] == 0 and scan.root.shape[2] == (2 * U if kind == "LSTM" else U)
     if kind == "LSTM":
         # d prev (2U), d x = the gate matmul's cotangent (4U, stored once), h for dU (U)
         assert backward.root.inputs[0].shape == (BATCH, 7 * U)
@@ -209,6 +216,27 @@ def test_gate_style_scan_gradients_compiled_vs_interpreter(T, N, U, seed):
     _assert_finite_differences(np_loss, feeds, want, ("x", "h0", "U"))
 
 
+def test_tidy_slices_of_a_concat_keep_values():
+    x, y, z = (b.input(n, (BATCH, w), index=i) for i, (n, w) in enumerate((("x", 3), ("y", 2), ("z", 4))))
+    row = b.concat([x, b.tanh(y), z], 1)
+    inside = b.slice(row, ((0, None), (6, 9)))           # within z (columns 5..9)
+    spanning = b.slice(row, ((0, None), (3, 9)))         # tanh(y) and z whole
+    cut = b.slice(row, ((0, None), (2, 4)))              # x and y cut: left alone
+    deep = b.slice(b.slice(row, ((0, None), (3, 9))), ((0, None), (3, 5)))
+    t_inside, t_spanning, t_cut, t_deep = tidy([inside, spanning, cut, deep])
+    assert t_inside.op == "slice" and t_inside.inputs[0] is z and t_inside.attrs["bounds"] == ((0, None), (1, 4))
+    assert t_spanning.op == "concat" and t_spanning.inputs[1] is z
+    assert t_cut.op == "slice" and t_cut.inputs[0].op == "concat"
+    assert t_deep.op == "slice" and t_deep.inputs[0] is z
+    rng = np.random.default_rng(2)
+    feeds = {n: rng.normal(size=(3, w)).astype(np.float32) for n, w in (("x", 3), ("y", 2), ("z", 4))}
+    names = ("inside", "spanning", "cut", "deep")
+    want, _ = evaluate(Graph([x, y, z], dict(zip(names, (inside, spanning, cut, deep)))), feeds, {}, batch=3)
+    got, _ = evaluate(Graph([x, y, z], dict(zip(names, (t_inside, t_spanning, t_cut, t_deep)))), feeds, {}, batch=3)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+
+
 @settings(deadline=None, max_examples=5)
 @given(T=st.integers(1, 5), N=st.integers(1, 4), U=st.integers(1, 4), reverse=st.booleans(), seed=st.integers(0, 99))
 def test_scan_over_several_inputs(T, N, U, reverse, seed):
@@ -222,7 +250,9 @@ def test_scan_over_several_inputs(T, N, U, reverse, seed):
         xt, mt = inputs
         return b.add(b.mul(mt, b.tanh(b.add(xt, b.matmul(prev, Uw)))), b.mul(b.sub(1.0, mt), prev))
     seq = scan(step, h0, [x, m], reverse=reverse)
-    assert seq.attrs["xs"] == 2
+    # the rows: the state, after it the tanh output its gradient reads (saved, sliced off here)
+    node = seq.inputs[0]
+    assert seq.op == "slice" and node.op == "scan" and node.attrs["xs"] == 2 and node.attrs["saved"] == U
     loss = b.reduce_sum(b.mul(seq, b.cos(seq)))
     names = ("x", "m", "h0", "U")
     grads = grad(loss, [x, m, h0, Uw])

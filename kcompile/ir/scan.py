@@ -14,7 +14,10 @@ rows and applies the body's own VJP (its per-step inputs: the output cotangent, 
 step started from, maybe the stored rows, and the forward inputs, each an xs of its own: nothing
 is concatenated into one per-step array); where the step's own stored row holds a value the VJP needs
 and that takes the recurrent matmul out of the backward step (a SimpleRNN's tanh output), it is
-read instead of recomputed. A value the backward row would hold twice (d x and the cotangent of
+read instead of recomputed. So that it can be, `scan` saves in the row, after the state, the other
+values of the step the VJP reads through the matmul (an LSTM's gate activations and tanh(c), a
+GRU's gates and recurrent product): the forward step writes them, the backward step reads them,
+and the pass `drop_unread_saves` narrows every scan whose saved columns no gradient reads. A value the backward row would hold twice (d x and the cotangent of
 the matmul x + h·U) is stored once, and `tidy` keeps both step bodies free of the layout kernels
 autodiff leaves (zero pads summed into a gate gradient, slices of slices).
 
@@ -33,6 +36,7 @@ from .graph import BATCH, Graph, Node, format_shape, static_size, toposort
 from .primitives import PRIMITIVES, ShapeError, register
 
 _STACKABLE = ("elementwise",)   # fusion classes whose rules broadcast over extra leading axes
+_VALUE_FREE_VJP = ("add", "sub")   # primitives whose VJP reads no operand's value
 
 
 def clone(roots, mapping):
@@ -49,13 +53,19 @@ def clone(roots, mapping):
     return [new[r.id] for r in roots]
 
 
-def scan(step, init, xs, consts=(), reverse=False):
-    """Build a scan node; `step(prev, x, consts) -> row` builds the body from placeholders (x: one
-    placeholder, or a list of them when xs is a list of per-step inputs).
+def scan(step, init, xs, consts=(), reverse=False, save_for_grad=True):
+    """Build a scan; returns its (time, batch, width) rows. `step(prev, x, consts) -> row` builds
+    the body from placeholders (x: one placeholder, or a list of them when xs is a list of
+    per-step inputs).
 
     Everything in the body that does not depend on `prev` or `x` is loop-invariant: weights,
     masks, other tensors of the enclosing graph and expressions of them (a slice of a weight)
     are computed once outside the loop and become the scan's const operands.
+
+    With `save_for_grad` the row also keeps, after the state, the values of the step its
+    gradient would otherwise recompute through a matmul (an LSTM's gate activations): the scan
+    node's rows are wider by attrs["saved"] columns, which the pass `drop_unread_saves` removes
+    again wherever no gradient reads them (predict, evaluate).
     """
     several = isinstance(xs, (list, tuple))
     init, xs = b.as_node(init), [b.as_node(x) for x in (xs if several else [xs])]
@@ -76,9 +86,99 @@ def scan(step, init, xs, consts=(), reverse=False):
         (row,) = clone([row], {p.id: c for p, c in zip(placeholders, consts)})
     (row,) = tidy([row])
     row, captured = _hoist_invariants(row, prev, x)
+    saves = _values_to_save(row, prev, x) if save_for_grad else []
+    width = init.shape[1]
+    if saves:
+        saved = sum(v.shape[1] for v in saves)
+        wide = b.input("scan_prev", (BATCH, width + saved), init.dtype, index=0)
+        (row,) = tidy(clone([b.concat([row] + saves, 1)], {prev.id: b.slice(wide, ((0, None), (0, width)))}))
+        prev, init = wide, b.concat([init, _zeros(saved)], 1)
     body = Graph([prev] + x + [inner for _, inner in captured], {"row": row}, name="scan_body")
-    return b.node("scan", [init] + xs + [outer for outer, _ in captured],
-                  {"body": body, "reverse": bool(reverse), "xs": len(xs)})
+    out = b.node("scan", [init] + xs + [outer for outer, _ in captured],
+                 {"body": body, "reverse": bool(reverse), "xs": len(xs), "saved": init.shape[1] - width})
+    return b.slice(out, _bounds3(out.shape, (0, out.shape[0]), (0, width)))
+
+
+def _values_to_save(row, prev, xs):
+    """The step's values its VJP reads that depend on a matmul of per-step values (an LSTM's gate
+    activations and tanh(c)), not already in the row; [] when saving would not spare the
+    backward step that matmul (a value that is not a (batch, width) float32 row), or when the
+    step has no gradient."""
+    from .autodiff import grad
+    order = toposort([row])
+    per_step, after_matmul = {prev.id} | {x.id for x in xs}, set()
+    for node in order:
+        if any(i.id in per_step for i in node.inputs):
+            per_step.add(node.id)
+            if node.op == "matmul" or any(i.id in after_matmul for i in node.inputs):
+                after_matmul.add(node.id)
+    if not after_matmul or row.dtype != "float32":
+        return []
+    cotangent = b.input("save_cotangent", row.shape, row.dtype)
+    wrt = [prev] + [x for x in xs if x.dtype == "float32"]
+    try:
+        grads = grad(b.reduce_sum(b.mul(row, cotangent)), wrt)
+    except NotImplementedError:
+        return []
+    forward = {n.id for n in order}
+    in_row = {p.id for p in _pieces(row)}
+    saves = []
+    for node in toposort(grads):
+        if node.id in forward:
+            continue
+        for i in node.inputs:
+            if i.id not in after_matmul or i.id in in_row or any(i is v for v in saves):
+                continue
+            if i.dtype != "float32" or len(i.shape) != 2 or i.shape[0] is not BATCH:
+                return []
+            saves.append(i)
+    return saves
+
+
+def _pieces(row):
+    """The operands of a row built as one concat along its columns, else the row itself."""
+    return list(row.inputs) if row.op == "concat" and row.attrs["axis"] == 1 else [row]
+
+
+def _zeros(width):
+    return b.broadcast_to(b.const(0.0), (BATCH, width))
+
+
+def drop_unread_saves(graph):
+    """Graph pass: a scan whose saved columns nothing reads (no gradient in this graph) drops them,
+    so predict and evaluate write only the state. Repeated, since narrowing one scan rebuilds the
+    nodes after it (a stacked RNN's next scan)."""
+    from .passes.rewrite import rewrite
+    while True:
+        consumers, roots = {}, {r.id for r in graph.roots()}
+        for node in graph.nodes():
+            for i in node.inputs:
+                consumers.setdefault(i.id, []).append(node)
+        mapping = {}
+        for node in graph.nodes():
+            if node.op != "scan" or not node.attrs.get("saved") or node.id in roots:
+                continue
+            state = node.shape[2] - node.attrs["saved"]
+            users = consumers.get(node.id, [])
+            if all(u.op == "slice" and u.attrs["bounds"][2][1] is not None and u.attrs["bounds"][2][1] <= state
+                   for u in users):
+                narrow = _without_saves(node)
+                mapping.update({u.id: b.slice(narrow, u.attrs["bounds"]) for u in users})
+        if not mapping:
+            return graph
+        graph = rewrite(graph, lambda node: mapping.get(node.id))
+
+
+def _without_saves(node):
+    """The scan `node` without its saved columns: the same state rows."""
+    body, state = node.attrs["body"], node.shape[2] - node.attrs["saved"]
+    wide = body.inputs[0]
+    prev = b.input("scan_prev", (BATCH, state), wide.dtype, index=0)
+    (row,) = tidy(clone([b.slice(body.outputs["row"], ((0, None), (0, state)))],
+                        {wide.id: b.concat([prev, _zeros(node.attrs["saved"])], 1)}))
+    (init,) = tidy([b.slice(node.inputs[0], ((0, None), (0, state)))])
+    narrow_body = Graph([prev] + list(body.inputs[1:]), {"row": row}, name=body.name)
+    return b.node("scan", [init] + list(node.inputs[1:]), dict(node.attrs, body=narrow_body, saved=0))
 
 
 def tidy(roots, keep=()):
@@ -101,6 +201,11 @@ def tidy(roots, keep=()):
             pass
         elif node.op == "slice":
             out = _tidy_slice(inputs[0], node.attrs["bounds"])
+            while out is not None and out.op == "slice" and out.inputs[0].id not in keep:
+                again = _tidy_slice(out.inputs[0], out.attrs["bounds"])   # e.g. a slice of a concat's slice
+                if again is None:
+                    break
+                out = again
         elif node.op == "concat":
             flat = []
             for i in inputs:
@@ -139,15 +244,30 @@ def _tidy_slice(x, bounds):
                 return None
         return b.slice(x.inputs[0], tuple(inner))
     if x.op == "concat":
-        axis, start = x.attrs["axis"], 0
-        others_full = all((lo, hi) in ((0, None), (0, d)) for k, ((lo, hi), d) in enumerate(zip(bounds, x.shape))
-                          if k != axis)
-        for piece in x.inputs:
-            width = piece.shape[axis]
-            if others_full and bounds[axis] == (start, start + width):
-                return piece
-            start += width
+        return _tidy_slice_concat(x, bounds)
     return None
+
+
+def _tidy_slice_concat(x, bounds):
+    """A slice of a concat that lies within one operand -> a slice of it (or it); one that spans
+    whole operands -> their concat; None otherwise."""
+    axis = x.attrs["axis"]
+    if not all((lo, hi) in ((0, None), (0, d)) for k, ((lo, hi), d) in enumerate(zip(bounds, x.shape)) if k != axis):
+        return None
+    lo, hi = bounds[axis]
+    hi = x.shape[axis] if hi is None else hi
+    start, whole = 0, []
+    for piece in x.inputs:
+        end = start + piece.shape[axis]
+        if start <= lo and hi <= end:
+            inner = tuple((lo - start, hi - start) if k == axis else bd for k, bd in enumerate(bounds))
+            return b.slice(piece, inner)
+        if lo <= start and end <= hi:
+            whole.append(piece)
+        elif start < hi and end > lo:
+            return None                      # a piece cut in two
+        start = end
+    return b.concat(whole, axis) if whole else None
 
 
 def _pads_to_concat(node, inputs):
@@ -249,14 +369,17 @@ def _scan_vjp(bb, node, g):
     init, xss, consts = node.inputs[0], list(node.inputs[1:1 + m]), list(node.inputs[1 + m:])
     body, reverse = node.attrs["body"], node.attrs["reverse"]
     T = xss[0].shape[0]
-    R = init.shape[1]
+    R = init.shape[1]                       # the row: the state (S columns), then what was saved
+    S = R - node.attrs.get("saved", 0)
 
-    # the row each step started from, stacked like the outputs
-    row0 = b.reshape(init, (1,) + init.shape)
+    # the state each step started from, stacked like the outputs
+    (row0,) = tidy([b.slice(init, ((0, None), (0, S)))])
+    row0 = b.reshape(row0, (1, BATCH, S))
     if reverse:
-        prevs = b.concat([b.slice(node, _bounds(node.shape, 0, 1, T)), row0], 0) if T > 1 else row0
+        prevs = b.concat([b.slice(node, _bounds3(node.shape, (1, T), (0, S))), row0], 0) if T > 1 else row0
     else:
-        prevs = b.concat([row0, b.slice(node, _bounds(node.shape, 0, 0, T - 1))], 0) if T > 1 else row0
+        prevs = b.concat([row0, b.slice(node, _bounds3(node.shape, (0, T - 1), (0, S)))], 0) if T > 1 else row0
+    g = b.slice(g, _bounds3(g.shape, (0, T), (0, S)))   # saved columns: no consumer, no cotangent
     x_holders = body.inputs[1:1 + m]
     const_ids = [p.id for p in body.inputs[1 + m:]]
     plan = _backward_plan(body, const_ids)
@@ -264,8 +387,8 @@ def _scan_vjp(bb, node, g):
     def backward_pieces(gprev, xin, cs, use_out):
         """[(key, value)]: d prev, d x per input, then per plan node its per-step operands and cotangent.
 
-        xin: this step's output cotangent, the row it started from, with use_out its stored row,
-        then its forward inputs. With use_out every piece of the row (an operand of its concat, or
+        xin: this step's output cotangent and the state it started from (S columns), with use_out
+        its stored row (all R), then its forward inputs. With use_out every piece of the row (an operand of its concat, or
         the row itself) is read from the stored row wherever the gradient needs its value, instead
         of being recomputed: the recurrent matmul behind a stored piece (a SimpleRNN's new state,
         whose tanh VJP needs only it) then drops out of the backward step.
@@ -273,15 +396,16 @@ def _scan_vjp(bb, node, g):
         g_t, prev_t = xin[0], xin[1]
         out_t = xin[2] if use_out else None
         x_ts = list(xin[3 if use_out else 2:])
-        mapping = {body.inputs[0].id: prev_t}
+        mapping = {body.inputs[0].id: b.concat([prev_t, _zeros(R - S)], 1) if R > S else prev_t}
         mapping.update({h.id: x for h, x in zip(x_holders, x_ts)})
         mapping.update({pid: c for pid, c in zip(const_ids, cs)})
         uses = [u for u, _ in plan]
         cloned = tidy(clone([body.outputs["row"]] + uses, mapping), keep=[prev_t.id] + [x.id for x in x_ts])
         row, uses_now = cloned[0], cloned[1:]
-        total = b.add(g_t, b.slice(gprev, ((0, None), (0, R))))
+        (state,) = tidy([b.slice(row, ((0, None), (0, S)))])
+        total = b.add(g_t, b.slice(gprev, ((0, None), (0, S))))
         from .autodiff import grad
-        loss = b.reduce_sum(b.mul(row, total))
+        loss = b.reduce_sum(b.mul(state, total))
         grads = grad(loss, [prev_t] + x_ts + uses_now)
         pieces = [("d_prev", grads[0])] + [(("d_x", j), _flat(grads[1 + j])) for j in range(m)]
         for j, ((u, operand_positions), u_now, g_u) in enumerate(zip(plan, uses_now, grads[1 + m:])):
@@ -291,7 +415,7 @@ def _scan_vjp(bb, node, g):
         read = []
         if use_out:
             stored, at = {}, 0
-            for piece in (row.inputs if row.op == "concat" and row.attrs["axis"] == 1 else (row,)):
+            for piece in _pieces(row):
                 w = piece.shape[1]
                 if piece.op not in ("input", "const") and piece.id not in stored:
                     stored[piece.id] = b.slice(out_t, ((0, None), (at, at + w)))
@@ -318,9 +442,10 @@ def _scan_vjp(bb, node, g):
     def trial(use_out):
         """The backward step built once on placeholders: ((its row layout, the row's values, width),
         the placeholders, whether it reads the stored row, its matmul count)."""
-        # the carry: only its first R columns are read (wider than R, so that slice is not elided)
-        carry = b.input("trial_carry", (BATCH, R + 1))
-        rows = [b.input(f"trial_{name}", (BATCH, R)) for name in ("g", "prev", "out")[:3 if use_out else 2]]
+        # the carry: only its first S columns are read (wider than S, so that slice is not elided)
+        carry = b.input("trial_carry", (BATCH, S + 1))
+        rows = [b.input("trial_g", (BATCH, S)), b.input("trial_prev", (BATCH, S))]
+        rows += [b.input("trial_out", (BATCH, R))] if use_out else []
         xs_now = [b.input(f"trial_x{j}", x.shape[1:], x.dtype) for j, x in enumerate(xss)]
         cs = [b.input(f"trial_c{i}", c.shape, c.dtype) for i, c in enumerate(consts)]
         pieces, read = backward_pieces(carry, rows + xs_now, cs, use_out)
@@ -338,22 +463,24 @@ def _scan_vjp(bb, node, g):
         real = [gprev] + list(xin) + list(cs)
         return b.concat(clone(unique, {h.id: r for h, r in zip(holders, real)}), 1)
 
-    zeros = b.broadcast_to(b.const(0.0), (BATCH, width))
-    back = scan(backward_step, zeros, per_step, consts, reverse=not reverse)
+    back = scan(backward_step, _zeros(width), per_step, consts, reverse=not reverse, save_for_grad=False)
 
     def stacked(key, shape):
         lo, w = where[key]
         return b.reshape(b.slice(back, _bounds3(back.shape, (0, T), (lo, lo + w))), (T,) + shape)
 
     first = T - 1 if reverse else 0
-    d_init = b.reshape(b.slice(back, _bounds3(back.shape, (first, first + 1), (0, R))), init.shape)
+    d_init = b.reshape(b.slice(back, _bounds3(back.shape, (first, first + 1), (0, S))), (BATCH, S))
+    d_init = b.pad(d_init, ((0, 0), (0, R - S)))
     d_xs = [stacked(("d_x", j), x.shape[1:]) for j, x in enumerate(xss)]
     d_consts = [None] * len(consts)
     for j, (u, positions) in enumerate(plan):
         operands = {k: stacked((j, k), u.inputs[k].shape) for k in positions}
         g_u = stacked((j, "g"), u.shape)
         outer = {pid: c for pid, c in zip(const_ids, consts)}
-        inputs = [operands[k] if k in operands else outer.get(i.id, i) for k, i in enumerate(u.inputs)]
+        # a per-step operand the VJP does not read (of an add) is not stored: zeros stand in
+        inputs = [operands[k] if k in operands else outer[i.id] if i.id in outer else i if i.op == "const"
+                  else b.broadcast_to(b.const(0.0), (T,) + i.shape) for k, i in enumerate(u.inputs)]
         u_stacked = b.node(u.op, inputs, u.attrs)
         for k, gi in enumerate(PRIMITIVES[u.op].vjp(b, u_stacked, g_u)):
             pid = u.inputs[k].id
@@ -365,7 +492,9 @@ def _scan_vjp(bb, node, g):
 
 
 def _backward_plan(body, const_ids):
-    """[(node using a const, positions of its per-step operands)] for the const gradients."""
+    """[(node using a const, positions of the per-step operands its VJP reads)] for the const
+    gradients (none for an add or sub: their VJP reads no operand, so the backward step need not
+    recompute one, e.g. a GRU's recurrent matmul before its bias)."""
     const_ids = set(const_ids)
     plan = []
     for node in body.nodes():
@@ -386,7 +515,7 @@ def _backward_plan(body, const_ids):
                 f"scan: the step uses a loop-invariant value in a {node.op!r} of shape "
                 f"{format_shape(node.shape)} whose gradient cannot be stacked over time; compute it "
                 "outside the step or from per-step values")
-        plan.append((node, positions))
+        plan.append((node, [] if node.op in _VALUE_FREE_VJP else positions))
     return plan
 
 
@@ -396,10 +525,6 @@ def _row_width(shape):
 
 def _flat(x):
     return b.reshape(x, (BATCH, _row_width(x.shape)))
-
-
-def _bounds(shape, axis, lo, hi):
-    return tuple((lo, hi) if j == axis else ((0, None) if d is BATCH else (0, d)) for j, d in enumerate(shape))
 
 
 def _bounds3(shape, time, cols):

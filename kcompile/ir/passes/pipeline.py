@@ -10,11 +10,13 @@ import os
 from dataclasses import dataclass
 
 from ..printer import format_graph
+from ..scan import drop_unread_saves
 from . import conv_grad, simplify
 from .fusion import Kernel, fuse
 from .memory import MemoryPlan, plan_memory
 
 GRAPH_PASSES = [
+    ("drop_unread_saves", drop_unread_saves),
     ("cse", simplify.cse),
     ("fold_constants", simplify.fold_constants),
     ("algebraic", simplify.algebraic),
@@ -53,9 +55,9 @@ def disabled_passes():
     return {p.strip() for p in os.environ.get("KCOMPILE_DISABLE_PASSES", "").split(",") if p.strip()}
 
 
-def optimize_graph(graph, dump_dir=None):
+def optimize_graph(graph, dump_dir=None, dump_name=None):
     off = disabled_passes()
-    dump = _dumper(graph.name, dump_dir)
+    dump = _dumper(dump_name or graph.name, dump_dir)
     dump("00_input", format_graph(graph))
     for i, (name, fn) in enumerate(GRAPH_PASSES, 1):
         if name.split("_after")[0] in off:
@@ -65,15 +67,17 @@ def optimize_graph(graph, dump_dir=None):
     return graph
 
 
-def lower_to_kernels(graph, dump_dir=None):
-    graph = optimize_graph(graph, dump_dir)
+def lower_to_kernels(graph, dump_dir=None, dump_name=None):
+    """`dump_name` names the dump files (a scan body's: its graph's name and kernel index)."""
+    dump_name = dump_name or graph.name
+    graph = optimize_graph(graph, dump_dir, dump_name)
     graph, kernels = fuse(graph, enabled="fusion" not in disabled_passes())
-    for kernel in kernels:
+    for i, kernel in enumerate(kernels):
         if kernel.kind == "scan":   # the step body is a program of its own, lowered here, not in codegen
-            kernel.body = lower_to_kernels(kernel.root.attrs["body"], dump_dir)
+            kernel.body = lower_to_kernels(kernel.root.attrs["body"], dump_dir, f"{dump_name}.k{i}.scan_body")
     schedule = [Step(i, k.kind) for i, k in enumerate(kernels)]
     program = KernelProgram(graph, kernels, plan_memory(graph, kernels), schedule)
-    _dumper(graph.name, dump_dir)("99_kernels", program.describe())
+    _dumper(dump_name, dump_dir)("99_kernels", program.describe())
     return program
 
 
