@@ -78,6 +78,33 @@ def test_cse_constant_folding_and_algebraic_rules():
     assert any(float(n.attrs["value"]) == 2.0 for n in folded)
 
 
+@settings(deadline=None, max_examples=30)
+@given(T=st.integers(1, 5), W=st.integers(1, 5), pads=st.lists(st.integers(0, 3), min_size=4, max_size=4),
+       cut=st.lists(st.integers(0, 8), min_size=4, max_size=4), seed=st.integers(0, 99))
+def test_layout_rules_keep_values(T, W, pads, cut, seed):
+    """slice(pad), slice(slice), pad(pad) and slice(concat) as simpler nodes (ir/slices.py, used by
+    the algebraic pass and scan's tidy): the same values, fewer layout kernels where they apply."""
+    from kcompile.ir.interpreter import evaluate
+    x = b.input("x", (T, BATCH, W))
+    padded = b.pad(b.pad(x, ((pads[0], pads[1]), (0, 0), (0, 0))), ((0, 0), (0, 0), (pads[2], pads[3])))
+    Tp, Wp = T + pads[0] + pads[1], W + pads[2] + pads[3]
+    t0, t1 = sorted((cut[0] % (Tp + 1), cut[1] % (Tp + 1)))
+    w0, w1 = sorted((cut[2] % (Wp + 1), cut[3] % (Wp + 1)))
+    t1, w1 = max(t1, t0 + 1), max(w1, w0 + 1)
+    if t1 > Tp or w1 > Wp:
+        return
+    sliced = b.slice(b.slice(padded, ((0, Tp), (0, None), (0, Wp))), ((t0, t1), (0, None), (w0, w1)))
+    joined = b.slice(b.concat([x, b.tanh(x)], 2), ((0, T), (0, None), (W, 2 * W)))
+    graph = Graph([x], {"p": padded, "s": sliced, "j": joined}, [])
+    out = simplify.algebraic(graph)
+    assert sum(n.op == "pad" for n in out.nodes()) <= 2 and out.outputs["j"].op == "tanh"
+    feeds = {"x": np.random.default_rng(seed).normal(size=(T, 3, W)).astype(np.float32)}
+    want, _ = evaluate(graph, feeds, {}, batch=3)
+    got, _ = evaluate(out, feeds, {}, batch=3)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+
+
 def test_log_softmax_rewrite_and_dump(tmp_path, monkeypatch):
     monkeypatch.setenv("KCOMPILE_DUMP_IR", str(tmp_path))
     x = b.input("x", (BATCH, 4))

@@ -152,6 +152,9 @@ def test_projection_outside_the_loop_and_one_gate_matmul_per_step(monkeypatch, k
     # (SimpleRNN: the tanh output, the state itself; LSTM, GRU: the gates, saved after the state)
     assert len([k for k in backward.body.kernels if k.kind == "matmul"]) == 1
     assert (forward.root.attrs["saved"] > 0) == (kind != "SimpleRNN")
+    # the last output alone is read: its cotangent starts the backward carry, no per-step zeros
+    assert not any(i.op == "pad" for i in backward.root.inputs)
+    assert backward.root.attrs["xs"] == 3               # the starting states, the rows, the inputs
     # predict writes the state only: nothing reads the saved columns there
     predict = next(p for p in programs if p.graph.name == "predict")
     (scan,) = _scans(predict)

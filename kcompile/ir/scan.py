@@ -34,6 +34,7 @@ import numpy as np
 from . import builder as b
 from .graph import BATCH, Graph, Node, format_shape, static_size, toposort
 from .primitives import PRIMITIVES, ShapeError, register
+from .slices import simplest_slice
 
 _STACKABLE = ("elementwise",)   # fusion classes whose rules broadcast over extra leading axes
 _VALUE_FREE_VJP = ("add", "sub")   # primitives whose VJP reads no operand's value
@@ -140,6 +141,16 @@ def _pieces(row):
     return list(row.inputs) if row.op == "concat" and row.attrs["axis"] == 1 else [row]
 
 
+def _only_step(g, t):
+    """(batch, width) cotangent of step t when `g` (time, batch, width) is zero at every other step
+    (a pad along time alone), else None."""
+    if g.op != "pad" or any(p != (0, 0) for p in g.attrs["pads"][1:]):
+        return None
+    if g.attrs["pads"][0] != ((t, 0) if t else (0, g.shape[0] - 1)) or g.inputs[0].shape[0] != 1:
+        return None
+    return b.reshape(g.inputs[0], g.shape[1:])
+
+
 def _zeros(width):
     return b.broadcast_to(b.const(0.0), (BATCH, width))
 
@@ -184,7 +195,7 @@ def _without_saves(node):
 def tidy(roots, keep=()):
     """Fewer layout kernels per step, same values: the step body runs T times, so it is worth it.
 
-    * slice(slice(x)) -> one slice of x; a slice of pad(x) inside x -> a slice of x;
+    * a slice of a slice, pad or concat -> a simpler expression (ir/slices.py);
     * a sum of zero pads that exactly tile one axis (what autodiff makes of the slices of a fused
       gate matmul: dz = pad(di) + pad(df) + ...) -> one concat (x + 0 is x: the values are equal);
     * concat(.., concat(..), ..) on one axis -> one concat; a slice that selects one concat
@@ -200,12 +211,7 @@ def tidy(roots, keep=()):
         if node.id in keep or any(i.id in keep for i in inputs):
             pass
         elif node.op == "slice":
-            out = _tidy_slice(inputs[0], node.attrs["bounds"])
-            while out is not None and out.op == "slice" and out.inputs[0].id not in keep:
-                again = _tidy_slice(out.inputs[0], out.attrs["bounds"])   # e.g. a slice of a concat's slice
-                if again is None:
-                    break
-                out = again
+            out = simplest_slice(inputs[0], node.attrs["bounds"], keep)
         elif node.op == "concat":
             flat = []
             for i in inputs:
@@ -226,48 +232,6 @@ def tidy(roots, keep=()):
             out = Node(node.op, inputs, node.attrs, node.shape, node.dtype, node.name)
         new[node.id] = out
     return [new[r.id] for r in roots]
-
-
-def _tidy_slice(x, bounds):
-    if x.op == "slice":
-        inner = x.attrs["bounds"]
-        composed = tuple((lo0 + lo, hi0 if hi is None else lo0 + hi) for (lo0, hi0), (lo, hi) in zip(inner, bounds))
-        return b.slice(x.inputs[0], composed)
-    if x.op == "pad":
-        inner = []
-        for (lo, hi), (p_lo, _), d in zip(bounds, x.attrs["pads"], x.inputs[0].shape):
-            if d is BATCH:
-                inner.append((lo, hi))
-            elif p_lo <= lo and hi - p_lo <= d:
-                inner.append((lo - p_lo, hi - p_lo))
-            else:
-                return None
-        return b.slice(x.inputs[0], tuple(inner))
-    if x.op == "concat":
-        return _tidy_slice_concat(x, bounds)
-    return None
-
-
-def _tidy_slice_concat(x, bounds):
-    """A slice of a concat that lies within one operand -> a slice of it (or it); one that spans
-    whole operands -> their concat; None otherwise."""
-    axis = x.attrs["axis"]
-    if not all((lo, hi) in ((0, None), (0, d)) for k, ((lo, hi), d) in enumerate(zip(bounds, x.shape)) if k != axis):
-        return None
-    lo, hi = bounds[axis]
-    hi = x.shape[axis] if hi is None else hi
-    start, whole = 0, []
-    for piece in x.inputs:
-        end = start + piece.shape[axis]
-        if start <= lo and hi <= end:
-            inner = tuple((lo - start, hi - start) if k == axis else bd for k, bd in enumerate(bounds))
-            return b.slice(piece, inner)
-        if lo <= start and end <= hi:
-            whole.append(piece)
-        elif start < hi and end > lo:
-            return None                      # a piece cut in two
-        start = end
-    return b.concat(whole, axis) if whole else None
 
 
 def _pads_to_concat(node, inputs):
@@ -379,7 +343,11 @@ def _scan_vjp(bb, node, g):
         prevs = b.concat([b.slice(node, _bounds3(node.shape, (1, T), (0, S))), row0], 0) if T > 1 else row0
     else:
         prevs = b.concat([row0, b.slice(node, _bounds3(node.shape, (0, T - 1), (0, S)))], 0) if T > 1 else row0
-    g = b.slice(g, _bounds3(g.shape, (0, T), (0, S)))   # saved columns: no consumer, no cotangent
+    (g,) = tidy([b.slice(g, _bounds3(g.shape, (0, T), (0, S)))])   # saved columns: no cotangent
+    # the cotangent of the first step the backward scan runs, when no other step has one (an RNN
+    # whose last output alone is read): it starts the backward carry instead of being a per-step
+    # input, so no (time, batch, S) array of zeros is written
+    g_first = _only_step(g, T - 1 if not reverse else 0)
     x_holders = body.inputs[1:1 + m]
     const_ids = [p.id for p in body.inputs[1 + m:]]
     plan = _backward_plan(body, const_ids)
@@ -393,6 +361,7 @@ def _scan_vjp(bb, node, g):
         of being recomputed: the recurrent matmul behind a stored piece (a SimpleRNN's new state,
         whose tanh VJP needs only it) then drops out of the backward step.
         """
+        xin = list(xin) if g_first is None else [None] + list(xin)
         g_t, prev_t = xin[0], xin[1]
         out_t = xin[2] if use_out else None
         x_ts = list(xin[3 if use_out else 2:])
@@ -403,7 +372,8 @@ def _scan_vjp(bb, node, g):
         cloned = tidy(clone([body.outputs["row"]] + uses, mapping), keep=[prev_t.id] + [x.id for x in x_ts])
         row, uses_now = cloned[0], cloned[1:]
         (state,) = tidy([b.slice(row, ((0, None), (0, S)))])
-        total = b.add(g_t, b.slice(gprev, ((0, None), (0, S))))
+        total = b.slice(gprev, ((0, None), (0, S)))
+        total = total if g_t is None else b.add(g_t, total)
         from .autodiff import grad
         loss = b.reduce_sum(b.mul(state, total))
         grads = grad(loss, [prev_t] + x_ts + uses_now)
@@ -444,7 +414,7 @@ def _scan_vjp(bb, node, g):
         the placeholders, whether it reads the stored row, its matmul count)."""
         # the carry: only its first S columns are read (wider than S, so that slice is not elided)
         carry = b.input("trial_carry", (BATCH, S + 1))
-        rows = [b.input("trial_g", (BATCH, S)), b.input("trial_prev", (BATCH, S))]
+        rows = ([b.input("trial_g", (BATCH, S))] if g_first is None else []) + [b.input("trial_prev", (BATCH, S))]
         rows += [b.input("trial_out", (BATCH, R))] if use_out else []
         xs_now = [b.input(f"trial_x{j}", x.shape[1:], x.dtype) for j, x in enumerate(xss)]
         cs = [b.input(f"trial_c{i}", c.shape, c.dtype) for i, c in enumerate(consts)]
@@ -456,14 +426,15 @@ def _scan_vjp(bb, node, g):
     reading, recomputing = trial(True), trial(False)
     use_out = reading[2] and reading[3] < recomputing[3]
     (where, unique, width), holders, _, _ = reading if use_out else recomputing
-    per_step = [g, prevs] + ([node] if use_out else []) + xss
+    per_step = ([g] if g_first is None else []) + [prevs] + ([node] if use_out else []) + xss
 
     def backward_step(gprev, xin, cs):
         """The step built above, on this scan's placeholders (its carry is the whole backward row)."""
         real = [gprev] + list(xin) + list(cs)
         return b.concat(clone(unique, {h.id: r for h, r in zip(holders, real)}), 1)
 
-    back = scan(backward_step, _zeros(width), per_step, consts, reverse=not reverse, save_for_grad=False)
+    carry = _zeros(width) if g_first is None else b.concat([g_first, _zeros(width - S)], 1)
+    back = scan(backward_step, carry, per_step, consts, reverse=not reverse, save_for_grad=False)
 
     def stacked(key, shape):
         lo, w = where[key]

@@ -10,6 +10,7 @@ import numpy as np
 from .. import builder as b
 from ..graph import BATCH, static_size
 from ..primitives import PRIMITIVES
+from ..slices import simpler_pad, simplest_slice
 from .rewrite import rewrite
 
 FOLD_LIMIT = 1 << 16  # elements; larger constants stay computed at run time
@@ -69,6 +70,11 @@ def algebraic(graph):
             return inner if composed == tuple(range(len(composed))) else b.transpose(inner, composed)
         if node.op == "cast" and ins[0].dtype == node.dtype:
             return ins[0]
+        # the output cotangent of a scan whose last step alone is read: pads of pads, sliced
+        if node.op == "slice":
+            return simplest_slice(ins[0], node.attrs["bounds"])
+        if node.op == "pad":
+            return simpler_pad(ins[0], node.attrs["pads"])
         # log(softmax(x)) -> log_softmax(x): exact in real arithmetic, and stable in float.
         if node.op == "log" and ins[0].op == "div":
             num, den = ins[0].inputs
