@@ -128,6 +128,37 @@ def test_slices_read_in_place_match_reference(data):
         np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-5, err_msg=key)
 
 
+@given(data=st.data())
+def test_concat_operands_written_in_place_match_reference(data):
+    """Elementwise values an output concat reads are stored straight into its columns
+    (codegen/placement.py), also when other elementwise, reduce and concat kernels read them
+    there; a value read by a matmul or through a reshape keeps its own buffer. Values against
+    the interpreter."""
+    from kcompile.codegen.placement import place_operands
+    width, extra = data.draw(st.integers(1, 20)), data.draw(st.integers(1, 5))
+    x = b.input("x", (BATCH, width))
+    w = b.input("w", (width, extra), index=1)
+    gate = b.sigmoid(x)                                       # read by another elementwise kernel
+    cell = b.mul(b.tanh(x), 2.0)                              # read by a reduction and a concat
+    mm_read = b.exp(x)                                        # read by a matmul: not placed
+    mm = b.matmul(mm_read, w)
+    row = b.concat([b.mul(gate, b.cos(mm_read)), cell, gate, mm, mm_read], 1)
+    outputs = {"row": row, "sum": b.reduce_sum(cell, axis=1), "other": b.concat([cell, x], 1),
+               "mix": b.add(b.reduce_sum(gate, axis=1, keepdims=True), x)}
+    graph = Graph([x, w], outputs, [])
+    program = lower_to_kernels(graph)
+    _, placed = place_operands(program)
+    assert {"sigmoid", "mul"} <= {n.op for nid in placed for n in program.graph.nodes() if n.id == nid}
+    assert not any(n.op in ("exp", "matmul") for n in program.graph.nodes() if n.id in placed)
+    batch = data.draw(st.sampled_from([1, 3, 8]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 99)))
+    feeds = {"x": rng.standard_normal((batch, width)).astype(np.float32),
+             "w": rng.standard_normal((width, extra)).astype(np.float32)}
+    want, got = run_both(graph, feeds, batch)
+    for key in outputs:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-5, err_msg=key)
+
+
 @pytest.mark.parametrize("width", [1, 3, 10, 32, 33])
 @pytest.mark.parametrize("batch", [1, 7, 100])
 def test_short_last_axis_reductions_add_in_index_order(width, batch):

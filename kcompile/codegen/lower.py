@@ -18,6 +18,7 @@ from ..ir.primitives_spatial import window_strides
 from . import collective, gemm
 from .gemm_gather import GatherA
 from .elementwise import EMITTERS
+from .placement import place_operands
 from .llvm_util import F32, FP_FLAGS, I32, I64, PTR, REDUCE_FLAGS, VOID, byte_offset, for_range, gep_f, i64, llvm_type
 from .loops import ONE, ZERO, Access, Mono, broadcast_strides, collapse, contiguous_strides, dim, emit_nest, prod, split_dim
 from .sizes import Poly, WorkspaceSize
@@ -53,7 +54,7 @@ def lower_program(module, program, entry_name, slot_offsets, flush_denormals=Fal
     n, ins, outs, state, ws = entry.args
     b = ir.IRBuilder(entry.append_basic_block("entry"))
     restore = _flush_denormals(module, b) if flush_denormals else None
-    plan = program.memory
+    plan, placed = place_operands(program)
     # the gemm scratch sits after the planned workspace
     batch_region = byte_offset(b, ws, i64(plan.static_bytes))
     gemm_scratch = byte_offset(b, batch_region, b.add(b.mul(n, i64(plan.row_bytes)), i64(64)))
@@ -71,7 +72,7 @@ def lower_program(module, program, entry_name, slot_offsets, flush_denormals=Fal
 
     scratch_needs = []
     for step in program.schedule:
-        emitter = _KernelEmitter(module, f"{entry_name}.k{step.kernel}", program.kernels[step.kernel], plan)
+        emitter = _KernelEmitter(module, f"{entry_name}.k{step.kernel}", program.kernels[step.kernel], plan, placed)
         fn, arg_buffers = emitter.emit()
         scratch_needs += emitter.scratch_needs
         b.call(fn, [n] + [gemm_scratch if buf == "gemm_scratch" else address(buf) for buf in arg_buffers])
@@ -202,8 +203,9 @@ def gather_operand(kernel):
 
 
 class _KernelEmitter:
-    def __init__(self, module, name, kernel, plan):
+    def __init__(self, module, name, kernel, plan, placed=None):
         self.module, self.name, self.kernel, self.plan = module, name, kernel, plan
+        self.placed = placed or {}  # value id -> (concat, column): stored in the concat (placement.py)
         self.consts = {}
         self._region = None        # while a nest is emitted into a pool task: its range and split
         self._tasks = 0
@@ -280,6 +282,8 @@ class _KernelEmitter:
 
     def _read_strides(self, node, iter_shape):
         """(strides, first element) of _read_access, without the pointer."""
+        if node.id in self.placed:
+            return self._placed_strides(node, iter_shape)
         v = self.kernel.views.get(node.id)
         if v is None:
             return broadcast_strides(node.shape, iter_shape), ZERO
@@ -289,6 +293,11 @@ class _KernelEmitter:
         else:
             own, base = src, sum_monos([src[j] * Mono(lo) for j, (lo, _) in enumerate(v.attrs["bounds"])])
         return broadcast_strides(node.shape, iter_shape, own), base
+
+    def _placed_strides(self, node, iter_shape):
+        """(strides, first element) of a value stored in its concat's columns."""
+        concat, column = self.placed[node.id]
+        return broadcast_strides(node.shape, iter_shape, contiguous_strides(concat.shape)), Mono(column)
 
     def _eval_members(self, members, loaded, flat_index):
         """Compute member values in order; `loaded` maps node id -> already-available value."""
@@ -319,7 +328,8 @@ class _KernelEmitter:
         stores = [m for m in members if m in self.kernel.outputs]
         reads, accesses = self._operand_accesses(members, iter_shape)
         out_strides = contiguous_strides(iter_shape)
-        accesses = accesses + [Access(self.ptr(s), out_strides) for s in stores]
+        accesses = accesses + [Access(self.ptr(s), *self._placed_strides(s, iter_shape)) if s.id in self.placed
+                               else Access(self.ptr(s), out_strides) for s in stores]
         accesses.append(Access(None, out_strides))  # the flat element index
         extra_accesses, on_element = extra if extra else ([], None)
         accesses += extra_accesses
@@ -562,6 +572,9 @@ class _KernelEmitter:
             dst = contiguous_strides(node.shape)
             axis, start = node.attrs["axis"], 0
             for x in node.inputs:       # (a slice is read in place: Kernel.views)
+                if self.placed.get(x.id, (None,))[0] is node:
+                    start += x.shape[axis]
+                    continue            # written there by its own kernel
                 self._copy(x.shape, self._read_access(x, x.shape), Access(out, dst, dst[axis] * Mono(start)), x.dtype)
                 start += x.shape[axis]
         else:
