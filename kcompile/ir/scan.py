@@ -133,7 +133,27 @@ def _values_to_save(row, prev, xs):
             if i.dtype != "float32" or len(i.shape) != 2 or i.shape[0] is not BATCH:
                 return []
             saves.append(i)
-    return saves
+    return _fewest(saves, after_matmul)
+
+
+_CHEAP = ("slice", "add", "sub", "mul", "neg")   # recomputed in the backward step rather than stored
+
+
+def _fewest(saves, after_matmul):
+    """`saves` without the values cheaply recomputed from the others (a GRU's update gate, a
+    slice of its saved gate block, and 1 - z): latest first, each dropped when it follows from
+    what stays saved and values computed without the step's matmul."""
+    kept = list(saves)
+    for value in reversed(saves):
+        others = {v.id for v in kept if v is not value}
+
+        def follows(node, depth=0):
+            if node.id in others or node.id not in after_matmul:
+                return True
+            return node.op in _CHEAP and depth < 8 and all(follows(i, depth + 1) for i in node.inputs)
+        if value.op in _CHEAP and all(follows(i) for i in value.inputs):
+            kept.remove(value)
+    return kept
 
 
 def _pieces(row):
