@@ -555,7 +555,7 @@ class Trainer:
         idx = adapter.epoch_indices()
         rows = min(n, adapter.num_batches * adapter.batch_size)
         if adapter.shuffle:
-            feeds = [np.ascontiguousarray(a[idx[:rows]]) for a in feeds]
+            feeds = [np.take(a, idx[:rows], axis=0) for a in feeds]   # (a contiguous copy, ~3x faster than a[idx])
         elif rows < n:
             feeds = [a[:rows] for a in feeds]
         cm.check_batch(adapter.batch_size)
