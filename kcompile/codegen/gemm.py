@@ -252,9 +252,9 @@ def define_gemm(module, name, epilogue=None, extra_arg_types=(), exported=False,
     A is not a strided matrix but read through a window's index decoding from the array passed as
     A (a_rs and a_cs are then ignored): implicit GEMM, see gemm_gather.py.
 
-    a_read: how a strided A is read, when the caller knows N and a_cs (a_read_for): "packed",
-    "runs" (in place, a_cs = 1) or "table" (in place, strided columns); None decides at run time
-    (then the module holds the code of every path).
+    a_read: how a strided A is read, when the caller knows N and a_cs (a_read_for): "packed" or
+    "table" (in place, through a table of column offsets); None decides at run time (then the
+    module holds the code of both paths).
 
     NAME itself is small: it stores its extra arguments in a block on its stack and calls the
     module's shared driver for this way of reading A (_driver_fn: the GEMV, packing, panel and
@@ -313,7 +313,7 @@ def _from_slots(b, block, types):
 def _driver_fn(module, kind):
     """void driver(M, N, K, A, a_rs, a_cs, B, b_rs, b_cs, C, ldc, accumulate, scratch, epilogue, extra,
     table): the gemm for one way of reading A — `kind` "gather_runs" / "gather_table" (implicit GEMM
-    through `table`), "packed", "runs", "table" or "any" (define_gemm's a_read) — calling
+    through `table`), "packed", "table" or "any" (define_gemm's a_read) — calling
     epilogue(row_start, row_end, extra) on each finished row panel when `epilogue` is not null."""
     name = f"kcompile.gemm.driver.{kind}"
     if name in module.globals:
@@ -454,10 +454,10 @@ def _row_panels(b, module, first, last, mcb, M, N, K, A, a_rs, a_cs, b_base, b_s
 def a_read_for(n, a_cs, module):
     """define_gemm's a_read for a static N and column stride of A: few B micro-panels read each A
     block, so the direct micro-kernels read A where it is (a Dense layer's M x K x 64 product ran
-    10-20% faster than packing it; at N = 1024 packing wins by 15%); else A is packed."""
-    if n > DIRECT_A_PANELS * tile_columns(module):
-        return "packed"
-    return "runs" if a_cs == 1 else "table"
+    10-20% faster than packing it; at N = 1024 packing wins by 15%); else A is packed. In place,
+    A's columns are read through a table of offsets whatever a_cs is: a contiguous A read as one
+    run measured no faster, and one family of micro-kernels compiles in less time."""
+    return "packed" if n > DIRECT_A_PANELS * tile_columns(module) else "table"
 
 
 def _a_panel_fn(module, a_read):
@@ -465,7 +465,7 @@ def _a_panel_fn(module, a_read):
     if a_read == "packed":
         return _panel_fn(module)
     from .gemm_gather import strided_panel_fn      # (it imports this module)
-    return strided_panel_fn(module, runs={None: None, "runs": True, "table": False}[a_read])
+    return strided_panel_fn(module)
 
 
 def _panel_task_fn(module, name, types, kind):

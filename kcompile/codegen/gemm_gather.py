@@ -256,14 +256,13 @@ def _direct_kernel_fn(module, rows, runs=True, halves=2):
 
 
 
-def strided_panel_fn(module, runs=None):
+def strided_panel_fn(module):
     """void panel(mc, N, K, A, a_rs, a_cs, Bp, b_step, kcb, n_kb, C, ldc, accumulate, Ap): the packed
     panel routine's contract (gemm._panel_fn) for a plain strided A, read in place by the direct
-    micro-kernels (Ap unused): row r at A + r*a_rs, column k at k*a_cs; one run per k-block (runs=True,
-    for a_cs = 1), a column table (runs=False), or either as a_cs is at run time (None). The gemm
-    takes it when few B micro-panels read each A block (gemm.DIRECT_A_PANELS), where packing A
-    costs more than the strided reads it saves."""
-    name = "kcompile.gemm.panel.strided" + {None: "", True: "_runs", False: "_table"}[runs]
+    micro-kernels (Ap unused): row r at A + r*a_rs, column k at k*a_cs, through a table of the
+    k-block's column offsets. The gemm takes it when few B micro-panels read each A block
+    (gemm.DIRECT_A_PANELS), where packing A costs more than the strided reads it saves."""
+    name = "kcompile.gemm.panel.strided"
     if name in module.globals:
         return module.globals[name]
     fn, b = _internal(module, name, [I64, I64, I64, PTR, I64, I64, PTR, I64, I64, I64, PTR, I64, I32, PTR])
@@ -277,31 +276,16 @@ def strided_panel_fn(module, runs=None):
         b.store(b.mul(r, a_rs), slot(row_off, r))
     nr = tile_columns(module)
     n_pad = b.mul(_ceil_div(b, N, i64(nr)), i64(nr))
-
-    def sweep(as_runs, k0, kc, acc):
-        if as_runs:         # the block's columns are one run: (offset k0, length kc)
-            b.store(k0, slot(col_off, i64(0)))
-            b.store(kc, slot(col_off, i64(1)))
-        else:
-            with for_range(b, 0, kc, "t") as t:
-                b.store(b.mul(b.add(k0, t), a_cs), slot(col_off, t))
-        count = i64(1) if as_runs else kc
-        sweep_tiles(b, module, lambda rows, halves: _direct_kernel_fn(module, rows, as_runs, halves),
-                    N, mc, n_pad, Bp, b_step, k0, kc,
-                    lambda ir_, i0, j0, nv, b_panel, k_step: [
-                        A, slot(row_off, i0), col_off, count, b_panel, gep_f(b, C, b.add(b.mul(i0, ldc), j0)),
-                        ldc, nv, acc, k_step])
     with for_range(b, 0, n_kb, "pc") as pc:
         k0 = b.mul(pc, kcb)
         kc = _imin(b, kcb, b.sub(K, k0))
         acc = b.select(b.icmp_signed(">", pc, i64(0)), ir.Constant(I32, 1), accumulate)
-        if runs is None:
-            with b.if_else(b.icmp_signed("==", a_cs, i64(1)), likely=True) as (one_run, table):
-                with one_run:
-                    sweep(True, k0, kc, acc)
-                with table:
-                    sweep(False, k0, kc, acc)
-        else:
-            sweep(runs, k0, kc, acc)
+        with for_range(b, 0, kc, "t") as t:
+            b.store(b.mul(b.add(k0, t), a_cs), slot(col_off, t))
+        sweep_tiles(b, module, lambda rows, halves: _direct_kernel_fn(module, rows, False, halves),
+                    N, mc, n_pad, Bp, b_step, k0, kc,
+                    lambda ir_, i0, j0, nv, b_panel, k_step: [
+                        A, slot(row_off, i0), col_off, kc, b_panel, gep_f(b, C, b.add(b.mul(i0, ldc), j0)),
+                        ldc, nv, acc, k_step])
     b.ret_void()
     return fn
