@@ -100,36 +100,43 @@ def bench_torch(epochs, repeat):
 
 
 NOTES = """
-Notes (a 2-vCPU Intel Xeon VM with AVX-512, not the Zen 3 of earlier tables; kcompile's kernels
-use 512-bit tiles and 512-bit loops there): the native training step alone (one `train_loop` call
-per epoch) is ~0.4 ms per epoch of 8 batches; `fit()` adds per-epoch Python (shuffling copy, metric
-logs, callbacks). `compile()` cold is LLVM O3 + MCJIT on the model's kernels plus, the first time in
-a process with the cache off, the shared GEMM library (micro-kernels, panel routines and drivers:
-~0.6 s; with the cache on it is compiled once per machine); warm means the compile cache
-(`~/.cache/kcompile`) holds the whole compile of these graphs: tracing and the cache key only.
+Notes (this table: a 2-vCPU AMD EPYC (Zen 4) VM with AVX-512, 512-bit loops and 6x32 tiles; earlier
+tables ran on an Intel Xeon with AVX-512 and on a Zen 3): the native training step alone (one
+`train_loop` call per epoch) is ~0.5 ms per epoch of 8 batches (65-70 µs per batch in a `kcompile
+build` library); `fit()` adds ~0.1 ms per epoch of Python (shuffling copy, metric logs, callbacks).
+`compile()` cold is LLVM O3 + MCJIT on the model's kernels plus, the first time in a process with
+the cache off, the shared GEMM library (16 functions for this model: micro-kernels, panel routine,
+drivers, B packing; ~0.6 s, with the cache on compiled once per machine); warm means the compile
+cache (`~/.cache/kcompile`) holds the whole compile of these graphs: tracing and the cache key only.
 """
 
 PEER_NOTES = """
-Measured on a 2-vCPU Intel Xeon VM with AVX-512: PyTorch (oneDNN) and ONNX Runtime (MLAS) use
-512-bit kernels here, and so does kcompile (6x32 micro-tiles, 512-bit loops). Each row is one run;
-the machine is shared (other tenants' load moved numpy's SGEMM between 290 and 390 GFLOP/s within
-the hour), so read the ratios, which come from the same minutes. What limits each row (perf on
-`kcompile build` libraries):
-- MLP train: the native step is ~50 µs per batch of 128 on one core (GEMMs of 20-64 wide, A read
-  in place, below the pool's cut-off); PyTorch's per-op dispatch is most of its time.
+Measured on a 2-vCPU AMD EPYC (Zen 4) VM with AVX-512 (a 256-bit FMA datapath: numpy's SGEMM and
+kcompile's both ~95-100 GFLOP/s on one core); PyTorch (oneDNN) and ONNX Runtime (MLAS) use their
+AVX-512 kernels, kcompile 6x32 micro-tiles and 512-bit loops. Each row is one run; the machine is
+shared and noisy (the same kcompile LSTM row moved between 12 k and 17 k samples/s within minutes),
+so read the ratios, which come from the same minutes. What limits each row (perf on `kcompile
+build` libraries, one core):
+- MLP train: ~65-70 µs per batch of 128, two thirds in GEMMs of 10-64 wide and 20-128 deep (A read
+  in place through a column table, below the pool's cut-off); PyTorch's per-op dispatch is most of
+  its time.
 - predict_on_batch(1): ~3 µs of Python around a 0.5 µs native call (prebound, per-thread buffers).
-- predict_on_batch(1000): ~70% in the GEMM micro-kernels (at ~150 GFLOP/s per core), the softmax's
-  division ~10% (one masked 16-lane divide per row of 10).
-- VGG-like: convolutions are implicit GEMMs reading their input in place (direct 6x32 micro-kernels,
-  ~75% of a predict, at ~185 GFLOP/s per core); the rest is bias/relu/pool nests and B packing.
-  Training adds the kernel gradients (direct kernels over a column-offset table), the optimizer
-  update over 8 M weights and the pooling masks; 2 threads give ~1.7x over one.
-- LSTM: one scan of 100 steps at batch 32; per step 4 forward and 17 backward kernels, three
-  32x32x128 GEMMs among them (~35% of the step), the gate activations forward and again in the
-  backward step (~25%: the backward step recomputes the forward one), the rest copies of the state
-  row and per-kernel overhead; PyTorch runs oneDNN's fused LSTM cell.
-- SGEMM: the 6x32 AVX-512 micro-kernel at 94-108% of OpenBLAS on one thread (bench/gemm.py), on
-  both threads through the pool.
+- predict_on_batch(1000): mostly the GEMM micro-kernels, then the softmax's division (one masked
+  16-lane divide per row of 10).
+- VGG-like: convolutions are implicit GEMMs reading their input in place; a predict is ~91% in the
+  direct 6x32 micro-kernel at ~100 GFLOP/s on one core (the core's peak: ORT's lead is not in the
+  GEMM rate), the rest bias/relu/pool nests. Training adds the kernel gradients (direct kernels over
+  a column-offset table, ~27% of the step), the optimizer update over 8 M weights and the pooling
+  masks; 2 threads give ~1.7x over one.
+- LSTM: one scan of 100 steps at batch 32, 1.6-1.9 ms per batch on one core. The forward step writes
+  the state and, after it, the gate activations and tanh(c) its gradient reads (scan's saved
+  columns, stored straight into the row), so the backward step has one GEMM (dz·Uᵀ) and no
+  activation, and its carry starts from the last output's cotangent (no per-step zeros). GEMMs are
+  ~55% (the two per-step 32x32x128 products and the 3200-deep weight gradients, each near the
+  core's peak), the forward activations ~20%, the rest elementwise gradient kernels and copies;
+  PyTorch runs oneDNN's fused LSTM cell.
+- SGEMM: the 6x32 micro-kernel at 97-102% of OpenBLAS on one thread (bench/gemm.py), on both threads
+  through the pool.
 - compile(): cold is LLVM's O3 pipeline and MCJIT over the model's kernels and (first in a process
   with the cache off) the shared GEMM library; warm is tracing the model and fingerprinting its graphs.
 """

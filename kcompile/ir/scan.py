@@ -17,9 +17,11 @@ and that takes the recurrent matmul out of the backward step (a SimpleRNN's tanh
 read instead of recomputed. So that it can be, `scan` saves in the row, after the state, the other
 values of the step the VJP reads through the matmul (an LSTM's gate activations and tanh(c), a
 GRU's gates and recurrent product): the forward step writes them, the backward step reads them,
-and the pass `drop_unread_saves` narrows every scan whose saved columns no gradient reads. A value the backward row would hold twice (d x and the cotangent of
-the matmul x + h·U) is stored once, and `tidy` keeps both step bodies free of the layout kernels
-autodiff leaves (zero pads summed into a gate gradient, slices of slices).
+and the pass `drop_unread_saves` narrows every scan whose saved columns no gradient reads. When
+only the last step's output is read, its cotangent starts the backward carry (no per-step array
+of zeros). A value the backward row would hold twice (d x and the cotangent of the matmul
+x + h·U) is stored once, and `tidy` keeps both step bodies free of the layout kernels autodiff
+leaves (zero pads summed into a gate gradient, slices of slices).
 
 Weights used inside the body (consts) are not differentiated per step: the backward scan stores,
 per step, what each weight-consuming node needs (its other operands and its output cotangent),
@@ -375,11 +377,12 @@ def _scan_vjp(bb, node, g):
     def backward_pieces(gprev, xin, cs, use_out):
         """[(key, value)]: d prev, d x per input, then per plan node its per-step operands and cotangent.
 
-        xin: this step's output cotangent and the state it started from (S columns), with use_out
-        its stored row (all R), then its forward inputs. With use_out every piece of the row (an operand of its concat, or
-        the row itself) is read from the stored row wherever the gradient needs its value, instead
-        of being recomputed: the recurrent matmul behind a stored piece (a SimpleRNN's new state,
-        whose tanh VJP needs only it) then drops out of the backward step.
+        xin: this step's output cotangent (not there when it starts the carry: g_first), the
+        state it started from (S columns), with use_out its stored row (all R columns), then its
+        forward inputs. With use_out every piece of the row (an operand of its concat, or the row
+        itself) is read from the stored row wherever the gradient needs its value, instead of
+        being recomputed: the recurrent matmul behind a stored piece (a SimpleRNN's new state,
+        whose tanh VJP needs only it; the gates scan saved) then drops out of the backward step.
         """
         xin = list(xin) if g_first is None else [None] + list(xin)
         g_t, prev_t = xin[0], xin[1]
