@@ -7,8 +7,10 @@ they sit in. Algorithms:
   log    x = m 2^e with m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(s), s = (m-1)/(m+1), odd series to s^11.
   expm1  Taylor degree 10 for |x| < 0.5, exp(x) - 1 otherwise.
   log1p  log(u) * x / (u - 1) with u = 1 + x (exact-compensation trick), x where u == 1.
-  tanh   expm1(2x) / (expm1(2x) + 2), saturated to +-1 beyond |x| = 9.
-  sigmoid 1 / (1 + exp(-x)).   softplus max(x, 0) + log1p(exp(-|x|)).
+  tanh   x + x^3 P(x^2) for |x| < 0.625 (P fitted, degree 4), else sign(x) (1 - 2 / (e^{2|x|} + 1))
+         with e^{2|x|} from the exp core below (2|x| capped at 18: the result rounds to 1 there).
+  sigmoid 1 / (1 + e^{-x}), e^{-x} from the exp core with one 2^n scaling (inf past 88.7: 0).
+  softplus max(x, 0) + log1p(exp(-|x|)).
   erf    Maclaurin series to x^13 for |x| < 0.5, Abramowitz-Stegun 7.1.26 beyond (|error| <= 1.5e-7).
   sin/cos x = n pi + r (cos: (n + 1/2) pi + r), three-part Cody-Waite pi so |r| <= pi/2, odd Taylor
          series to r^13, sign from the parity of n (tested without integer conversion, so inf/NaN
@@ -109,18 +111,42 @@ def emit_log1p(b, x):
     return y
 
 
+def _exp_clamped(b, x):
+    """e^x for x in [EXP_LO, EXP_HI] (the caller clamps; NaN gives poison, which the caller's final
+    select discards): emit_exp's reduction and polynomial with one 2^n scaling, so n = 128 (x near
+    EXP_HI) gives inf — what sigmoid and tanh want there — in fewer instructions."""
+    n = _rint(b, b.fmul(x, _c(1.4426950408889634)))
+    r = b.fsub(x, b.fmul(n, _c(0.693359375)))
+    r = b.fsub(r, b.fmul(n, _c(-2.12194440e-4)))
+    p = _poly(b, r, [1.0, 1.0, 1 / 2, 1 / 6, 1 / 24, 1 / 120, 1 / 720, 1 / 5040])
+    return b.fmul(p, _pow2i(b, b.fptosi(n, I32)))
+
+
+EXP_HI, EXP_LO = 88.72283935546875, -87.33654022216797
+TANH_SMALL = 0.625
+# tanh(x) = x + x^3 P(x^2) for |x| < TANH_SMALL: P fitted by weighted least squares on Chebyshev
+# nodes (relative error 5e-9 in exact arithmetic, 8e-8 evaluated in float32)
+TANH_P = (-0.3333327920837056, 0.13331381354359817, -0.053735318849420836, 0.020626291823203358,
+          -0.00569198566313238)
+
+
 def emit_tanh(b, x):
     ax = _fabs(b, x)
-    clamped = b.select(b.fcmp_ordered(">", ax, _c(9.0)), _c(9.0), ax)
-    em = emit_expm1(b, b.fmul(clamped, _c(2.0)))
-    t = b.fdiv(em, b.fadd(em, _c(2.0)))
-    t = b.select(b.fcmp_ordered(">", ax, _c(9.0)), _c(1.0), t)
-    y = b.select(b.fcmp_ordered("<", x, _c(0.0)), b.fneg(t), t)
+    x2 = b.fmul(x, x)
+    small = b.fadd(x, b.fmul(b.fmul(x, x2), _poly(b, x2, TANH_P)))
+    e = _exp_clamped(b, b.select(b.fcmp_ordered(">", ax, _c(9.0)), _c(18.0), b.fmul(ax, _c(2.0))))
+    big = b.fsub(_c(1.0), b.fdiv(_c(2.0), b.fadd(e, _c(1.0))))     # 1 - 2 / (e^{2|x|} + 1)
+    big = b.select(b.fcmp_ordered("<", x, _c(0.0)), b.fneg(big), big)
+    y = b.select(b.fcmp_ordered("<", ax, _c(TANH_SMALL)), small, big)
     return b.select(_isnan(b, x), x, y)
 
 
 def emit_sigmoid(b, x):
-    return b.fdiv(_c(1.0), b.fadd(_c(1.0), emit_exp(b, b.fneg(x))))
+    nx = b.fneg(x)
+    nx = b.select(b.fcmp_ordered(">", nx, _c(EXP_HI)), _c(EXP_HI), nx)
+    nx = b.select(b.fcmp_ordered("<", nx, _c(EXP_LO)), _c(EXP_LO), nx)
+    y = b.fdiv(_c(1.0), b.fadd(_c(1.0), _exp_clamped(b, nx)))
+    return b.select(_isnan(b, x), x, y)
 
 
 def emit_softplus(b, x):
